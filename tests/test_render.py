@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from xmr_core.render import EM, MissingGlyph, Style, SyntheticWords, render_word, sample_style, word_polylines
+from xmr_core.render import augment
+from xmr_core.render.glyphs import font_can_draw
+
+
+@pytest.fixture(scope="module")
+def train(lexicon, fonts_ready):
+    return SyntheticWords(lexicon, "train", seed=3)
+
+
+def _arr(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.float32)
+
+
+def test_seeded_determinism(train):
+    a = train.sample("cat", "es", np.random.default_rng(7))
+    b = train.sample("cat", "es", np.random.default_rng(7))
+    c = train.sample("cat", "es", np.random.default_rng(8))
+    assert a.style == b.style and a.image.tobytes() == b.image.tobytes()
+    assert a.image.tobytes() != c.image.tobytes()
+    assert train[5].image.tobytes() == train[5].image.tobytes()
+
+
+@pytest.mark.parametrize("kind", ["font", "pen", "canvas"])
+@pytest.mark.parametrize("lang", ["zh", "en", "es"])
+def test_each_kind_draws_each_script(train, kind, lang):
+    s = train.sample("year", lang, np.random.default_rng(1), kind=kind)
+    assert s.style.kind == kind and s.text == {"zh": "年", "en": "year", "es": "año"}[lang]
+    img = s.image
+    if kind == "canvas" and s.style.transparent:
+        assert img.mode == "RGBA" and _arr(img)[..., 3].max() == 255 and _arr(img)[..., 3].min() == 0
+    else:
+        assert img.mode == "L"
+        a = _arr(img)
+        assert a.min() < 120 and np.median(a) > 150  # dark ink on light paper
+
+
+def test_canvas_style_is_clean_and_uniform(train):
+    s = train.sample("cat", "en", np.random.default_rng(2), kind="canvas")
+    st = Style(**{**s.style.to_dict(), "transparent": False})
+    a = _arr(render_word("cat", st, np.random.default_rng(2)))
+    assert (a == 255).mean() > 0.5 and (a[0] == 255).all() and (a[:, 0] == 255).all()  # white, no texture
+    assert (a < 30).sum() > 100  # solid black strokes
+
+
+def test_never_renders_missing_glyphs(lexicon, fonts_ready):
+    latin_font = next(k for k in SyntheticWords(lexicon, "train").sources[("latin", "font")])
+    assert not font_can_draw(latin_font, "猫")
+    with pytest.raises(MissingGlyph):
+        render_word("猫", Style(kind="font", source=latin_font), np.random.default_rng(0))
+    with pytest.raises(MissingGlyph):
+        word_polylines("猫", Style(kind="pen", source="hershey/EMSAllure.svg"), np.random.default_rng(0))
+
+
+def test_dataset_only_uses_covering_fonts(lexicon, fonts_ready):
+    ds = SyntheticWords(lexicon, "val", seed=1)
+    for i in range(60):
+        s = ds[i * 17]
+        assert font_can_draw(s.style.source, s.text)
+        assert s.style.source in ds.sources[("han" if s.lang == "zh" else "latin", "font")]
+
+
+def test_style_sampling_validates_and_scales():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="expected one of"):
+        sample_style("crayon", "x", rng)
+    calm = sample_style("font", "x", rng, strength=0.0)
+    assert calm.slant == calm.elastic == calm.noise == calm.glyph_rotate == 0
+
+
+def _bar() -> np.ndarray:
+    m = np.zeros((40, 80), np.float32)
+    m[15:25, 10:70] = 1
+    return m
+
+
+def test_augmentations_are_pure_and_change_the_image():
+    rng = lambda: np.random.default_rng(0)  # noqa: E731
+    m = _bar()
+    keep = m.copy()
+    assert augment.change_stroke(m, 2).sum() > m.sum() > augment.change_stroke(m, -1).sum()
+    sl = augment.slant(m, 0.5)
+    assert sl.shape[1] > m.shape[1] and abs(sl.sum() - m.sum()) < 0.05 * m.sum()
+    assert not np.allclose(augment.wave(m, 4, rng()), m)
+    assert np.array_equal(augment.wave(m, 4, rng()), augment.wave(m, 4, rng()))
+    assert not np.allclose(augment.elastic(m, 2.0, rng()), m)
+    assert augment.blur(m, 1.5).max() < 1 and augment.blur(m, 1.5)[20, 9] > 0
+    page = augment.compose_on_paper(m, 0.9, 0.2, 0.05, 0.02, rng())
+    assert page.dtype == np.uint8 and page[20, 40] < 80 and page[2, 2] > 180
+    assert np.array_equal(m, keep)
+
+
+def test_pen_strokes_have_pressure_and_tremor(train):
+    st = Style(kind="pen", source="hanzi-writer-data", pen_width=0.08, pressure=0.0, tremor=0.0)
+    still = word_polylines("书", st, np.random.default_rng(0))
+    shaky = word_polylines("书", Style(**{**st.to_dict(), "tremor": 0.02}), np.random.default_rng(0))
+    assert len(still) == len(shaky) == 4  # 书 has four strokes
+    assert max(np.abs(a - b).max() for a, b in zip(still, shaky)) > 0.5
+    a = render_word("书", Style(**{**st.to_dict(), "pressure": 0.9}), np.random.default_rng(0))
+    b = render_word("书", st, np.random.default_rng(0))
+    assert (_arr(a) < 128).sum() < (_arr(b) < 128).sum()  # pressure thins stroke ends
+    assert EM == 48

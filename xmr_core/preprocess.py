@@ -1,0 +1,183 @@
+"""The one function that turns any image into the model's input.
+
+Canvas drawings (RGBA on a transparent background), phone photos with uneven light, scans, inverted
+(light-on-dark) images, 16-bit, palette, EXIF-rotated, tiny and huge images all end up the same way:
+a float32 (1, H, W) array of ink intensity (0 = paper, 1 = ink), cropped to the ink, aspect kept,
+centred and padded. Training, indexing and querying all call `preprocess`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Union
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
+
+MAX_PIXELS = 120_000_000  # refuse larger images outright (decompression bombs)
+WORK_SIDE = 1600  # images are reduced to at most this side before any pixel work
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    height: int = 64  # model input height in pixels
+    width: int = 256  # model input width in pixels
+    pad: int = 4  # blank border kept around the ink
+
+    def __post_init__(self) -> None:
+        if self.height < 16 or self.width < 16 or not 0 <= self.pad < min(self.height, self.width) // 4:
+            raise ValueError(f"bad preprocess size {self.height}x{self.width} pad {self.pad}")
+
+    @classmethod
+    def from_dict(cls, d: dict | "PreprocessConfig" | None) -> "PreprocessConfig":
+        if d is None or isinstance(d, cls):
+            return d or cls()
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def open_image(src: ImageInput) -> Image.Image:
+    """Open a path, bytes, PIL image or array, honouring EXIF rotation; clear ValueError otherwise."""
+    if isinstance(src, Image.Image):
+        img = src
+    elif isinstance(src, np.ndarray):
+        if src.ndim not in (2, 3) or src.size == 0:
+            raise ValueError(f"array of shape {src.shape} is not an image")
+        arr = src
+        if arr.dtype != np.uint8:
+            arr = _to_uint8(arr.astype(np.float64))
+        img = Image.fromarray(arr)
+    else:
+        try:
+            img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError("not a readable image file (PNG, JPEG, WebP, BMP, TIFF, GIF, HEIC)") from exc
+        except FileNotFoundError:
+            raise
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise ValueError(f"image is {w}x{h} ({w * h / 1e6:.0f} MP); the limit is {MAX_PIXELS / 1e6:.0f} MP")
+    if w < 2 or h < 2:
+        raise ValueError(f"image is {w}x{h} pixels: too small to hold a word")
+    try:
+        if getattr(img, "format", None) == "JPEG" and max(w, h) > WORK_SIDE:
+            img.draft("RGB", (WORK_SIDE, WORK_SIDE))  # decode at reduced scale: no 50 MP buffer
+        img = ImageOps.exif_transpose(img)
+        img.load()
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"image could not be decoded: {exc}") from exc
+    if max(img.size) > WORK_SIDE:
+        f = int(np.ceil(max(img.size) / WORK_SIDE))
+        img = img.reduce(f) if img.mode not in ("P", "1", "I;16", "I;16B", "I;16L") else img
+    return img
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return ((arr - lo) / (hi - lo) * 255).astype(np.uint8)
+
+
+def to_gray(img: Image.Image) -> np.ndarray:
+    """Grayscale float32 in [0, 1]; transparency composited onto white (onto black if that shows
+    nothing, for light strokes on a transparent background)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        g = _to_uint8(arr).astype(np.float32) / 255.0
+        return _shrink(g)
+    if img.mode == "P" or img.mode == "1":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        lum = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+        a = rgba[..., 3]
+        if a.min() < 0.99:  # real transparency
+            on_white = lum * a + (1 - a)
+            if np.ptp(on_white) > 0.1:
+                return _shrink(on_white)
+            return _shrink(lum * a)  # light strokes: on black they show, and polarity is fixed later
+        return _shrink(lum)
+    return _shrink(np.asarray(img.convert("L"), dtype=np.float32) / 255.0)
+
+
+def _shrink(g: np.ndarray) -> np.ndarray:
+    if max(g.shape) > WORK_SIDE:
+        f = WORK_SIDE / max(g.shape)
+        g = cv2.resize(g, (max(1, int(g.shape[1] * f)), max(1, int(g.shape[0] * f))), interpolation=cv2.INTER_AREA)
+    return g
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """Ink intensity in [0, 1] from grayscale: polarity fixed, uneven light flattened, paper -> 0."""
+    g = gray.astype(np.float32)
+    h, w = g.shape
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    if np.median(border) < 0.5 and np.median(g) < 0.5:  # light ink on a dark ground
+        g = 1 - g
+    # background: a max filter wider than any stroke, smoothed; ink is the darkening relative to it
+    k = max(3, int(round(min(h, w) / 4)) | 1)
+    small = max(h, w) > 400
+    gs = cv2.resize(g, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA) if small else g
+    ks = max(3, (k // 4) | 1) if small else k
+    bg = cv2.dilate(gs, np.ones((ks, ks), np.uint8))
+    bg = cv2.blur(bg, (ks, ks))
+    if small:
+        bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
+    bg = np.maximum(bg, g)
+    ink = (bg - g) / np.maximum(bg, 0.15)
+    if ink.max() <= 0:
+        return np.zeros_like(ink)
+    ink = ink / max(float(ink.max()), 1e-6)
+    u8 = (ink * 255).astype(np.uint8)
+    t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    floor = min(0.5, max(0.2, 0.5 * t / 255.0))
+    return np.clip((ink - floor) / (1 - floor), 0, 1)
+
+
+def crop_to_ink(ink: np.ndarray, min_ink: float = 0.3) -> np.ndarray:
+    """The tight box around the ink; ValueError when there is none (blank image)."""
+    strong = ink > min_ink
+    n = int(strong.sum())
+    if n < 4:
+        raise ValueError("the image is blank: no ink or pen strokes were found")
+    # ignore specks: rows/cols whose ink is a tiny share of the total
+    rows, cols = strong.sum(1), strong.sum(0)
+    tol = max(1, n // 2000)
+    ys, xs = np.nonzero(rows >= tol)[0], np.nonzero(cols >= tol)[0]
+    return ink[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+
+
+def fit(ink: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Scale to fit inside the input box keeping the aspect ratio; centre; pad with paper."""
+    h, w = ink.shape
+    bh, bw = cfg.height - 2 * cfg.pad, cfg.width - 2 * cfg.pad
+    f = min(bh / h, bw / w)
+    nh, nw = max(1, int(round(h * f))), max(1, int(round(w * f)))
+    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(ink, (nw, nh), interpolation=interp)
+    out = np.zeros((cfg.height, cfg.width), np.float32)
+    y0, x0 = (cfg.height - nh) // 2, (cfg.width - nw) // 2
+    out[y0:y0 + nh, x0:x0 + nw] = small
+    return out
+
+
+def preprocess(src: ImageInput, cfg: PreprocessConfig | dict | None = None) -> np.ndarray:
+    """Any image -> float32 array (1, H, W) of ink intensity, ready for the visual encoder.
+
+    Raises ValueError with a message fit for a person when the input is unreadable or blank."""
+    cfg = PreprocessConfig.from_dict(cfg)
+    ink = ink_map(to_gray(open_image(src)))
+    return fit(crop_to_ink(ink), cfg)[None]
+
+
+def to_preview(x: np.ndarray) -> Image.Image:
+    """The model's view of an image as a picture (dark ink on white), for 'what the model sees'."""
+    return Image.fromarray(((1 - np.clip(x[0], 0, 1)) * 255).astype(np.uint8), "L")

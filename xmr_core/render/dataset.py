@@ -1,0 +1,79 @@
+"""Synthetic handwriting samples: (image, concept, language, style) drawn from a font split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..fonts import list_fonts
+from ..lexicon import LANGS, Lexicon
+from .glyphs import MissingGlyph, font_can_draw, strokes_can_draw
+from .style import Style, sample_style
+from .word import render_word
+
+SCRIPT_OF = {"zh": "han", "en": "latin", "es": "latin"}
+
+
+@dataclass
+class Sample:
+    image: Image.Image
+    concept_id: str
+    lang: str
+    text: str
+    style: Style
+
+
+class SyntheticWords:
+    """Renders lexicon words with the fonts and stroke data of one split.
+
+    Item `i` is deterministic for a seed (concept `i // 3`, language `i % 3`, cycling), so a dataset
+    can be indexed like a list; `sample` draws a given concept and language with any generator.
+    """
+
+    def __init__(self, lexicon: Lexicon, split: str = "train", langs: tuple[str, ...] = LANGS,
+                 kinds: dict[str, float] | None = None, seed: int = 0, strength: float = 1.0):
+        self.lexicon, self.split, self.langs, self.seed, self.strength = lexicon, split, tuple(langs), seed, strength
+        kinds = kinds or ({"font": 0.7, "pen": 0.2, "canvas": 0.1} if split == "train" else {"font": 1.0})
+        self.sources: dict[tuple[str, str], list[str]] = {}
+        for script in ("han", "latin"):
+            self.sources[(script, "font")] = [e.key for e in list_fonts(split, script, "font")]
+            strokes = [e.key for e in list_fonts(split, script, "strokes")]
+            self.sources[(script, "pen")] = self.sources[(script, "canvas")] = strokes
+        self._usable: dict[tuple[str, str, str], list[str]] = {}
+        self.kinds = {k: w for k, w in kinds.items() if w > 0}
+        if not any(self.sources[(s, "font")] for s in ("han", "latin")):
+            raise RuntimeError(f"no fonts of split {split!r} in the cache: run `xmr fonts fetch`")
+
+    def __len__(self) -> int:
+        return len(self.lexicon) * len(self.langs)
+
+    def __getitem__(self, i: int) -> Sample:
+        c = self.lexicon.concepts[(i // len(self.langs)) % len(self.lexicon)]
+        return self.sample(c.concept_id, self.langs[i % len(self.langs)], np.random.default_rng([self.seed, i]))
+
+    def usable_sources(self, text: str, lang: str, kind: str) -> list[str]:
+        """Sources of this split that have every glyph of `text` (cached per word)."""
+        key = (text, lang, kind)
+        if key not in self._usable:
+            can = font_can_draw if kind == "font" else strokes_can_draw
+            self._usable[key] = [k for k in self.sources[(SCRIPT_OF[lang], kind)] if can(k, text)]
+        return self._usable[key]
+
+    def sample(self, concept_id: str, lang: str, rng: np.random.Generator, kind: str | None = None) -> Sample:
+        text = self.lexicon.get(concept_id).word(lang)
+        names = list(self.kinds)
+        p = np.array([self.kinds[k] for k in names])
+        order = [kind] if kind else list(rng.choice(names, size=len(names), replace=False, p=p / p.sum()))
+        for k in order:
+            keys = self.usable_sources(text, lang, k)
+            if not keys:
+                continue
+            for _ in range(3):
+                style = sample_style(k, keys[int(rng.integers(len(keys)))], rng, self.strength)
+                try:
+                    return Sample(render_word(text, style, rng), concept_id, lang, text, style)
+                except MissingGlyph:
+                    continue
+        raise MissingGlyph(f"no source of split {self.split!r} can draw {text!r} in styles {order}")
