@@ -21,6 +21,7 @@ ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
 
 MAX_PIXELS = 120_000_000  # refuse larger images outright (decompression bombs)
 WORK_SIDE = 1600  # images are reduced to at most this side before any pixel work
+MIN_SIDE = 48  # and enlarged to at least this side
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,10 @@ def to_gray(img: Image.Image) -> np.ndarray:
 
 
 def _shrink(g: np.ndarray) -> np.ndarray:
+    """Bring the working image to a size where stroke and background scales are measurable."""
+    if min(g.shape) < MIN_SIDE:  # tiny images: upsample so strokes span several pixels
+        f = MIN_SIDE / min(g.shape)
+        g = cv2.resize(g, (int(round(g.shape[1] * f)), int(round(g.shape[0] * f))), interpolation=cv2.INTER_CUBIC)
     if max(g.shape) > WORK_SIDE:
         f = WORK_SIDE / max(g.shape)
         g = cv2.resize(g, (max(1, int(g.shape[1] * f)), max(1, int(g.shape[0] * f))), interpolation=cv2.INTER_AREA)
