@@ -63,6 +63,32 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from .lexicon import load_lexicon
+    from .model.config import ModelConfig
+    from .probe import make_probe
+    from .train import TrainConfig, train
+
+    cfg = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    model_cfg, train_cfg = ModelConfig.from_dict(cfg.get("model", {})), TrainConfig.from_dict(cfg.get("train", {}))
+    if args.steps:
+        train_cfg.steps = args.steps
+    lex = load_lexicon()
+    probe = make_probe(lex, train_cfg.eval_concepts) if train_cfg.eval_concepts else None
+
+    def progress(rec: dict) -> None:
+        line = " ".join(f"{k}={v}" for k, v in rec.items() if k != "probe")
+        print(f"\r{line[:150]:150s}", end="", file=sys.stderr, flush=True)
+        if "probe" in rec:
+            print(f"\nprobe {rec['probe']}", file=sys.stderr, flush=True)
+
+    out = train(model_cfg, train_cfg, args.out, lex, progress=progress, probe=probe)
+    print(f"\nmodel written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xmr", description="Cross-script handwriting retrieval")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -80,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default="sheet.png")
     r.set_defaults(func=_cmd_render)
+    t = sub.add_parser("train", help="train (or resume) a model from a JSON config")
+    t.add_argument("--config", required=True, help="JSON with 'model' and 'train' sections")
+    t.add_argument("--out", required=True, help="run directory: checkpoints and the final model")
+    t.add_argument("--steps", type=int, help="override the config's step count")
+    t.set_defaults(func=_cmd_train)
     return p
 
 

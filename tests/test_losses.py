@@ -1,0 +1,51 @@
+import math
+
+import pytest
+import torch
+
+from xmr_core.losses import XMRLoss, inv_loss, itc_loss, one_to_k_loss, pcgrad
+
+E = math.e
+
+
+def test_itc_hand_computed():
+    img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    loss = itc_loss(img, img.clone(), torch.tensor([0, 1]), 1.0)
+    assert loss.item() == pytest.approx(math.log(1 + 1 / E), abs=1e-6)
+    # same concept twice: both texts are positives, spread evenly
+    loss2 = itc_loss(img, img.clone(), torch.tensor([0, 0]), 1.0)
+    assert loss2.item() == pytest.approx(-0.5 * (math.log(E / (E + 1)) + math.log(1 / (E + 1))), abs=1e-6)
+
+
+def test_one_to_k_hand_computed():
+    img = torch.tensor([[1.0, 0.0]])
+    texts = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    loss = one_to_k_loss(img, texts, torch.tensor([0]), torch.tensor([0, 1, 0]), 1.0)
+    assert loss.item() == pytest.approx(math.log((2 * E + 1) / (2 * E)), abs=1e-6)
+    with pytest.raises(ValueError):
+        one_to_k_loss(img, texts, torch.tensor([5]), torch.tensor([0, 1, 0]), 1.0)
+
+
+def test_inv_hand_computed():
+    f = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    assert inv_loss(f[:2], torch.tensor([3, 3])).item() == pytest.approx(2 - math.sqrt(2), abs=1e-6)
+    assert inv_loss(f[[0, 2]], torch.tensor([1, 1])).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_combined_loss_takes_model_output():
+    torch.manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    out = XMRLoss(itc=1.0, inv=0.5, one_to_k=2.0)(image_features=img, text_features=txt, logit_scale=torch.tensor(10.0),
+                                                    labels=labels, candidate_features=txt, candidate_labels=labels)
+    expect = out["itc"] + 0.5 * out["inv"] + 2.0 * out["one_to_k"]
+    assert out["total"].item() == pytest.approx(expect.item())
+
+
+def test_pcgrad_projects_conflicts_only():
+    g1, g2 = [torch.tensor([1.0, 0.0])], [torch.tensor([-1.0, 1.0])]
+    (total,) = pcgrad([g1, g2])
+    assert torch.allclose(total, torch.tensor([0.5, 1.5]))
+    (agree,) = pcgrad([[torch.tensor([1.0, 0.0])], [torch.tensor([1.0, 1.0])]])
+    assert torch.allclose(agree, torch.tensor([2.0, 1.0]))

@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xmr_core.checkpoint import load_model_dir, save_model_dir
+from xmr_core.lexicon import Concept, Lexicon
+from xmr_core.model.config import ModelConfig
+from xmr_core.model.dual import DualEncoder
+from xmr_core.model.text import UseTextTower
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return DualEncoder(ModelConfig()).eval()
+
+
+def test_anchor_reproduces_use_package(lexicon, use_model, model):
+    words = [c.word(lang) for c in lexicon.concepts[:67] for lang in ("zh", "en", "es")][:200]
+    ref = use_model.encode([w.lower() for w in words])
+    ours = model.text.use_vectors(words).detach().numpy()
+    assert len(words) == 200
+    assert ((ref * ours).sum(1) > 0.999).all()
+
+
+def test_anchor_is_partially_frozen_and_compact(model):
+    tower: UseTextTower = model.text
+    assert tower.base.table.dtype == torch.uint8  # 65 MB, not a 260 MB float table
+    assert not any(p.requires_grad for p in tower.base.parameters())
+    assert all(p.requires_grad for p in tower.top.parameters())
+    assert all(p.requires_grad for p in tower.head.parameters())
+
+
+def test_text_features_are_cached_per_word(model):
+    model.text._cache.clear()
+    model.encode_text(["gato", "gato", "cat"])
+    assert set(model.text._cache) == {"gato", "cat"}
+
+
+def test_default_visual_encoder_size_and_shape(model):
+    assert model.n_visual_params() <= 2_000_000
+    x = torch.rand(3, 1, 64, 256)
+    with torch.no_grad():
+        v = model.encode_image(x)
+    assert v.shape == (3, 256) and torch.allclose(v.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_unknown_backbone_is_a_clear_error():
+    with pytest.raises(ValueError, match="backbone"):
+        DualEncoder({"vision": {"backbone": "no_such_net"}})
+    with pytest.raises(ValueError, match="expected one of"):
+        DualEncoder({"text": {"backend": "bert-from-the-hub"}})
+
+
+def test_save_load_roundtrip_and_lexicon_check(model, lexicon, tmp_path):
+    small = Lexicon(lexicon.concepts[:50])
+    out = save_model_dir(model, small, tmp_path / "m", metrics={"x": 1})
+    loaded, lex, config = load_model_dir(out, small)
+    x = torch.rand(2, 1, 64, 256)
+    with torch.no_grad():
+        assert torch.equal(model.encode_image(x), loaded.encode_image(x))
+        assert torch.allclose(model.encode_text(["猫", "gato"]), loaded.encode_text(["猫", "gato"]))
+    assert lex.hash() == small.hash() and config["n_concepts"] == 50
+    assert not any(p.suffix in (".pt", ".pth", ".pkl", ".bin") for p in out.iterdir())
+    other = small.with_concepts([Concept("user.quokka", "短尾", "quokka", "quokka")])
+    with pytest.raises(ValueError, match="different lexicon"):
+        load_model_dir(out, other)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["schema_version"] = 99
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="schema version"):
+        load_model_dir(out)

@@ -1,0 +1,89 @@
+"""Losses of the dual encoder: ITC, INV, 1-to-K, and PCGrad for combining them.
+
+Each loss is a pure function of embeddings (tests call these directly) wrapped by a module that holds
+only hyperparameters; `XMRLoss.forward` takes the model's output dict, so training calls `loss(**out)`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _soft_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+def itc_loss(image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """Symmetric InfoNCE between paired images and texts; pairs of the same concept count as positives."""
+    logits = scale * image @ text.T
+    pos = (labels[:, None] == labels[None, :]).float()
+    targets = pos / pos.sum(1, keepdim=True)
+    return 0.5 * (_soft_ce(logits, targets) + _soft_ce(logits.T, targets.T))
+
+
+def inv_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Semantic consistency: mean squared distance of every embedding (any language, any modality)
+    to its concept's normalised centroid."""
+    uniq, inv = labels.unique(return_inverse=True)
+    sums = torch.zeros(len(uniq), features.shape[1], dtype=features.dtype).index_add_(0, inv, features)
+    centroids = F.normalize(sums, dim=-1)
+    return ((features - centroids[inv]) ** 2).sum(-1).mean()
+
+
+def one_to_k_loss(image: torch.Tensor, texts: torch.Tensor, image_labels: torch.Tensor, text_labels: torch.Tensor,
+                  scale: torch.Tensor | float) -> torch.Tensor:
+    """Each image against all candidate texts at once; its concept's texts in all K languages are the
+    positives (-log of their summed probability)."""
+    logits = scale * image @ texts.T
+    pos = image_labels[:, None] == text_labels[None, :]
+    if not pos.any(1).all():
+        raise ValueError("every image needs at least one positive text among the candidates")
+    return (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~pos, float("-inf")), 1)).mean()
+
+
+class XMRLoss(nn.Module):
+    """L = w_itc * L_ITC + w_inv * L_INV + w_1k * L_1toK (weights from the training config)."""
+
+    def __init__(self, itc: float = 1.0, inv: float = 0.5, one_to_k: float = 1.0) -> None:
+        super().__init__()
+        self.w = {"itc": itc, "inv": inv, "one_to_k": one_to_k}
+
+    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
+                labels: torch.Tensor, candidate_features: torch.Tensor | None = None,
+                candidate_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        if self.w["itc"]:
+            out["itc"] = itc_loss(image_features, text_features, labels, logit_scale)
+        if self.w["inv"]:
+            feats = torch.cat([image_features, text_features])
+            out["inv"] = inv_loss(feats, torch.cat([labels, labels]))
+        if self.w["one_to_k"] and candidate_features is not None:
+            out["one_to_k"] = one_to_k_loss(image_features, candidate_features, labels, candidate_labels, logit_scale)
+        out["total"] = sum(self.w[k] * v for k, v in out.items())
+        return out
+
+
+def pcgrad(grads: list[list[torch.Tensor | None]]) -> list[torch.Tensor | None]:
+    """PCGrad (Yu et al. 2020): for each task gradient, remove its component along any other task's
+    gradient it conflicts with (negative dot product), then sum. `grads[t][p]` is task t's gradient
+    of parameter p. Deterministic: tasks are projected in their given order."""
+    sizes = [max((g.numel() if g is not None else 0) for g in col) for col in zip(*grads)]
+    flat = [torch.cat([(g.reshape(-1) if g is not None else torch.zeros(n)) for g, n in zip(gs, sizes)]) for gs in grads]
+    projected = []
+    for i, gi in enumerate(flat):
+        g = gi.clone()
+        for j, gj in enumerate(flat):
+            if i == j:
+                continue
+            dot = g @ gj
+            if dot < 0:
+                g = g - dot / (gj @ gj).clamp(min=1e-12) * gj
+        projected.append(g)
+    total = torch.stack(projected).sum(0)
+    out, k = [], 0
+    for col, n in zip(zip(*grads), sizes):
+        out.append(total[k:k + n].reshape(next(g for g in col if g is not None).shape) if n and any(g is not None for g in col) else None)
+        k += n
+    return out

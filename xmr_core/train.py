@@ -1,0 +1,169 @@
+"""Training: synthetic pre-training (stage 1) with batches of several languages per concept.
+
+Batches are rendered on the fly in a worker process; batch `s` depends only on (seed, s), so a run is
+deterministic for a seed and resumes exactly from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from .checkpoint import load_checkpoint, save_checkpoint, save_model_dir
+from .lexicon import LANGS, Lexicon, load_lexicon
+from .losses import XMRLoss, pcgrad
+from .model.config import ModelConfig
+from .model.dual import DualEncoder
+from .preprocess import PreprocessConfig, preprocess
+from .render import MissingGlyph, SyntheticWords
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20000  # optimisation steps
+    concepts_per_batch: int = 48  # each concept appears in every language of `langs`
+    langs: tuple[str, ...] = LANGS
+    lr: float = 2e-3  # peak AdamW learning rate (cosine decay after warmup)
+    warmup: int = 300
+    weight_decay: float = 0.05
+    itc: float = 1.0  # loss weights
+    inv: float = 0.5
+    one_to_k: float = 1.0
+    pcgrad: bool = False  # gradient surgery between the losses
+    kinds: dict = field(default_factory=lambda: {"font": 0.7, "pen": 0.2, "canvas": 0.1})
+    strength: float = 1.0  # distortion strength of the renderer
+    seed: int = 0
+    threads: int = 2  # torch threads in the trainer
+    workers: int = 1  # render processes
+    ckpt_every: int = 200
+    eval_every: int = 1000
+    eval_concepts: int = 300  # val-font probe size during training
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "langs" in known:
+            known["langs"] = tuple(known["langs"])
+        return cls(**known)
+
+
+class BatchStream(IterableDataset):
+    """Yields (images, concept indices, language indices) for steps start, start+1, ..."""
+
+    def __init__(self, lexicon: Lexicon, cfg: TrainConfig, pre: PreprocessConfig, start: int) -> None:
+        self.lexicon, self.cfg, self.pre, self.start = lexicon, cfg, pre, start
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        ds = SyntheticWords(self.lexicon, "train", self.cfg.langs, self.cfg.kinds, self.cfg.seed, self.cfg.strength)
+        step = self.start + wid
+        while True:
+            yield make_batch(ds, self.cfg, self.pre, step)
+            step += nw
+
+
+def make_batch(ds: SyntheticWords, cfg: TrainConfig, pre: PreprocessConfig, step: int):
+    rng = np.random.default_rng([cfg.seed, step])
+    n = len(ds.lexicon)
+    concepts = rng.choice(n, size=min(cfg.concepts_per_batch, n), replace=False)
+    xs, cs, ls = [], [], []
+    for ci in concepts:
+        cid = ds.lexicon.concepts[ci].concept_id
+        for li, lang in enumerate(cfg.langs):
+            try:
+                x = preprocess(ds.sample(cid, lang, rng).image, pre)
+            except (MissingGlyph, ValueError):
+                continue
+            xs.append(x)
+            cs.append(int(ci))
+            ls.append(li)
+    return torch.from_numpy(np.stack(xs)), torch.tensor(cs), torch.tensor(ls)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Lexicon | None = None,
+          progress: Callable[[dict], None] | None = None, probe: Callable[[DualEncoder], dict] | None = None) -> Path:
+    """Run (or resume) stage-1 training into `out`; writes checkpoints there and the final model dir."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lexicon = lexicon or load_lexicon()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    model = DualEncoder(model_cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    other = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": other, "weight_decay": 0.0}], lr=cfg.lr)
+    state = load_checkpoint(out / "checkpoint", model, opt) or {"step": 0, "history": [], "seconds": 0.0}
+    (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
+    loss_fn = XMRLoss(cfg.itc, cfg.inv, cfg.one_to_k)
+    words = [c.word(lang) for c in lexicon for lang in cfg.langs]
+    word_concept = torch.arange(len(lexicon)).repeat_interleave(len(cfg.langs))
+    loader = DataLoader(BatchStream(lexicon, cfg, model_cfg.preprocess, state["step"]), batch_size=None,
+                        num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
+                        persistent_workers=False)
+    model.train()
+    t0, seen, t_last = time.time(), 0, time.time()
+    step = state["step"]
+    for images, concepts, langs in loader:
+        if step >= cfg.steps:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        img = model.encode_image(images)
+        all_text = model.encode_text(words)
+        idx = concepts * len(cfg.langs) + langs
+        losses = loss_fn(img, all_text[idx], model.logit_scale.exp().clamp(max=100), concepts,
+                         all_text, word_concept)
+        opt.zero_grad(set_to_none=True)
+        if cfg.pcgrad:
+            parts = [v for k, v in losses.items() if k != "total"]
+            grads = [torch.autograd.grad(w * v, params, retain_graph=True, allow_unused=True)
+                     for w, v in zip([loss_fn.w[k] for k in losses if k != "total"], parts)]
+            for p, g in zip(params, pcgrad([list(g) for g in grads])):
+                p.grad = g
+        else:
+            losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        step += 1
+        seen += len(images)
+        rec = {"step": step, "lr": lr_at(step, cfg), **{k: round(float(v.detach()), 4) for k, v in losses.items()},
+               "images_per_s": round(seen / (time.time() - t0), 1)}
+        if probe and (step % cfg.eval_every == 0 or step == cfg.steps):
+            model.eval()
+            with torch.no_grad():
+                rec["probe"] = probe(model)
+            model.train()
+            log.info("probe at step %d: %s", step, rec["probe"])
+        if progress:
+            progress(rec)
+        if step % 20 == 0 or "probe" in rec:
+            state["history"].append(rec)
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            state["seconds"] += time.time() - t_last
+            t_last = time.time()
+            state["step"] = step
+            save_checkpoint(out / "checkpoint", model, opt, state)
+    model.eval()
+    save_model_dir(model, lexicon, out / "model", extra={"train": asdict(cfg), "train_seconds": state["seconds"]})
+    return out / "model"
