@@ -27,9 +27,15 @@ def test_one_to_k_hand_computed():
 
 
 def test_inv_hand_computed():
-    f = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
-    assert inv_loss(f[:2], torch.tensor([3, 3])).item() == pytest.approx(2 - math.sqrt(2), abs=1e-6)
-    assert inv_loss(f[[0, 2]], torch.tensor([1, 1])).item() == pytest.approx(0.0, abs=1e-6)
+    f = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    # anchors 0 and 1 each have one positive (sim 1) against one negative (sim 0); anchor 2 has none
+    assert inv_loss(f, torch.tensor([0, 0, 1]), 1.0).item() == pytest.approx(math.log(1 + 1 / E), abs=1e-6)
+    assert inv_loss(f, torch.tensor([0, 1, 2]), 1.0).item() == 0.0
+    # collapsing everything onto one point does not minimise it
+    collapsed = torch.tensor([[1.0, 0.0]] * 4)
+    spread = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert inv_loss(spread, labels, 10.0) < inv_loss(collapsed, labels, 10.0)
 
 
 def test_combined_loss_takes_model_output():

@@ -72,3 +72,11 @@ def test_save_load_roundtrip_and_lexicon_check(model, lexicon, tmp_path):
     (out / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="schema version"):
         load_model_dir(out)
+
+
+def test_tiny_swin_backbone_option():
+    m = DualEncoder({"vision": {"backbone": "swin_tiny_xmr"}, "preprocess": {"height": 48, "width": 192, "pad": 3}})
+    assert m.n_visual_params() <= 2_000_000
+    with torch.no_grad():
+        v = m.encode_image(torch.rand(2, 1, 48, 192))
+    assert v.shape == (2, 256) and torch.allclose(v.norm(dim=1), torch.ones(2), atol=1e-5)

@@ -89,6 +89,73 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .checkpoint import load_model_dir
+    from .evaluate import evaluate, load_manifest_set, render_eval_set
+
+    model, lex, _ = load_model_dir(args.model)
+    pre = model.cfg.preprocess
+    if args.manifest:
+        data = load_manifest_set(args.manifest, lex, pre)
+    else:
+        split = "train" if args.split == "train-fonts" else "val"
+
+        def progress(done: int, total: int) -> None:
+            print(f"\r  rendering {done}/{total}", end="", file=sys.stderr, flush=True)
+
+        data = render_eval_set(lex, pre, split, per_word=args.per_word, concepts=args.concepts, progress=progress)
+        print(file=sys.stderr)
+    res = evaluate(model, lex, data)
+    print(format_eval(res))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2, ensure_ascii=False))
+        print(f"wrote {args.json}")
+    if args.tsne:
+        _write_tsne(model, lex, data, args.tsne)
+        print(f"wrote {args.tsne}")
+    return 0
+
+
+def format_eval(res: dict) -> str:
+    from .lexicon import LANGS
+
+    lines = [f"{res['n_images']} images, {res['n_concepts']} concepts, {res['n_candidates']} candidates per language ({res['source']})",
+             "image->text Acc@1 (rows: query script, columns: target script)", "       " + "".join(f"{t:>8s}" for t in LANGS)]
+    for q in LANGS:
+        lines.append(f"  {q:4s} " + "".join(f"{100 * res['image_to_text'][f'{q}->{t}']['acc@1']:8.2f}" for t in LANGS))
+    lines.append(f"within-language Acc@1 {100 * res['within_acc@1']:.2f}   cross-lingual Acc@1 {100 * res['cross_acc@1']:.2f}")
+    mrr = sum(v["mrr"] for v in res["image_to_text"].values()) / 9
+    mp = sum(v["map@10"] for v in res["image_to_image"].values()) / 9
+    lines.append(f"mean MRR {mrr:.4f}   image->image mAP@10 {mp:.4f}   R/D " +
+                 " ".join(f"{k}={v:.3f}" for k, v in res["rd_ratio"].items()))
+    lines.append(f"latency p50 {res['latency_ms_p50']:.2f} ms (preprocess + embed, one thread)")
+    return "\n".join(lines)
+
+
+def _write_tsne(model, lex, data, out: str, max_images: int = 1500) -> None:
+    import pandas as pd
+
+    from .evaluate import embed_images
+    from .lexicon import LANGS
+    from .plots import embedding_figure, project_2d
+
+    keep = sorted(set(data.concept_ids))[:max(1, max_images // 3)]
+    idx = [i for i, c in enumerate(data.concept_ids) if c in set(keep)][:max_images]
+    v = embed_images(model, data.x[idx])
+    anchors = [(c, lang) for c in keep for lang in LANGS]
+    t = model.encode_text([lex.get(c).word(lang) for c, lang in anchors]).detach().numpy()
+    xy = project_2d(np.concatenate([v, t]))
+    rows = [{"concept": data.concept_ids[i], "lang": data.langs[i], "kind": "image",
+             "label": lex.get(data.concept_ids[i]).word(data.langs[i])} for i in idx]
+    rows += [{"concept": c, "lang": lang, "kind": "anchor", "label": lex.get(c).word(lang)} for c, lang in anchors]
+    df = pd.DataFrame(rows)
+    df["x"], df["y"] = xy[:, 0], xy[:, 1]
+    embedding_figure(df).write_html(out, include_plotlyjs=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xmr", description="Cross-script handwriting retrieval")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -106,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default="sheet.png")
     r.set_defaults(func=_cmd_render)
+    e = sub.add_parser("eval", help="evaluate a model directory (contract in DESIGN.md)")
+    e.add_argument("--model", required=True)
+    e.add_argument("--manifest", help="labelled-image CSV (path,text,lang,concept_id); default: held-out fonts")
+    e.add_argument("--split", choices=["val-fonts", "train-fonts"], default="val-fonts")
+    e.add_argument("--per-word", type=int, default=1, help="renders per word and language")
+    e.add_argument("--concepts", type=int, help="evaluate on the first N concepts only (all are candidates)")
+    e.add_argument("--json", help="write the metrics JSON here")
+    e.add_argument("--tsne", help="write an interactive t-SNE of the embeddings (HTML)")
+    e.set_defaults(func=_cmd_eval)
+
     t = sub.add_parser("train", help="train (or resume) a model from a JSON config")
     t.add_argument("--config", required=True, help="JSON with 'model' and 'train' sections")
     t.add_argument("--out", required=True, help="run directory: checkpoints and the final model")

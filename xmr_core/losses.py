@@ -23,13 +23,19 @@ def itc_loss(image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scal
     return 0.5 * (_soft_ce(logits, targets) + _soft_ce(logits.T, targets.T))
 
 
-def inv_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Semantic consistency: mean squared distance of every embedding (any language, any modality)
-    to its concept's normalised centroid."""
-    uniq, inv = labels.unique(return_inverse=True)
-    sums = torch.zeros(len(uniq), features.shape[1], dtype=features.dtype).index_add_(0, inv, features)
-    centroids = F.normalize(sums, dim=-1)
-    return ((features - centroids[inv]) ** 2).sum(-1).mean()
+def inv_loss(features: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """Semantic consistency: every embedding (any language, any modality) is pulled towards all others of
+    its concept and pushed from the rest (supervised contrastive form, so it cannot collapse)."""
+    n = len(features)
+    logits = scale * features @ features.T
+    self_mask = torch.eye(n, dtype=torch.bool)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    pos = (labels[:, None] == labels[None, :]) & ~self_mask
+    has = pos.any(1)
+    if not has.any():
+        return features.sum() * 0
+    logp = F.log_softmax(logits, dim=1).masked_fill(~pos, 0.0)
+    return -(logp.sum(1)[has] / pos.sum(1)[has]).mean()
 
 
 def one_to_k_loss(image: torch.Tensor, texts: torch.Tensor, image_labels: torch.Tensor, text_labels: torch.Tensor,
@@ -58,7 +64,7 @@ class XMRLoss(nn.Module):
             out["itc"] = itc_loss(image_features, text_features, labels, logit_scale)
         if self.w["inv"]:
             feats = torch.cat([image_features, text_features])
-            out["inv"] = inv_loss(feats, torch.cat([labels, labels]))
+            out["inv"] = inv_loss(feats, torch.cat([labels, labels]), logit_scale)
         if self.w["one_to_k"] and candidate_features is not None:
             out["one_to_k"] = one_to_k_loss(image_features, candidate_features, labels, candidate_labels, logit_scale)
         out["total"] = sum(self.w[k] * v for k, v in out.items())

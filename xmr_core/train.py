@@ -113,7 +113,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
     other = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": other, "weight_decay": 0.0}], lr=cfg.lr)
-    state = load_checkpoint(out / "checkpoint", model, opt) or {"step": 0, "history": [], "seconds": 0.0}
+    state = load_checkpoint(out / "checkpoint", model, opt)
+    if state is None:
+        state = {"step": 0, "history": [], "seconds": 0.0}
+        if hasattr(model.text, "init_head_whitened"):
+            model.text.init_head_whitened(lexicon.words("zh") + lexicon.words("en") + lexicon.words("es"))
     (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
     loss_fn = XMRLoss(cfg.itc, cfg.inv, cfg.one_to_k)
     words = [c.word(lang) for c in lexicon for lang in cfg.langs]

@@ -130,6 +130,7 @@ class UseTextTower(nn.Module):
         self.head = nn.Linear(512, embed_dim)
         self.top.requires_grad_(trainable_top)
         self._cache: dict[str, torch.Tensor] = {}
+        self._top_cache: dict[str, torch.Tensor] = {}
 
     def pooled(self, texts: list[str]) -> torch.Tensor:
         """Frozen features per text, computed once per distinct text."""
@@ -146,10 +147,39 @@ class UseTextTower(nn.Module):
                 self._cache[t] = v
         return torch.stack([self._cache[t] for t in texts])
 
+    def top_vectors(self, texts: list[str]) -> torch.Tensor:
+        """USE output before normalisation; cached per word while the top is frozen."""
+        if any(p.requires_grad for p in self.top.parameters()):
+            return self.top(self.pooled(texts))
+        missing = [t for t in dict.fromkeys(texts) if t not in self._top_cache]
+        if missing:
+            with torch.no_grad():
+                for t, v in zip(missing, self.top(self.pooled(missing))):
+                    self._top_cache[t] = v
+        return torch.stack([self._top_cache[t] for t in texts])
+
+    @torch.no_grad()
+    def init_head_whitened(self, texts: list[str]) -> None:
+        """Initialise the head as PCA whitening of these texts' USE vectors: anchors of different words
+        start nearly orthogonal (raw USE vectors share a large common component), which speeds training."""
+        u = self.top(self.pooled([normalize_text(t) for t in texts]))
+        mu = u.mean(0)
+        c = u - mu
+        ev, evec = torch.linalg.eigh(c.T @ c / len(c))
+        k = self.head.out_features
+        ev, evec = ev.flip(0)[:k].clamp(min=1e-6), evec.flip(1)[:, :k]
+        w = (evec / ev.sqrt()).T
+        self.head.weight.copy_(w)
+        self.head.bias.copy_(-w @ mu)
+
+    def train(self, mode: bool = True) -> "UseTextTower":
+        self._top_cache.clear()  # the top may change while training
+        return super().train(mode)
+
     def use_vectors(self, texts: list[str]) -> torch.Tensor:
         """The original USE embedding (L2-normalised 512-d), as the package computes it."""
         return F.normalize(self.top(self.pooled([normalize_text(t) for t in texts])), dim=-1)
 
     def forward(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
-        z = self.head(self.top(self.pooled([normalize_text(t) for t in texts])))
+        z = self.head(self.top_vectors([normalize_text(t) for t in texts]))
         return F.normalize(z, dim=-1) if normalize else z

@@ -8,6 +8,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+# Named small configurations of timm architectures (name -> timm model, keyword arguments).
+PRESETS = {
+    # a tiny Swin, as the second design document's option: 1.3M parameters at 48x192
+    "swin_tiny_xmr": ("swin_tiny_patch4_window7_224",
+                      {"embed_dim": 48, "depths": (2, 2, 2), "num_heads": (3, 6, 12), "window_size": (3, 6)}),
+}
+
+
 class TimmVisualEncoder(nn.Module):
     """trunk (timm features) + pooling + projection, like open_clip's TimmModel.
 
@@ -18,15 +26,17 @@ class TimmVisualEncoder(nn.Module):
         super().__init__()
         if pool not in ("avg", "gem"):
             raise ValueError(f"pool {pool!r}: expected 'avg' or 'gem'")
-        kwargs = {"img_size": img_size} if backbone.startswith(("swin", "vit")) else {}
+        name, kwargs = PRESETS.get(backbone, (backbone, {}))
+        if name.startswith(("swin", "vit")):
+            kwargs = {**kwargs, "img_size": img_size}
         try:
-            self.trunk = timm.create_model(backbone, pretrained=False, in_chans=1, num_classes=0,
+            self.trunk = timm.create_model(name, pretrained=False, in_chans=1, num_classes=0,
                                            global_pool="", **kwargs)
         except RuntimeError as exc:  # timm's unknown-model error
             raise ValueError(f"unknown timm backbone {backbone!r}: {exc}") from exc
         with torch.no_grad():
             feat = self.trunk(torch.zeros(1, 1, *img_size))
-        self.channels_last_out = feat.ndim == 4 and feat.shape[-1] != feat.shape[1] and backbone.startswith("swin")
+        self.channels_last_out = feat.ndim == 4 and feat.shape[-1] != feat.shape[1] and name.startswith("swin")
         ch = feat.shape[-1] if self.channels_last_out else feat.shape[1]
         self.pool = pool
         self.gem_p = nn.Parameter(torch.tensor(3.0)) if pool == "gem" else None

@@ -1,0 +1,152 @@
+"""Evaluation per the contract in DESIGN.md: image->text over the whole lexicon for all 9 language pairs,
+image->image mAP@10, R/D ratio, and single-image latency."""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .lexicon import LANGS, Lexicon
+from .metrics import map_at_k, rank_metrics, rd_ratio
+from .model.dual import DualEncoder
+from .preprocess import PreprocessConfig, preprocess
+from .render import MissingGlyph, SyntheticWords
+
+
+@dataclass
+class EvalSet:
+    """Preprocessed images with their concept and language (and a source description)."""
+
+    x: np.ndarray  # (N, 1, H, W) float32
+    concept_ids: list[str]
+    langs: list[str]
+    source: str
+    raw: list | None = None  # original images or paths, kept for latency measurement
+
+
+def render_eval_set(lexicon: Lexicon, pre: PreprocessConfig, split: str = "val", per_word: int = 1,
+                    seed: int = 2024, concepts: int | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> EvalSet:
+    """Renders of every lexicon word (or the first `concepts`) with the fonts of `split`."""
+    ds = SyntheticWords(lexicon, split, seed=seed, kinds={"font": 1.0})
+    todo = lexicon.concepts[:concepts] if concepts else lexicon.concepts
+    xs, cids, langs, raw = [], [], [], []
+    total = len(todo) * len(LANGS) * per_word
+    for i, c in enumerate(todo):
+        for j, lang in enumerate(LANGS):
+            rng = np.random.default_rng([seed, i, j])
+            for _ in range(per_word):
+                try:
+                    img = ds.sample(c.concept_id, lang, rng).image
+                except MissingGlyph:
+                    continue
+                xs.append(preprocess(img, pre))
+                cids.append(c.concept_id)
+                langs.append(lang)
+                if len(raw) < 64:
+                    raw.append(img)
+        if progress:
+            progress(min(total, (i + 1) * len(LANGS) * per_word), total)
+    return EvalSet(np.stack(xs), cids, langs, f"renders of the {split!r} fonts", raw)
+
+
+def load_manifest_set(path: Path | str, lexicon: Lexicon, pre: PreprocessConfig) -> EvalSet:
+    """A labelled-image manifest (CSV `path,text,lang,concept_id`, paths relative to its folder)."""
+    path = Path(path)
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        need = {"path", "text", "lang", "concept_id"}
+        if not need <= set(reader.fieldnames or []):
+            raise ValueError(f"{path}: header must include {sorted(need)}")
+        rows = list(reader)
+    xs, cids, langs, raw, problems = [], [], [], [], []
+    for n, r in enumerate(rows, start=2):
+        if r["lang"] not in LANGS:
+            problems.append(f"line {n}: lang {r['lang']!r} not in {LANGS}")
+            continue
+        if r["concept_id"] not in lexicon:
+            problems.append(f"line {n}: concept {r['concept_id']!r} is not in the model's lexicon")
+            continue
+        p = path.parent / r["path"]
+        try:
+            xs.append(preprocess(str(p), pre))
+        except (ValueError, FileNotFoundError) as exc:
+            problems.append(f"line {n}: {p.name}: {exc}")
+            continue
+        cids.append(r["concept_id"])
+        langs.append(r["lang"])
+        if len(raw) < 64:
+            raw.append(str(p))
+    if not xs:
+        raise ValueError(f"{path}: no usable rows" + ("; " + "; ".join(problems[:5]) if problems else ""))
+    return EvalSet(np.stack(xs), cids, langs, f"manifest {path.name} ({len(problems)} rows skipped)", raw)
+
+
+@torch.no_grad()
+def embed_images(model: DualEncoder, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    return torch.cat([model.encode_image(torch.from_numpy(x[i:i + batch])) for i in range(0, len(x), batch)]).numpy()
+
+
+@torch.no_grad()
+def measure_latency(model: DualEncoder, images: list, pre: PreprocessConfig, repeats: int = 50) -> float:
+    """p50 milliseconds for one image: preprocess + embed, on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        for i in range(repeats + 5):
+            img = images[i % len(images)]
+            t = time.perf_counter()
+            model.encode_image(torch.from_numpy(preprocess(img, pre)[None]))
+            if i >= 5:
+                times.append(time.perf_counter() - t)
+        return float(np.median(times) * 1000)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet) -> dict:
+    """All metrics of the eval contract for one model on one labelled image set."""
+    model.eval()
+    v = embed_images(model, data.x)
+    ids = lexicon.ids()
+    cidx = np.array([ids.index(c) for c in data.concept_ids])
+    langs = np.array(data.langs)
+    with torch.no_grad():
+        texts = {t: model.encode_text(lexicon.words(t)).numpy() for t in LANGS}
+    i2t, i2i = {}, {}
+    for q in LANGS:
+        mq = langs == q
+        for t in LANGS:
+            i2t[f"{q}->{t}"] = rank_metrics(v[mq] @ texts[t].T, cidx[mq])
+            mt = langs == t
+            sim = v[mq] @ v[mt].T
+            rel = cidx[mq][:, None] == cidx[mt][None, :]
+            if q == t:  # a query is not its own answer
+                np.fill_diagonal(sim, -np.inf)
+                np.fill_diagonal(rel, False)
+            i2i[f"{q}->{t}"] = map_at_k(sim, rel, 10)
+    within = float(np.mean([i2t[f"{l}->{l}"]["acc@1"] for l in LANGS]))
+    cross = float(np.mean([i2t[f"{q}->{t}"]["acc@1"] for q in LANGS for t in LANGS if q != t]))
+    rd = {"all": rd_ratio(v, cidx)}
+    for lang in LANGS:
+        m = langs == lang
+        rd[lang] = rd_ratio(v[m], cidx[m])
+    return {
+        "source": data.source,
+        "n_images": int(len(v)),
+        "n_concepts": int(len(set(data.concept_ids))),
+        "n_candidates": len(lexicon),
+        "image_to_text": i2t,
+        "within_acc@1": within,
+        "cross_acc@1": cross,
+        "image_to_image": i2i,
+        "rd_ratio": rd,
+        "latency_ms_p50": measure_latency(model, data.raw or list(data.x[:, 0]), model.cfg.preprocess),
+    }

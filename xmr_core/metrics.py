@@ -1,0 +1,57 @@
+"""Retrieval metrics as pure functions of similarity matrices and labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def ranks_of_gold(sim: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """0-based rank of each query's gold candidate (ties broken pessimistically)."""
+    g = sim[np.arange(len(sim)), gold]
+    return (sim > g[:, None]).sum(1) + (sim == g[:, None]).sum(1) - 1
+
+
+def rank_metrics(sim: np.ndarray, gold: np.ndarray, ks: tuple[int, ...] = (1, 3, 5)) -> dict[str, float]:
+    """Acc@K and MRR for queries (rows of `sim`) each with one gold candidate column."""
+    if len(sim) == 0:
+        return {**{f"acc@{k}": float("nan") for k in ks}, "mrr": float("nan"), "n": 0}
+    r = ranks_of_gold(sim, gold)
+    out = {f"acc@{k}": float((r < k).mean()) for k in ks}
+    out["mrr"] = float((1.0 / (r + 1)).mean())
+    out["n"] = int(len(sim))
+    return out
+
+
+def map_at_k(sim: np.ndarray, relevant: np.ndarray, k: int = 10) -> dict[str, float]:
+    """mAP@k and Acc@1 for image->image retrieval; `relevant` is a boolean (Q, C) matrix.
+
+    AP@k = sum over hits within the top k of precision@i, divided by min(k, number relevant);
+    queries with nothing relevant are left out."""
+    keep = relevant.any(1)
+    sim, relevant = sim[keep], relevant[keep]
+    if len(sim) == 0:
+        return {f"map@{k}": float("nan"), "acc@1": float("nan"), "n": 0}
+    order = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    hits = np.take_along_axis(relevant, order, 1).astype(np.float64)
+    prec = np.cumsum(hits, 1) / np.arange(1, hits.shape[1] + 1)
+    ap = (prec * hits).sum(1) / np.minimum(k, relevant.sum(1))
+    return {f"map@{k}": float(ap.mean()), "acc@1": float(hits[:, 0].mean()), "n": int(len(sim))}
+
+
+def rd_ratio(emb: np.ndarray, labels: np.ndarray) -> float:
+    """R/D: mean distance of members to their concept centroid (averaged over concepts) divided by the
+    mean pairwise distance between centroids. Lower is better. Concepts need >= 1 member; D needs >= 2."""
+    concepts = np.unique(labels)
+    if len(concepts) < 2:
+        return float("nan")
+    cents, radii = [], []
+    for c in concepts:
+        m = emb[labels == c]
+        cen = m.mean(0)
+        cents.append(cen)
+        radii.append(np.linalg.norm(m - cen, axis=1).mean())
+    cents = np.stack(cents)
+    sq = (cents ** 2).sum(1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * cents @ cents.T, 0)
+    iu = np.triu_indices(len(cents), 1)
+    return float(np.mean(radii) / np.sqrt(d2[iu]).mean())

@@ -1,0 +1,40 @@
+"""Plotly figures as pure functions of data frames (the app and `xmr eval --tsne` share them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+
+def project_2d(emb: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
+    """2-D coordinates of embeddings by t-SNE (slow, faithful locally) or PCA (fast)."""
+    if method not in ("tsne", "pca"):
+        raise ValueError(f"projection {method!r}: expected 'tsne' or 'pca'")
+    if method == "pca" or len(emb) < 5:
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=seed).fit_transform(emb)
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30, max(2, (len(emb) - 1) / 3)))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(emb)
+
+
+def embedding_figure(df: pd.DataFrame, color: str = "lang") -> go.Figure:
+    """Scatter of a frame with columns x, y, lang, concept, kind ('image'/'anchor') and label."""
+    fig = px.scatter(df, x="x", y="y", color=color, symbol="kind", hover_data=["label", "concept", "lang"],
+                     symbol_map={"image": "circle", "anchor": "star"})
+    fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    fig.update_layout(legend_title_text=color, xaxis_visible=False, yaxis_visible=False, height=650)
+    return fig
+
+
+def accuracy_matrix_figure(acc: dict[str, dict], langs: tuple[str, ...] = ("zh", "en", "es")) -> go.Figure:
+    """3x3 heat map of image->text Acc@1 (rows: query script, columns: target script)."""
+    z = [[acc[f"{q}->{t}"]["acc@1"] * 100 for t in langs] for q in langs]
+    fig = go.Figure(go.Heatmap(z=z, x=list(langs), y=list(langs), text=[[f"{v:.1f}" for v in r] for r in z],
+                               texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=100))
+    fig.update_layout(xaxis_title="target script", yaxis_title="query script", height=380)
+    return fig
