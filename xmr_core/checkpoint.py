@@ -28,8 +28,10 @@ def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def model_state(model: DualEncoder) -> dict[str, torch.Tensor]:
-    """Persistent weights only: the frozen USE base is rebuilt from its package."""
-    return {k: v for k, v in model.state_dict().items() if not k.startswith("text.base.")}
+    """Persistent weights only: the frozen USE base (and its DAN top, while it is not trained) are
+    rebuilt from the package, so a model directory holds just what training changed."""
+    skip = ("text.base.",) if model.cfg.text.trainable_top else ("text.base.", "text.top.")
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}
 
 
 def versions() -> dict[str, str]:
@@ -77,7 +79,7 @@ def load_model_dir(path: Path | str, lexicon: Lexicon | None = None) -> tuple[Du
                          f"sha256 {lexicon.hash()[:12]}); fine-tune the model on this lexicon or use its own")
     model = DualEncoder(ModelConfig.from_dict(config["model"]))
     missing, unexpected = model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
-    missing = [k for k in missing if not k.startswith("text.base.")]
+    missing = [k for k in missing if not k.startswith(("text.base.", "text.top."))]
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()

@@ -84,7 +84,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if "probe" in rec:
             print(f"\nprobe {rec['probe']}", file=sys.stderr, flush=True)
 
-    out = train(model_cfg, train_cfg, args.out, lex, progress=progress, probe=probe)
+    out = train(model_cfg, train_cfg, args.out, lex, progress=progress, probe=probe, init=args.init)
     print(f"\nmodel written to {out}")
     return 0
 
@@ -187,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", required=True, help="JSON with 'model' and 'train' sections")
     t.add_argument("--out", required=True, help="run directory: checkpoints and the final model")
     t.add_argument("--steps", type=int, help="override the config's step count")
+    t.add_argument("--init", help="start from this model directory's weights (a checkpoint in --out wins)")
     t.set_defaults(func=_cmd_train)
     return p
 

@@ -100,8 +100,12 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Lexicon | None = None,
-          progress: Callable[[dict], None] | None = None, probe: Callable[[DualEncoder], dict] | None = None) -> Path:
-    """Run (or resume) stage-1 training into `out`; writes checkpoints there and the final model dir."""
+          progress: Callable[[dict], None] | None = None, probe: Callable[[DualEncoder], dict] | None = None,
+          init: Path | str | None = None) -> Path:
+    """Run (or resume) training into `out`; writes checkpoints there and the final model dir.
+
+    `init` starts a new run from a model directory's weights (same architecture), e.g. to continue
+    the bundled model; an existing checkpoint in `out` always takes precedence."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lexicon = lexicon or load_lexicon()
@@ -116,7 +120,13 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
     state = load_checkpoint(out / "checkpoint", model, opt)
     if state is None:
         state = {"step": 0, "history": [], "seconds": 0.0}
-        if hasattr(model.text, "init_head_whitened"):
+        if init:
+            from .checkpoint import load_model_dir
+
+            start, _, start_cfg = load_model_dir(init, lexicon)
+            model.load_state_dict(start.state_dict())
+            state.update(step=int(start_cfg.get("train_step", 0)), seconds=float(start_cfg.get("train_seconds", 0.0)))
+        elif hasattr(model.text, "init_head_whitened"):
             model.text.init_head_whitened(lexicon.words("zh") + lexicon.words("en") + lexicon.words("es"))
     (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
     loss_fn = XMRLoss(cfg.itc, cfg.inv, cfg.one_to_k)
@@ -169,5 +179,6 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
             state["step"] = step
             save_checkpoint(out / "checkpoint", model, opt, state)
     model.eval()
-    save_model_dir(model, lexicon, out / "model", extra={"train": asdict(cfg), "train_seconds": state["seconds"]})
+    save_model_dir(model, lexicon, out / "model", extra={"train": asdict(cfg), "train_step": step,
+                                                         "train_seconds": state["seconds"]})
     return out / "model"

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from xmr_core.index import IndexConfig, VectorIndex, load_index, recall_at_k
+
+
+def _data(n=2000, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(n, d)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return np.arange(100, 100 + n, dtype=np.int64), v
+
+
+def brute(vecs, ids, q, k):
+    s = q @ vecs.T
+    order = np.argsort(-s, axis=1)[:, :k]
+    return ids[order]
+
+
+def test_exact_search_matches_brute_force():
+    ids, v = _data()
+    idx = VectorIndex.build(ids, v, 32)
+    assert not idx.approximate and len(idx) == 2000
+    q = v[:20] + 0.05
+    _, got = idx.search(q, 10)
+    assert (got == brute(v, ids, q, 10)).all()
+
+
+def test_hnsw_recall_against_exact():
+    ids, v = _data(5000)
+    idx = VectorIndex.build(ids, v, 32, IndexConfig(exact_limit=1000))
+    assert idx.approximate
+    q = _data(200, seed=1)[1]
+    _, got = idx.search(q, 10)
+    assert recall_at_k(got, brute(v, ids, q, 10), 10) >= 0.95
+
+
+@pytest.mark.parametrize("approx", [False, True])
+def test_remove_and_filter(approx):
+    ids, v = _data(500)
+    idx = VectorIndex.build(ids, v, 32, IndexConfig(exact_limit=100 if approx else 10_000))
+    _, top = idx.search(v[:1], 1)
+    assert top[0, 0] == ids[0]
+    idx.remove(ids[:1])
+    _, top = idx.search(v[:1], 3)
+    assert ids[0] not in top[0] and len(idx) == 499
+    allowed = ids[200:260]
+    _, got = idx.search(v[:5], 5, allowed=allowed)
+    assert set(got.ravel()) <= set(allowed)
+
+
+def test_save_load_checks_record(tmp_path):
+    ids, v = _data(300)
+    idx = VectorIndex.build(ids, v, 32)
+    rec = {"model_id": "m1", "count": 300, "checksum": "abc"}
+    idx.save(tmp_path / "i.faiss", rec)
+    back = load_index(tmp_path / "i.faiss", rec)
+    assert (back.search(v[:3], 4)[1] == idx.search(v[:3], 4)[1]).all()
+    with pytest.raises(ValueError, match="stale"):
+        load_index(tmp_path / "i.faiss", {**rec, "count": 301})
+    (tmp_path / "i.faiss").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="damaged"):
+        load_index(tmp_path / "i.faiss", rec)

@@ -1,0 +1,98 @@
+import multiprocessing as mp
+import sqlite3
+
+import numpy as np
+import pytest
+
+from xmr_core.store import SCHEMA_VERSION, Store
+
+
+def _records(store: Store, n: int, salt: str = "") -> list[dict]:
+    out = []
+    for i in range(n):
+        sha, rel = store.put_image(f"image {salt}{i}".encode())
+        out.append({"sha256": sha, "path": rel, "source": f"t{i}", "concept_id": "cat", "lang": "es"})
+    return out
+
+
+def test_schema_and_wal(tmp_path):
+    s = Store(tmp_path)
+    assert s.schema_version() == SCHEMA_VERSION
+    db = sqlite3.connect(tmp_path / "store.sqlite")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    Store(tmp_path)  # reopening migrates nothing and keeps data
+
+
+def test_collections_items_and_dedup(tmp_path):
+    s = Store(tmp_path)
+    s.create_collection("demo")
+    with pytest.raises(ValueError):
+        s.create_collection("../etc")
+    recs = _records(s, 3)
+    ids = s.add_items("demo", recs, "m1", np.eye(3, 4, dtype=np.float32))
+    again = s.add_items("demo", recs[:1], "m1", np.ones((1, 4), np.float32))
+    assert again == ids[:1] and s.count_items("demo") == 3
+    items = s.get_items(ids)
+    assert items[ids[0]].path.exists() and items[ids[0]].concept_id == "cat"
+    got_ids, vecs = s.embeddings("m1")
+    assert list(got_ids) == ids and np.allclose(vecs[0], 1.0)
+    assert s.remove_items([ids[1]]) == 1 and s.count_items() == 2
+    assert s.embeddings("m1")[0].tolist() == [ids[0], ids[2]]  # cascade
+    with pytest.raises(ValueError, match="no collection"):
+        s.add_items("nope", recs, "m1", np.ones((3, 4)))
+
+
+def test_content_addressed_images(tmp_path):
+    s = Store(tmp_path)
+    a = s.put_image(b"same bytes")
+    b = s.put_image(b"same bytes")
+    assert a == b and (tmp_path / a[1]).read_bytes() == b"same bytes"
+
+
+def _adder(root, salt, n, q):
+    s = Store(root)
+    recs = _records(s, n, salt="shared")  # both processes add the same images
+    ids = []
+    for r in recs:
+        ids += s.add_items("c", [r], "m", np.ones((1, 4), np.float32))
+    q.put(ids)
+
+
+def test_two_processes_adding_at_once(tmp_path):
+    Store(tmp_path).create_collection("c")
+    q = mp.get_context("spawn").Queue()
+    procs = [mp.get_context("spawn").Process(target=_adder, args=(tmp_path, s, 40, q)) for s in "ab"]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+    s = Store(tmp_path)
+    assert s.count_items("c") == 40  # every item exactly once
+    assert sorted(results[0]) == sorted(results[1])
+
+
+def test_jobs_one_at_a_time(tmp_path):
+    s = Store(tmp_path)
+    j = s.create_job("reindex", {"model": "x"})
+    with pytest.raises(RuntimeError, match="still running"):
+        s.create_job("finetune", {})
+    s.update_job(j, status="running", progress=0.5, message="half")
+    assert s.get_job(j)["progress"] == 0.5
+    s.update_job(j, status="done", result={"ok": 1})
+    assert s.get_job(j)["result"] == {"ok": 1}
+    s.create_job("finetune", {})  # allowed once the first is done
+
+
+def test_annotations_and_concepts(tmp_path):
+    s = Store(tmp_path)
+    sha, rel = s.put_image(b"x")
+    a = s.annotate(sha, str(rel), "cat", "es")
+    s.relabel_annotation(a, "dog", "en")
+    assert s.list_annotations()[0]["concept_id"] == "dog"
+    s.delete_annotation(a)
+    assert s.list_annotations() == []
+    s.add_concept("user.quokka", "短尾", "quokka", "quokka")
+    assert s.list_concepts()[0]["en"] == "quokka"
+    with pytest.raises(sqlite3.IntegrityError):
+        s.add_concept("user.quokka", "短尾", "quokka", "quokka")

@@ -1,0 +1,330 @@
+"""The embedded store: SQLite (WAL) for collections, items, labels, user concepts, the annotation queue,
+jobs and the active model; image files content-addressed by sha256 under `<data>/images`.
+
+Every write is one transaction, so a process killed mid-way leaves either all of an add or none of it.
+Two processes adding the same image to a collection at once still get one item (a unique constraint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. ")
+
+MIGRATIONS = {
+    1: """
+    CREATE TABLE collections (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+    CREATE TABLE items (
+        id INTEGER PRIMARY KEY,
+        collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+        sha256 TEXT NOT NULL,
+        path TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        concept_id TEXT,
+        lang TEXT,
+        page_sha256 TEXT NOT NULL DEFAULT '',
+        bbox TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        UNIQUE (collection_id, sha256, page_sha256, bbox)
+    );
+    CREATE INDEX items_collection ON items(collection_id);
+    CREATE TABLE embeddings (
+        item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (item_id, model_id)
+    );
+    CREATE TABLE concepts (concept_id TEXT PRIMARY KEY, zh TEXT NOT NULL, en TEXT NOT NULL, es TEXT NOT NULL,
+                           created REAL NOT NULL);
+    CREATE TABLE annotations (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        path TEXT NOT NULL,
+        concept_id TEXT NOT NULL,
+        lang TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'queued',
+        author TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL,
+        progress REAL NOT NULL DEFAULT 0,
+        message TEXT NOT NULL DEFAULT '',
+        result TEXT NOT NULL DEFAULT '{}',
+        pid INTEGER,
+        created REAL NOT NULL,
+        started REAL,
+        finished REAL
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    id: int
+    collection: str
+    sha256: str
+    path: Path
+    source: str
+    concept_id: str | None
+    lang: str | None
+    page_sha256: str
+    bbox: tuple[int, int, int, int] | None
+
+
+class Store:
+    """One data folder: `store.sqlite`, `images/`, `index/`."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.images = self.root / "images"
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "store.sqlite"
+        with self.tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._migrate()
+
+    # ------------------------------------------------------------------ plumbing
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.row_factory = sqlite3.Row
+        return db
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken up front (BEGIN IMMEDIATE), so concurrent writers queue, not fail."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    def read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        db = self._connect()
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    def _migrate(self) -> None:
+        with self.tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            current = int(row["value"]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.db_path} has schema {current}; this XMR knows up to {SCHEMA_VERSION}")
+            for v in range(current + 1, SCHEMA_VERSION + 1):
+                for stmt in MIGRATIONS[v].split(";"):
+                    if stmt.strip() and "CREATE TABLE meta" not in stmt:
+                        db.execute(stmt)
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(v),))
+
+    def schema_version(self) -> int:
+        return int(self.read("SELECT value FROM meta WHERE key='schema_version'")[0]["value"])
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        rows = self.read("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0]["value"] if rows else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # ------------------------------------------------------------------ images on disk
+    def put_image(self, data: bytes, suffix: str = ".png") -> tuple[str, Path]:
+        """Store bytes content-addressed (atomic rename); returns (sha256, path relative to root)."""
+        sha = hashlib.sha256(data).hexdigest()
+        rel = Path("images") / sha[:2] / f"{sha}{suffix}"
+        dest = self.root / rel
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, dest)
+        return sha, rel
+
+    # ------------------------------------------------------------------ collections
+    def create_collection(self, name: str) -> int:
+        name = name.strip()
+        if not name or len(name) > 64 or not set(name) <= _NAME_OK:
+            raise ValueError("a collection name is 1-64 letters, digits, spaces, '_', '-' or '.'")
+        with self.tx() as db:
+            db.execute("INSERT OR IGNORE INTO collections (name, created) VALUES (?, ?)", (name, time.time()))
+            return int(db.execute("SELECT id FROM collections WHERE name=?", (name,)).fetchone()["id"])
+
+    def collection_id(self, name: str) -> int:
+        rows = self.read("SELECT id FROM collections WHERE name=?", (name,))
+        if not rows:
+            raise ValueError(f"no collection named {name!r}")
+        return int(rows[0]["id"])
+
+    def list_collections(self) -> list[dict]:
+        return [dict(r) for r in self.read(
+            "SELECT c.name, c.created, COUNT(i.id) AS items FROM collections c "
+            "LEFT JOIN items i ON i.collection_id = c.id GROUP BY c.id ORDER BY c.name")]
+
+    # ------------------------------------------------------------------ items
+    def add_items(self, collection: str, records: list[dict], model_id: str, vectors: np.ndarray) -> list[int]:
+        """Insert items with their embeddings in one transaction; an item already present (same image,
+        page and box in the collection) is not duplicated. Returns the item ids, in order."""
+        if len(records) != len(vectors):
+            raise ValueError("one vector per record")
+        cid = self.collection_id(collection)
+        ids = []
+        with self.tx() as db:
+            for rec, vec in zip(records, vectors):
+                bbox = ",".join(str(int(v)) for v in rec["bbox"]) if rec.get("bbox") else ""
+                db.execute(
+                    "INSERT OR IGNORE INTO items (collection_id, sha256, path, source, concept_id, lang, page_sha256,"
+                    " bbox, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (cid, rec["sha256"], str(rec["path"]), rec.get("source", ""), rec.get("concept_id"),
+                     rec.get("lang"), rec.get("page_sha256", ""), bbox, time.time()))
+                item_id = int(db.execute(
+                    "SELECT id FROM items WHERE collection_id=? AND sha256=? AND page_sha256=? AND bbox=?",
+                    (cid, rec["sha256"], rec.get("page_sha256", ""), bbox)).fetchone()["id"])
+                db.execute("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                           (item_id, model_id, np.asarray(vec, np.float32).tobytes()))
+                ids.append(item_id)
+        return ids
+
+    def remove_items(self, ids: list[int]) -> int:
+        with self.tx() as db:
+            n = 0
+            for i in ids:
+                n += db.execute("DELETE FROM items WHERE id=?", (int(i),)).rowcount
+        return n
+
+    def _item(self, r: sqlite3.Row) -> Item:
+        bbox = tuple(int(v) for v in r["bbox"].split(",")) if r["bbox"] else None
+        return Item(r["id"], r["collection"], r["sha256"], self.root / r["path"], r["source"], r["concept_id"],
+                    r["lang"], r["page_sha256"], bbox)  # type: ignore[arg-type]
+
+    def get_items(self, ids: list[int]) -> dict[int, Item]:
+        if not ids:
+            return {}
+        q = ",".join("?" * len(ids))
+        rows = self.read(f"SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id = i.collection_id "
+                         f"WHERE i.id IN ({q})", tuple(int(i) for i in ids))
+        return {r["id"]: self._item(r) for r in rows}
+
+    def list_items(self, collection: str | None = None, limit: int = 1000, offset: int = 0) -> list[Item]:
+        where, args = ("WHERE c.name=?", (collection,)) if collection else ("", ())
+        rows = self.read(f"SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id = i.collection_id "
+                         f"{where} ORDER BY i.id LIMIT ? OFFSET ?", (*args, limit, offset))
+        return [self._item(r) for r in rows]
+
+    def count_items(self, collection: str | None = None) -> int:
+        if collection:
+            return int(self.read("SELECT COUNT(*) AS n FROM items i JOIN collections c ON c.id=i.collection_id "
+                                 "WHERE c.name=?", (collection,))[0]["n"])
+        return int(self.read("SELECT COUNT(*) AS n FROM items")[0]["n"])
+
+    def embeddings(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(item ids, vectors) of every item embedded by `model_id`."""
+        rows = self.read("SELECT item_id, vector FROM embeddings WHERE model_id=? ORDER BY item_id", (model_id,))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids = np.array([r["item_id"] for r in rows], np.int64)
+        return ids, np.stack([np.frombuffer(r["vector"], np.float32) for r in rows])
+
+    def items_missing_embedding(self, model_id: str) -> list[Item]:
+        rows = self.read("SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id=i.collection_id "
+                         "WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.item_id=i.id AND e.model_id=?) "
+                         "ORDER BY i.id", (model_id,))
+        return [self._item(r) for r in rows]
+
+    def set_embeddings(self, model_id: str, ids: list[int], vectors: np.ndarray) -> None:
+        with self.tx() as db:
+            db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                           [(int(i), model_id, np.asarray(v, np.float32).tobytes()) for i, v in zip(ids, vectors)])
+
+    def state_checksum(self, model_id: str) -> tuple[int, str]:
+        """(count, sha256 of sorted item ids) of the items embedded by `model_id`: what an index must match."""
+        ids = [r["item_id"] for r in self.read(
+            "SELECT item_id FROM embeddings WHERE model_id=? ORDER BY item_id", (model_id,))]
+        return len(ids), hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
+
+    # ------------------------------------------------------------------ user concepts and annotations
+    def add_concept(self, concept_id: str, zh: str, en: str, es: str) -> None:
+        with self.tx() as db:
+            db.execute("INSERT INTO concepts VALUES (?, ?, ?, ?, ?)", (concept_id, zh, en, es, time.time()))
+
+    def list_concepts(self) -> list[dict]:
+        return [dict(r) for r in self.read("SELECT * FROM concepts ORDER BY created")]
+
+    def annotate(self, sha256: str, path: str, concept_id: str, lang: str, author: str = "") -> int:
+        with self.tx() as db:
+            cur = db.execute("INSERT INTO annotations (sha256, path, concept_id, lang, author, created) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (sha256, path, concept_id, lang, author, time.time()))
+            return int(cur.lastrowid)
+
+    def list_annotations(self, status: str | None = "queued") -> list[dict]:
+        where, args = ("WHERE status=?", (status,)) if status else ("", ())
+        return [dict(r) for r in self.read(f"SELECT * FROM annotations {where} ORDER BY id", args)]
+
+    def relabel_annotation(self, ann_id: int, concept_id: str, lang: str) -> None:
+        with self.tx() as db:
+            if db.execute("UPDATE annotations SET concept_id=?, lang=? WHERE id=?",
+                          (concept_id, lang, ann_id)).rowcount == 0:
+                raise ValueError(f"no annotation {ann_id}")
+
+    def delete_annotation(self, ann_id: int) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM annotations WHERE id=?", (ann_id,))
+
+    # ------------------------------------------------------------------ jobs
+    def create_job(self, kind: str, params: dict) -> int:
+        """A new queued job; refused while another job is queued or running (one at a time)."""
+        with self.tx() as db:
+            busy = db.execute("SELECT id, kind FROM jobs WHERE status IN ('queued', 'running')").fetchone()
+            if busy:
+                raise RuntimeError(f"job {busy['id']} ({busy['kind']}) is still running; wait for it to finish")
+            cur = db.execute("INSERT INTO jobs (kind, params, status, created) VALUES (?, ?, 'queued', ?)",
+                             (kind, json.dumps(params), time.time()))
+            return int(cur.lastrowid)
+
+    def update_job(self, job_id: int, **fields) -> None:
+        allowed = {"status", "progress", "message", "result", "pid", "started", "finished"}
+        if not set(fields) <= allowed:
+            raise ValueError(f"unknown job fields {set(fields) - allowed}")
+        if "result" in fields and not isinstance(fields["result"], str):
+            fields["result"] = json.dumps(fields["result"])
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self.tx() as db:
+            db.execute(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), job_id))
+
+    def get_job(self, job_id: int) -> dict:
+        rows = self.read("SELECT * FROM jobs WHERE id=?", (job_id,))
+        if not rows:
+            raise ValueError(f"no job {job_id}")
+        d = dict(rows[0])
+        d["params"], d["result"] = json.loads(d["params"]), json.loads(d["result"])
+        return d
+
+    def list_jobs(self, limit: int = 20) -> list[dict]:
+        return [self.get_job(r["id"]) for r in self.read("SELECT id FROM jobs ORDER BY id DESC LIMIT ?", (limit,))]
