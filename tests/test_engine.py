@@ -1,0 +1,100 @@
+"""The engine over a real (small, untrained) model: adding, searching, recognising, bad input."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xmr_core.checkpoint import save_model_dir
+from xmr_core.engine import Engine, detect_language
+from xmr_core.lexicon import Lexicon
+from xmr_core.model.dual import DualEncoder
+from xmr_core.render import SyntheticWords
+
+SMALL = {"embed_dim": 64, "vision": {"backbone": "mobilenetv3_small_050", "dropout": 0.0},
+         "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}}
+
+
+@pytest.fixture(scope="module")
+def small_model_dir(lexicon, tmp_path_factory):
+    torch.manual_seed(0)
+    model = DualEncoder(SMALL).eval()
+    lex = Lexicon(lexicon.concepts[:60])
+    return save_model_dir(model, lex, tmp_path_factory.mktemp("model") / "m")
+
+
+@pytest.fixture(scope="module")
+def samples(lexicon, fonts_ready):
+    ds = SyntheticWords(Lexicon(lexicon.concepts[:60]), "val", seed=9)
+    return [ds[i] for i in range(0, 60, 4)]
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture()
+def engine(small_model_dir, tmp_path):
+    return Engine(tmp_path / "data", model_dir=small_model_dir)
+
+
+def test_added_images_are_searchable_at_once(engine, samples):
+    rep = engine.add("demo", [(f"s{i}", _png(s.image)) for i, s in enumerate(samples)],
+                     labels=[(s.concept_id, s.lang) for s in samples])
+    assert len(rep.added) == len(samples) and not rep.errors
+    for s, item_id in zip(samples[:5], rep.added):
+        hits, info = engine.search(image=_png(s.image), k=3)
+        assert hits[0].item_id == item_id and hits[0].score == pytest.approx(1.0, abs=1e-4)
+        assert hits[0].words and hits[0].words[s.lang] == s.text
+        assert info.kind == "image" and set(info.recognized) == {"zh", "en", "es"}
+    # a language filter returns only that script
+    hits, _ = engine.search(image=_png(samples[0].image), k=10, languages=["zh"])
+    assert hits and all(h.lang == "zh" for h in hits)
+
+
+def test_text_search_and_language_detection(engine, samples, lexicon):
+    engine.add("demo", [("a", _png(samples[0].image))])
+    hits, info = engine.search(text="tres", k=5)
+    assert info.detected_lang == "es" and len(hits) == 1
+    assert detect_language("猫", lexicon) == "zh" and detect_language("cat", lexicon) == "en"
+    assert detect_language("zanahoria", lexicon) == "es" and detect_language("Straße", lexicon) == "other"
+
+
+@pytest.mark.parametrize("text, msg", [("", "type a word"), ("   ", "type a word"), ("x" * 10_000, "at most"),
+                                        ("🙂🙂", "no letters")])
+def test_bad_text_queries(engine, text, msg):
+    with pytest.raises(ValueError, match=msg):
+        engine.search(text=text)
+
+
+def test_right_to_left_text_is_searched(engine, samples):
+    engine.add("demo", [("a", _png(samples[0].image))])
+    hits, info = engine.search(text="قطة", k=1)  # Arabic: the anchor knows it
+    assert info.detected_lang == "other" and len(hits) == 1
+
+
+def test_bad_images_are_reported_and_nothing_is_lost(engine, samples):
+    rep = engine.add("demo", [("good", _png(samples[0].image))])
+    before = engine.store.count_items()
+    blank = _png(Image.new("L", (200, 80), 255))
+    rep = engine.add("demo", [("text.txt", b"hello"), ("blank.png", blank), ("trunc.png", _png(samples[1].image)[:100])])
+    assert set(rep.errors) == {"text.txt", "blank.png", "trunc.png"} and not rep.added
+    assert engine.store.count_items() == before
+    with pytest.raises(ValueError):
+        engine.search(image=b"not an image")
+
+
+def test_remove_and_rebuild_after_restart(engine, small_model_dir, samples):
+    rep = engine.add("demo", [(f"s{i}", _png(s.image)) for i, s in enumerate(samples[:6])])
+    engine.remove(rep.added[:2])
+    hits, _ = engine.search(image=_png(samples[0].image), k=10)
+    assert rep.added[0] not in [h.item_id for h in hits] and len(hits) == 4
+    engine._index_path().write_bytes(b"damaged")  # a damaged index is rebuilt from the store
+    again = Engine(engine.store.root, model_dir=small_model_dir)
+    assert len(again.index) == 4
+    hits, _ = again.search(image=_png(samples[3].image), k=1)
+    assert hits[0].item_id == rep.added[3]

@@ -1,0 +1,285 @@
+"""The engine: the one facade the app and the CLI use for search, recognition and collections."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import load_model_dir
+from .index import IndexConfig, VectorIndex, load_index
+from .lexicon import LANGS, Concept, Lexicon, is_han, normalize_word
+from .paths import data_dir as default_data_dir
+from .preprocess import ImageInput, open_image, preprocess
+from .registry import active_model_dir, model_id
+from .store import Item, Store
+
+log = logging.getLogger(__name__)
+MAX_QUERY_CHARS = 200
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class Hit:
+    item_id: int
+    score: float
+    path: Path
+    collection: str
+    concept_id: str | None
+    lang: str | None
+    words: dict[str, str] | None  # the concept's zh/en/es words, when labelled
+    bbox: tuple[int, int, int, int] | None
+    page_sha256: str
+
+
+@dataclass
+class QueryInfo:
+    kind: str  # 'image' or 'text'
+    text: str = ""
+    detected_lang: str = ""  # typed queries: zh, en, es, or 'other'
+    recognized: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
+    preview: np.ndarray | None = None  # what the model sees (image queries)
+
+
+@dataclass
+class AddReport:
+    added: list[int] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # source -> reason
+
+
+def detect_language(text: str, lexicon: Lexicon) -> str:
+    """zh / en / es for a typed word (lexicon words first, then script and Spanish letters), else 'other'."""
+    t = normalize_word(text)
+    for c in lexicon.lookup(t):
+        for lang in LANGS:
+            if normalize_word(c.word(lang)) == t:
+                return lang
+    if any(is_han(ch) for ch in t):
+        return "zh"
+    if any(ch in "áéíóúüñ¿¡" for ch in t):
+        return "es"
+    if t.isascii() and any(ch.isalpha() for ch in t):
+        return "en"
+    return "other"
+
+
+def validate_query_text(text: str) -> str:
+    t = unicodedata.normalize("NFC", text or "").strip()
+    if not t:
+        raise ValueError("type a word to search for")
+    if len(t) > MAX_QUERY_CHARS:
+        raise ValueError(f"a query is a word or short phrase: at most {MAX_QUERY_CHARS} characters")
+    if not any(ch.isalpha() for ch in t):
+        raise ValueError("the query has no letters or characters to search for")
+    return t
+
+
+class Engine:
+    """Model + store + index for one data folder. Thread-safe for searches; writes are serialised."""
+
+    def __init__(self, data: Path | str | None = None, model_dir: Path | str | None = None,
+                 index_cfg: IndexConfig | None = None, progress: Progress | None = None) -> None:
+        self.store = Store(data or default_data_dir())
+        self.model_dir = Path(model_dir) if model_dir else active_model_dir(self.store)
+        self.model, base_lexicon, self.model_config = load_model_dir(self.model_dir)
+        self.model_id = model_id(self.model_dir)
+        self.lexicon = base_lexicon.with_concepts(
+            Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in self.store.list_concepts())
+        self.pre = self.model.cfg.preprocess
+        self.index_cfg = index_cfg or IndexConfig()
+        self._lock = threading.RLock()
+        self._anchors: dict[str, np.ndarray] = {}
+        self.index = self._open_index(progress)
+
+    # ------------------------------------------------------------------ embedding
+    @torch.no_grad()
+    def embed_images(self, xs: np.ndarray, batch: int = 128) -> np.ndarray:
+        out = [self.model.encode_image(torch.from_numpy(xs[i:i + batch])).numpy() for i in range(0, len(xs), batch)]
+        return np.concatenate(out) if out else np.zeros((0, self.model.cfg.embed_dim), np.float32)
+
+    @torch.no_grad()
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode_text(texts).numpy()
+
+    def anchors(self, lang: str) -> np.ndarray:
+        """Text anchors of every lexicon concept in `lang` (cached)."""
+        if lang not in self._anchors:
+            self._anchors[lang] = self.embed_text(self.lexicon.words(lang))
+        return self._anchors[lang]
+
+    # ------------------------------------------------------------------ index
+    def _index_path(self) -> Path:
+        return self.store.root / "index" / f"{self.model_id}.faiss"
+
+    def _record(self) -> dict:
+        count, checksum = self.store.state_checksum(self.model_id)
+        return {"model_id": self.model_id, "count": count, "checksum": checksum}
+
+    def _open_index(self, progress: Progress | None = None) -> VectorIndex:
+        missing = self.store.items_missing_embedding(self.model_id)
+        if missing:
+            self._embed_items(missing, progress)
+        try:
+            return load_index(self._index_path(), self._record())
+        except ValueError as exc:
+            log.info("rebuilding the index: %s", exc)
+            return self._rebuild_index()
+
+    def _embed_items(self, items: list[Item], progress: Progress | None = None, batch: int = 256) -> None:
+        for start in range(0, len(items), batch):
+            chunk = items[start:start + batch]
+            ok, xs = [], []
+            for it in chunk:
+                try:
+                    xs.append(preprocess(str(it.path), self.pre))
+                    ok.append(it.id)
+                except (ValueError, FileNotFoundError) as exc:
+                    log.warning("item %s cannot be embedded: %s", it.id, exc)
+            if ok:
+                self.store.set_embeddings(self.model_id, ok, self.embed_images(np.stack(xs)))
+            if progress:
+                progress(min(start + batch, len(items)), len(items), "embedding items")
+
+    def _rebuild_index(self) -> VectorIndex:
+        ids, vecs = self.store.embeddings(self.model_id)
+        idx = VectorIndex.build(ids, vecs if len(ids) else np.zeros((0, self.model.cfg.embed_dim), np.float32),
+                                self.model.cfg.embed_dim, self.index_cfg)
+        idx.save(self._index_path(), self._record())
+        return idx
+
+    def reindex(self, progress: Progress | None = None) -> int:
+        """Embed any item lacking this model's embedding and rebuild the index from the store."""
+        with self._lock:
+            self._embed_items(self.store.items_missing_embedding(self.model_id), progress)
+            self.index = self._rebuild_index()
+            return len(self.index)
+
+    # ------------------------------------------------------------------ queries
+    def recognize(self, image: ImageInput, top: int = 5) -> dict[str, list[tuple[str, str, float]]]:
+        """What the image says: the top lexicon words per language as (concept_id, word, score)."""
+        v = self.embed_images(preprocess(image, self.pre)[None])[0]
+        return self._recognize_vector(v, top)
+
+    def _recognize_vector(self, v: np.ndarray, top: int) -> dict[str, list[tuple[str, str, float]]]:
+        out = {}
+        for lang in LANGS:
+            s = self.anchors(lang) @ v
+            best = np.argsort(-s)[:top]
+            out[lang] = [(self.lexicon.concepts[i].concept_id, self.lexicon.concepts[i].word(lang), float(s[i]))
+                         for i in best]
+        return out
+
+    def search(self, image: ImageInput | None = None, text: str | None = None, k: int = 10,
+               languages: Iterable[str] = LANGS, collection: str | None = None) -> tuple[list[Hit], QueryInfo]:
+        """Items nearest to an image or a typed word, restricted to `languages` and a collection."""
+        if (image is None) == (text is None):
+            raise ValueError("search takes an image or a text, not both")
+        languages = [lg for lg in languages]
+        if not set(languages) <= set(LANGS) or not languages:
+            raise ValueError(f"languages must be a non-empty subset of {LANGS}")
+        if not 1 <= int(k) <= 1000:
+            raise ValueError("k must be between 1 and 1000")
+        if image is not None:
+            x = preprocess(image, self.pre)
+            q = self.embed_images(x[None])[0]
+            info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0])
+        else:
+            t = validate_query_text(text)
+            q = self.embed_text([t])[0]
+            info = QueryInfo("text", text=t, detected_lang=detect_language(t, self.lexicon))
+        allowed = self._allowed_ids(languages, collection)
+        with self._lock:
+            scores, ids = self.index.search(q[None], int(k), allowed=allowed)
+        items = self.store.get_items([int(i) for i in ids[0] if i >= 0])
+        hits = []
+        for s, i in zip(scores[0], ids[0]):
+            it = items.get(int(i))
+            if it is None:
+                continue
+            words = None
+            if it.concept_id and it.concept_id in self.lexicon:
+                c = self.lexicon.get(it.concept_id)
+                words = {lang: c.word(lang) for lang in LANGS}
+            hits.append(Hit(it.id, float(s), it.path, it.collection, it.concept_id, it.lang, words, it.bbox,
+                            it.page_sha256))
+        return hits, info
+
+    def _allowed_ids(self, languages: list[str], collection: str | None) -> np.ndarray | None:
+        if set(languages) == set(LANGS) and collection is None:
+            return None
+        where, args = [], []
+        if collection:
+            where.append("c.name = ?")
+            args.append(collection)
+        if set(languages) != set(LANGS):
+            where.append(f"i.lang IN ({','.join('?' * len(languages))})")
+            args += languages
+        rows = self.store.read("SELECT i.id FROM items i JOIN collections c ON c.id = i.collection_id WHERE "
+                               + " AND ".join(where), tuple(args))
+        return np.array([r["id"] for r in rows], np.int64)
+
+    # ------------------------------------------------------------------ collections
+    def add(self, collection: str, images: list[tuple[str, bytes | Image.Image]],
+            labels: list[tuple[str, str] | None] | None = None, progress: Progress | None = None) -> AddReport:
+        """Add images (source name, bytes or PIL image) to a collection, searchable at once.
+
+        `labels` gives (concept_id, lang) per image or None. Unreadable or blank images are reported,
+        never fatal; what was stored before stays as it was."""
+        report = AddReport()
+        labels = labels or [None] * len(images)
+        if len(labels) != len(images):
+            raise ValueError("one label (or None) per image")
+        self.store.create_collection(collection)
+        records, xs = [], []
+        for n, ((source, data), label) in enumerate(zip(images, labels)):
+            try:
+                if label and (label[0] not in self.lexicon or label[1] not in LANGS):
+                    raise ValueError(f"unknown concept or language {label!r}")
+                raw = _png_bytes(data)
+                x = preprocess(raw, self.pre)
+            except ValueError as exc:
+                report.errors[source] = str(exc)
+                continue
+            sha, rel = self.store.put_image(raw, ".png")
+            records.append({"sha256": sha, "path": rel, "source": source,
+                            "concept_id": label[0] if label else None, "lang": label[1] if label else None})
+            xs.append(x)
+            if progress:
+                progress(n + 1, len(images), "reading images")
+        if not records:
+            return report
+        vecs = self.embed_images(np.stack(xs))
+        for rec, v in zip(records, vecs):
+            if rec["lang"] is None:  # unlabelled: the script it is written in, as recognised
+                rec["lang"] = max(LANGS, key=lambda lg: float((self.anchors(lg) @ v).max()))
+        with self._lock:
+            ids = self.store.add_items(collection, records, self.model_id, vecs)
+            self.index.add(np.array(ids, np.int64), vecs)
+            self.index.save(self._index_path(), self._record())
+        report.added = ids
+        return report
+
+    def remove(self, ids: list[int]) -> int:
+        with self._lock:
+            n = self.store.remove_items(ids)
+            self.index.remove(np.array(ids, np.int64))
+            self.index.save(self._index_path(), self._record())
+            return n
+
+
+def _png_bytes(data: bytes | Image.Image) -> bytes:
+    """Normalise an input image to PNG bytes for storage (EXIF orientation applied, size capped)."""
+    img = open_image(data)
+    if img.mode not in ("L", "LA", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in img.mode or img.mode == "P" else "RGB")
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
