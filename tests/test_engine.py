@@ -98,3 +98,26 @@ def test_remove_and_rebuild_after_restart(engine, small_model_dir, samples):
     assert len(again.index) == 4
     hits, _ = again.search(image=_png(samples[3].image), k=1)
     assert hits[0].item_id == rep.added[3]
+
+
+def test_cli_collection_add_search(small_model_dir, samples, tmp_path, capsys):
+    import json
+
+    from xmr_core.cli import main
+
+    data = str(tmp_path / "d")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, s in enumerate(samples[:4]):
+        s.image.save(folder / f"w{i}.png")
+    (folder / "bad.png").write_bytes(b"not a png")
+    assert main(["collection", "create", "mine", "--data", data]) == 0
+    assert main(["add", "mine", str(folder), "--data", data, "--model", str(small_model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "added 4 images" in out and "bad.png" in out
+    assert main(["search", "mine", "--image", str(folder / "w2.png"), "--json", "-k", "2",
+                 "--data", data, "--model", str(small_model_dir)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["hits"][0]["path"].endswith(".png") and res["hits"][0]["score"] > 0.999
+    assert main(["search", "--text", "", "--data", data, "--model", str(small_model_dir)]) == 2
+    assert "type a word" in capsys.readouterr().err

@@ -156,6 +156,98 @@ def _write_tsne(model, lex, data, out: str, max_images: int = 1500) -> None:
     embedding_figure(df).write_html(out, include_plotlyjs=True)
 
 
+def _engine(args: argparse.Namespace):
+    from .engine import Engine
+
+    def progress(done: int, total: int, what: str) -> None:
+        print(f"\r  {what}: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    eng = Engine(args.data, model_dir=args.model, progress=progress)
+    return eng
+
+
+def _cmd_collection(args: argparse.Namespace) -> int:
+    from .store import Store
+    from .paths import data_dir
+
+    store = Store(args.data or data_dir())
+    if args.collection_cmd == "create":
+        store.create_collection(args.name)
+        print(f"collection {args.name!r} ready")
+    for c in store.list_collections():
+        print(f"{c['name']:30s} {c['items']:8d} items")
+    return 0
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    from .ingest import iter_inputs
+
+    eng = _engine(args)
+    errors: dict[str, str] = {}
+    batch, added = [], 0
+    for item in iter_inputs(args.paths, errors):
+        batch.append(item)
+        if len(batch) == 256:
+            rep = eng.add(args.name, batch)
+            added, batch = added + len(rep.added), []
+            errors.update(rep.errors)
+    if batch:
+        rep = eng.add(args.name, batch)
+        added += len(rep.added)
+        errors.update(rep.errors)
+    print(f"added {added} images to {args.name!r}; {len(errors)} skipped")
+    for src, why in sorted(errors.items()):
+        print(f"  skipped {src}: {why}")
+    return 0 if added or not errors else 1
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    import json
+
+    eng = _engine(args)
+    langs = [x.strip() for x in args.lang.split(",") if x.strip()]
+    image = Path(args.image).read_bytes() if args.image else None
+    hits, info = eng.search(image=image, text=args.text, k=args.k, languages=langs, collection=args.name)
+    if args.json:
+        print(json.dumps({"query": {"kind": info.kind, "text": info.text, "detected_lang": info.detected_lang,
+                                    "recognized": info.recognized},
+                          "hits": [{"item_id": h.item_id, "score": round(h.score, 4), "path": str(h.path),
+                                    "lang": h.lang, "concept_id": h.concept_id, "words": h.words,
+                                    "bbox": h.bbox} for h in hits]}, ensure_ascii=False, indent=2))
+        return 0
+    if info.kind == "text":
+        print(f"query {info.text!r} (detected language: {info.detected_lang})")
+    else:
+        print("recognised as: " + "; ".join(f"{lg} {info.recognized[lg][0][1]}" for lg in info.recognized))
+    for r, h in enumerate(hits, 1):
+        words = " / ".join(h.words.values()) if h.words else "-"
+        print(f"{r:3d}. {h.score:.3f}  [{h.lang}] {words:40s} {h.path}")
+    return 0
+
+
+def _cmd_recognize(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    for lang, words in eng.recognize(Path(args.image).read_bytes(), top=args.top).items():
+        print(f"{lang}: " + ", ".join(f"{w} ({s:.2f})" for _, w, s in words))
+    return 0
+
+
+def _cmd_reindex(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    n = eng.reindex()
+    print(f"\nindex rebuilt: {n} items for model {eng.model_id}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import build_demo
+
+    eng = _engine(args)
+    n = build_demo(eng, args.concepts)
+    print(f"\ndemo collection: {n} images")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xmr", description="Cross-script handwriting retrieval")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -173,6 +265,50 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default="sheet.png")
     r.set_defaults(func=_cmd_render)
+    def data_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data", help="data folder (default: $XMR_DATA or ./data)")
+        sp.add_argument("--model", help="model directory (default: the active model)")
+
+    col = sub.add_parser("collection", help="collections").add_subparsers(dest="collection_cmd", required=True)
+    cc = col.add_parser("create")
+    cc.add_argument("name")
+    cl = col.add_parser("list")
+    for sp in (cc, cl):
+        sp.add_argument("--data")
+        sp.set_defaults(func=_cmd_collection)
+
+    a = sub.add_parser("add", help="add images (files, folders, zip archives) to a collection")
+    a.add_argument("name")
+    a.add_argument("paths", nargs="+")
+    data_args(a)
+    a.set_defaults(func=_cmd_add)
+
+    s_ = sub.add_parser("search", help="search a collection by image or typed word")
+    s_.add_argument("name", nargs="?", help="collection (default: all)")
+    q = s_.add_mutually_exclusive_group(required=True)
+    q.add_argument("--image")
+    q.add_argument("--text")
+    s_.add_argument("--lang", default="zh,en,es", help="target scripts, comma-separated")
+    s_.add_argument("-k", type=int, default=10)
+    s_.add_argument("--json", action="store_true")
+    data_args(s_)
+    s_.set_defaults(func=_cmd_search)
+
+    rc = sub.add_parser("recognize", help="what an image says: top words per language")
+    rc.add_argument("image")
+    rc.add_argument("--top", type=int, default=5)
+    data_args(rc)
+    rc.set_defaults(func=_cmd_recognize)
+
+    ri = sub.add_parser("reindex", help="embed missing items and rebuild the index")
+    data_args(ri)
+    ri.set_defaults(func=_cmd_reindex)
+
+    dm = sub.add_parser("demo", help="build the demo collection (renders of held-out fonts)")
+    dm.add_argument("--concepts", type=int, default=300)
+    data_args(dm)
+    dm.set_defaults(func=_cmd_demo)
+
     e = sub.add_parser("eval", help="evaluate a model directory (contract in DESIGN.md)")
     e.add_argument("--model", required=True)
     e.add_argument("--manifest", help="labelled-image CSV (path,text,lang,concept_id); default: held-out fonts")
