@@ -121,3 +121,17 @@ def test_cli_collection_add_search(small_model_dir, samples, tmp_path, capsys):
     assert res["hits"][0]["path"].endswith(".png") and res["hits"][0]["score"] > 0.999
     assert main(["search", "--text", "", "--data", data, "--model", str(small_model_dir)]) == 2
     assert "type a word" in capsys.readouterr().err
+
+
+def test_page_ingestion_keeps_boxes(engine, lexicon, fonts_ready):
+    from xmr_core.render.page import render_page
+
+    ds = SyntheticWords(Lexicon(lexicon.concepts[:60]), "val", seed=2)
+    rng = np.random.default_rng(0)
+    words = [(lexicon.concepts[i].concept_id, "en") for i in range(8)]
+    page, boxes, _ = render_page(ds, words, rng)
+    rep = engine.add_page("pages", "page1.png", _png(page))
+    assert len(rep.added) >= 6
+    items = engine.store.get_items(rep.added)
+    it = items[rep.added[0]]
+    assert it.bbox is not None and it.page_sha256 and engine.page_path(it.page_sha256).exists()

@@ -186,6 +186,15 @@ def _cmd_add(args: argparse.Namespace) -> int:
     errors: dict[str, str] = {}
     batch, added = [], 0
     for item in iter_inputs(args.paths, errors):
+        if args.pages:
+            try:
+                rep = eng.add_page(args.name, item[0], item[1])
+            except ValueError as exc:
+                errors[item[0]] = str(exc)
+                continue
+            added += len(rep.added)
+            errors.update(rep.errors)
+            continue
         batch.append(item)
         if len(batch) == 256:
             rep = eng.add(args.name, batch)
@@ -280,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("add", help="add images (files, folders, zip archives) to a collection")
     a.add_argument("name")
     a.add_argument("paths", nargs="+")
+    a.add_argument("--pages", action="store_true", help="inputs are pages: segment them into words")
     data_args(a)
     a.set_defaults(func=_cmd_add)
 

@@ -228,18 +228,20 @@ class Engine:
 
     # ------------------------------------------------------------------ collections
     def add(self, collection: str, images: list[tuple[str, bytes | Image.Image]],
-            labels: list[tuple[str, str] | None] | None = None, progress: Progress | None = None) -> AddReport:
+            labels: list[tuple[str, str] | None] | None = None, progress: Progress | None = None,
+            pages: list[tuple[str, tuple[int, int, int, int]]] | None = None) -> AddReport:
         """Add images (source name, bytes or PIL image) to a collection, searchable at once.
 
         `labels` gives (concept_id, lang) per image or None. Unreadable or blank images are reported,
         never fatal; what was stored before stays as it was."""
         report = AddReport()
         labels = labels or [None] * len(images)
-        if len(labels) != len(images):
-            raise ValueError("one label (or None) per image")
+        pages = pages or [None] * len(images)  # type: ignore[list-item]
+        if len(labels) != len(images) or len(pages) != len(images):
+            raise ValueError("one label (or None) and one page box (or None) per image")
         self.store.create_collection(collection)
         records, xs = [], []
-        for n, ((source, data), label) in enumerate(zip(images, labels)):
+        for n, ((source, data), label, page) in enumerate(zip(images, labels, pages)):
             try:
                 if label and (label[0] not in self.lexicon or label[1] not in LANGS):
                     raise ValueError(f"unknown concept or language {label!r}")
@@ -250,7 +252,8 @@ class Engine:
                 continue
             sha, rel = self.store.put_image(raw, ".png")
             records.append({"sha256": sha, "path": rel, "source": source,
-                            "concept_id": label[0] if label else None, "lang": label[1] if label else None})
+                            "concept_id": label[0] if label else None, "lang": label[1] if label else None,
+                            "page_sha256": page[0] if page else "", "bbox": page[1] if page else None})
             xs.append(x)
             if progress:
                 progress(n + 1, len(images), "reading images")
@@ -266,6 +269,26 @@ class Engine:
             self.index.save(self._index_path(), self._record())
         report.added = ids
         return report
+
+    def add_page(self, collection: str, source: str, page: bytes | Image.Image,
+                 progress: Progress | None = None) -> AddReport:
+        """Segment a page into word images and add each with the page and its box, so a hit can show
+        where on the page the word is."""
+        from .segment import segment_page
+
+        raw = _png_bytes(page)
+        boxes = segment_page(raw)
+        page_sha, _ = self.store.put_image(raw, ".png")
+        img = open_image(raw)
+        crops = []
+        for b in boxes:
+            m = max(2, (b[3] - b[1]) // 8)
+            crop = img.crop((max(0, b[0] - m), max(0, b[1] - m), min(img.width, b[2] + m), min(img.height, b[3] + m)))
+            crops.append((f"{source}#{b[0]},{b[1]},{b[2]},{b[3]}", crop))
+        return self.add(collection, crops, progress=progress, pages=[(page_sha, b) for b in boxes])
+
+    def page_path(self, page_sha256: str) -> Path:
+        return self.store.root / "images" / page_sha256[:2] / f"{page_sha256}.png"
 
     def remove(self, ids: list[int]) -> int:
         with self._lock:
