@@ -4,5 +4,9 @@ import streamlit as st
 
 st.set_page_config(page_title="XMR: cross-script handwriting search", page_icon="✍️", layout="wide")
 
-pages = [st.Page("pages/home.py", title="Home", icon="🏠", default=True)]
+pages = [
+    st.Page("pages/search.py", title="Search", icon="🔎", default=True),
+    st.Page("pages/models.py", title="Models", icon="🧠"),
+    st.Page("pages/home.py", title="About", icon="ℹ️"),
+]
 st.navigation(pages).run()

@@ -287,6 +287,15 @@ class Engine:
             crops.append((f"{source}#{b[0]},{b[1]},{b[2]},{b[3]}", crop))
         return self.add(collection, crops, progress=progress, pages=[(page_sha, b) for b in boxes])
 
+    def page_with_box(self, hit: Hit) -> Image.Image:
+        """The page a hit was cut from, with the word's box drawn on it."""
+        from PIL import ImageDraw
+
+        page = Image.open(self.page_path(hit.page_sha256)).convert("RGB")
+        if hit.bbox:
+            ImageDraw.Draw(page).rectangle(hit.bbox, outline=(230, 40, 40), width=max(2, page.width // 300))
+        return page
+
     def page_path(self, page_sha256: str) -> Path:
         return self.store.root / "images" / page_sha256[:2] / f"{page_sha256}.png"
 

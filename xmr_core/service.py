@@ -1,0 +1,23 @@
+"""Entry points for front ends: build the engine for the data folder, with the demo collection."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .engine import Engine
+from .registry import DEFAULT_MODEL
+
+
+def model_available(model_dir: Path | str | None = None) -> bool:
+    return (Path(model_dir or DEFAULT_MODEL) / "config.json").exists()
+
+
+def load_engine(data: Path | str | None = None, demo_concepts: int | None = None) -> Engine:
+    """The engine over the data folder; on first start (no items) the demo collection is built
+    (`XMR_DEMO_CONCEPTS` concepts, default 300)."""
+    from .demo import ensure_demo
+
+    eng = Engine(data)
+    ensure_demo(eng, demo_concepts or int(os.environ.get("XMR_DEMO_CONCEPTS", "300")))
+    return eng
