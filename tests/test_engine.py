@@ -135,3 +135,54 @@ def test_page_ingestion_keeps_boxes(engine, lexicon, fonts_ready):
     items = engine.store.get_items(rep.added)
     it = items[rep.added[0]]
     assert it.bbox is not None and it.page_sha256 and engine.page_path(it.page_sha256).exists()
+
+
+_ADDER = r"""
+import io, sys
+import numpy as np
+from PIL import Image
+from xmr_core.engine import Engine
+eng = Engine(sys.argv[1], model_dir=sys.argv[2])
+rng = np.random.default_rng(0)
+i = 0
+while True:
+    batch = []
+    for _ in range(8):
+        img = Image.new("L", (160, 60), 255)
+        a = np.asarray(img).copy()
+        a[20:40, 10 + i % 100: 60 + i % 100] = 0
+        buf = io.BytesIO(); Image.fromarray(a).save(buf, "PNG")
+        batch.append((f"w{i}", buf.getvalue())); i += 1
+    eng.add("c", batch)
+    print(i, flush=True)
+    if sys.argv[3] == "reindex" and i > 40:
+        eng.reindex()
+"""
+
+
+@pytest.mark.parametrize("phase", ["add", "reindex"])
+def test_sigkill_mid_write_leaves_a_consistent_store(small_model_dir, tmp_path, phase):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "d"
+    proc = subprocess.Popen([sys.executable, "-c", _ADDER, str(data), str(small_model_dir), phase],
+                            stdout=subprocess.PIPE, text=True)
+    seen = 0
+    while seen < 56:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen = int(line)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    eng = Engine(data, model_dir=small_model_dir)  # restart
+    n_items = eng.store.count_items()
+    ids, vecs = eng.store.embeddings(eng.model_id)
+    assert n_items >= 56 and len(ids) == n_items and len(eng.index) == n_items
+    shas = [it.sha256 for it in eng.store.list_items(limit=100_000)]
+    assert len(shas) == len(set(shas))  # nothing duplicated
+    assert all(it.path.exists() for it in eng.store.list_items(limit=100_000))  # nothing lost
