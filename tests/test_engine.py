@@ -186,3 +186,12 @@ def test_sigkill_mid_write_leaves_a_consistent_store(small_model_dir, tmp_path, 
     shas = [it.sha256 for it in eng.store.list_items(limit=100_000)]
     assert len(shas) == len(set(shas))  # nothing duplicated
     assert all(it.path.exists() for it in eng.store.list_items(limit=100_000))  # nothing lost
+
+
+def test_sixteen_bit_scan_is_stored_viewable(engine, samples):
+    a = (np.asarray(samples[0].image.convert("L"), np.uint16) * 257).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    rep = engine.add("demo", [("scan16.png", buf.getvalue())])
+    stored = Image.open(engine.store.get_items(rep.added)[rep.added[0]].path)
+    assert stored.mode == "L" and np.asarray(stored).min() < 100 and np.asarray(stored).max() > 200

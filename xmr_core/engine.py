@@ -18,7 +18,7 @@ from .checkpoint import load_model_dir
 from .index import IndexConfig, VectorIndex, load_index
 from .lexicon import LANGS, Concept, Lexicon, is_han, normalize_word
 from .paths import data_dir as default_data_dir
-from .preprocess import ImageInput, open_image, preprocess
+from .preprocess import ImageInput, open_image, preprocess, to_gray
 from .registry import active_model_dir, model_id
 from .store import Item, Store
 
@@ -310,7 +310,9 @@ class Engine:
 def _png_bytes(data: bytes | Image.Image) -> bytes:
     """Normalise an input image to PNG bytes for storage (EXIF orientation applied, size capped)."""
     img = open_image(data)
-    if img.mode not in ("L", "LA", "RGB", "RGBA"):
+    if img.mode.startswith(("I", "F")):  # 16-bit and float scans: scale to 8 bits, not clip
+        img = Image.fromarray((to_gray(img) * 255).astype(np.uint8), "L")
+    elif img.mode not in ("L", "LA", "RGB", "RGBA"):
         img = img.convert("RGBA" if "A" in img.mode or img.mode == "P" else "RGB")
     buf = io.BytesIO()
     img.save(buf, "PNG")

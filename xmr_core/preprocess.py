@@ -58,10 +58,10 @@ def open_image(src: ImageInput) -> Image.Image:
     else:
         try:
             img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError("not a readable image file (PNG, JPEG, WebP, BMP, TIFF, GIF, HEIC)") from exc
         except FileNotFoundError:
             raise
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError("not a readable image file (PNG, JPEG, WebP, BMP, TIFF, GIF, HEIC)") from exc
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise ValueError(f"image is {w}x{h} ({w * h / 1e6:.0f} MP); the limit is {MAX_PIXELS / 1e6:.0f} MP")
