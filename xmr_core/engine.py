@@ -287,6 +287,13 @@ class Engine:
             crops.append((f"{source}#{b[0]},{b[1]},{b[2]},{b[3]}", crop))
         return self.add(collection, crops, progress=progress, pages=[(page_sha, b) for b in boxes])
 
+    def model_metrics(self) -> dict:
+        """The active model's metrics.json (empty when it has none)."""
+        import json
+
+        p = self.model_dir / "metrics.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
     def page_with_box(self, hit: Hit) -> Image.Image:
         """The page a hit was cut from, with the word's box drawn on it."""
         from PIL import ImageDraw
@@ -298,6 +305,44 @@ class Engine:
 
     def page_path(self, page_sha256: str) -> Path:
         return self.store.root / "images" / page_sha256[:2] / f"{page_sha256}.png"
+
+    def explore(self, collection: str | None = None, concepts: list[str] | None = None, method: str = "pca",
+                max_items: int = 1500) -> tuple["pd.DataFrame", dict]:
+        """2-D map of a collection's embeddings with the lexicon anchors of the concepts shown, and the
+        R/D ratio (overall and per script) of the labelled items."""
+        import pandas as pd
+
+        from .metrics import rd_ratio
+        from .plots import project_2d
+
+        ids, vecs = self.store.embeddings(self.model_id)
+        items = self.store.get_items(ids.tolist())
+        keep = [n for n, i in enumerate(ids) if i in items and (collection is None or items[i].collection == collection)
+                and (not concepts or items[i].concept_id in concepts)][:max_items]
+        if not keep:
+            raise ValueError("nothing to show: the collection has no items (with those concepts)")
+        rows = [{"item_id": int(ids[n]), "kind": "image", "lang": items[ids[n]].lang or "?",
+                 "concept": items[ids[n]].concept_id or "unlabelled", "path": str(items[ids[n]].path),
+                 "label": self.lexicon.get(items[ids[n]].concept_id).word(items[ids[n]].lang)
+                 if items[ids[n]].concept_id in self.lexicon and items[ids[n]].lang else "?"} for n in keep]
+        shown = sorted({r["concept"] for r in rows if r["concept"] in self.lexicon})
+        anchor_vecs = [self.anchors(lg)[self.lexicon.index(c)] for c in shown for lg in LANGS]
+        rows += [{"item_id": -1, "kind": "anchor", "lang": lg, "concept": c, "path": "",
+                  "label": self.lexicon.get(c).word(lg)} for c in shown for lg in LANGS]
+        allv = np.concatenate([vecs[keep], np.array(anchor_vecs).reshape(-1, vecs.shape[1])])
+        xy = project_2d(allv, method)
+        df = pd.DataFrame(rows)
+        df["x"], df["y"] = xy[:, 0], xy[:, 1]
+        lab = np.array([r["concept"] in self.lexicon for r in rows[:len(keep)]])
+        rd = {}
+        if lab.sum() >= 2:
+            v, c = vecs[keep][lab], np.array([r["concept"] for r in rows[:len(keep)]])[lab]
+            langs = np.array([r["lang"] for r in rows[:len(keep)]])[lab]
+            rd["all"] = rd_ratio(v, c)
+            for lg in LANGS:
+                m = langs == lg
+                rd[lg] = rd_ratio(v[m], c[m]) if m.sum() >= 2 else float("nan")
+        return df, rd
 
     def remove(self, ids: list[int]) -> int:
         with self._lock:

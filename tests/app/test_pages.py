@@ -49,7 +49,7 @@ def _run(page: str):
     return at
 
 
-@pytest.mark.parametrize("page", ["pages/search.py", "pages/models.py", "pages/home.py"])
+@pytest.mark.parametrize("page", ["pages/search.py", "pages/explore.py", "pages/models.py", "pages/home.py"])
 def test_every_page_opens(app_env, page):
     at = _run(page)
     assert not at.exception, at.exception
@@ -75,3 +75,11 @@ def test_empty_text_shows_a_message(app_env):
     at.text_input(key="search_text").input("   ")
     at.button(key="search_text_btn").click().run()
     assert not at.exception and "type a word" in at.error[0].value
+
+
+def test_explore_shows_map_and_rd(app_env):
+    at = _run("pages/explore.py")
+    assert not at.exception
+    at.radio(key="explore_method").set_value("tsne").run()
+    assert not at.exception and len(at.get("plotly_chart")) >= 1
+    assert at.dataframe  # the R/D table

@@ -1,0 +1,45 @@
+"""Explore: the embedding space of a collection with the lexicon anchors; R/D ratios; accuracy matrix."""
+
+import streamlit as st
+
+from pages._common import engine_or_stop
+from xmr_core.plots import accuracy_matrix_figure, embedding_figure
+
+st.title("Explore the embedding space")
+eng = engine_or_stop()
+collections = [c["name"] for c in eng.store.list_collections()]
+if not collections:
+    st.info("No collections yet: add images on the command line (`xmr add`) or build the demo (`xmr demo`).")
+    st.stop()
+c1, c2, c3 = st.columns(3)
+collection = c1.selectbox("Collection", collections, key="explore_collection")
+method = c2.radio("Projection", ["pca", "tsne"], format_func={"pca": "PCA (fast)", "tsne": "t-SNE"}.get,
+                  horizontal=True, key="explore_method")
+color = c3.radio("Colour by", ["lang", "concept"], horizontal=True, key="explore_color")
+pick = st.multiselect("Concepts to show (empty: all, up to 1,500 images)", eng.lexicon.ids(), key="explore_concepts",
+                      format_func=lambda c: " / ".join(eng.lexicon.get(c).word(lg) for lg in ("zh", "en", "es")))
+
+
+@st.cache_data(show_spinner="Projecting the embeddings...", max_entries=16)
+def _frame(model_id: str, collection: str, concepts: tuple, method: str, n_items: int):
+    return eng.explore(collection, list(concepts) or None, method)
+
+
+try:
+    df, rd = _frame(eng.model_id, collection, tuple(pick), method, eng.store.count_items(collection))
+except ValueError as exc:
+    st.warning(str(exc))
+    st.stop()
+st.plotly_chart(embedding_figure(df, color), key="explore_chart")
+left, right = st.columns(2)
+with left:
+    st.subheader("R/D ratio (lower is better)")
+    st.dataframe([{"scripts": k, "R/D": round(v, 3)} for k, v in rd.items()], hide_index=True)
+with right:
+    val = eng.model_metrics().get("val")
+    st.subheader("Cross-lingual Acc@1 of the active model")
+    if val:
+        st.plotly_chart(accuracy_matrix_figure(val["image_to_text"]), key="explore_matrix")
+        st.caption(f"{val['n_images']} renders of held-out fonts; whole lexicon as candidates.")
+    else:
+        st.info("The active model has no evaluation yet (`xmr eval`).")
