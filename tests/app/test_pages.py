@@ -49,7 +49,7 @@ def _run(page: str):
     return at
 
 
-@pytest.mark.parametrize("page", ["pages/search.py", "pages/explore.py", "pages/models.py", "pages/home.py"])
+@pytest.mark.parametrize("page", ["pages/search.py", "pages/explore.py", "pages/annotate.py", "pages/models.py", "pages/home.py"])
 def test_every_page_opens(app_env, page):
     at = _run(page)
     assert not at.exception, at.exception
@@ -83,3 +83,15 @@ def test_explore_shows_map_and_rd(app_env):
     at.radio(key="explore_method").set_value("tsne").run()
     assert not at.exception and len(at.get("plotly_chart")) >= 1
     assert at.dataframe  # the R/D table
+
+
+def test_annotate_grows_the_queue_and_validates_concepts(app_env):
+    at = _run("pages/annotate.py")  # the patched canvas returns a drawing
+    assert not at.exception
+    at.button(key="annotate_save").click().run()
+    assert not at.exception and "Saved as" in at.success[0].value
+    assert "1 samples" in at.caption[0].value
+    at.text_input(key="annotate_new_zh").input("cat")
+    at.text_input(key="annotate_new_en").input("Bad Word")
+    at.button(key="annotate_new_btn").click().run()
+    assert not at.exception and at.error

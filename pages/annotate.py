@@ -1,0 +1,80 @@
+"""Annotate: label new samples into the fine-tune queue; manage the queue."""
+
+import streamlit as st
+
+from pages._common import LANG_NAMES, engine_or_stop
+from xmr_core.annotate import create_concept, export_manifest, save_annotation, suggest
+
+st.title("Annotate samples")
+eng = engine_or_stop()
+fmt = lambda c: " / ".join(eng.lexicon.get(c).word(lg) for lg in LANG_NAMES)  # noqa: E731
+
+draw_tab, upload_tab = st.tabs(["✏️ Draw", "📤 Upload"])
+sample = None
+with draw_tab:
+    from streamlit_drawable_canvas import st_canvas
+
+    canvas = st_canvas(stroke_width=10, stroke_color="#000000", background_color="", height=200, width=600,
+                       drawing_mode="freedraw", return_image_data=True, key="annotate_canvas")
+    if canvas.image_data is not None and canvas.image_data[..., 3].max() > 0:
+        sample = canvas.image_data
+with upload_tab:
+    up = st.file_uploader("A sample image", type=["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"],
+                          key="annotate_upload")
+    if up is not None:
+        sample = up.getvalue()
+
+if sample is not None:
+    try:
+        top = suggest(eng, sample)
+    except ValueError as exc:
+        st.error(str(exc))
+        top = []
+    if top:
+        options = [c for c, _, _ in top]
+        st.markdown("The model suggests:")
+        choice = st.radio("Concept", options, key="annotate_choice",
+                          format_func=lambda c: f"{fmt(c)} ({dict((x, s) for x, _, s in top)[c]:.2f})")
+        other = st.selectbox("...or another concept (search by any of its words)", [""] + eng.lexicon.ids(),
+                             format_func=lambda c: fmt(c) if c else "", key="annotate_other")
+        guess = dict((c, lg) for c, lg, _ in top).get(choice, "en")
+        lang = st.radio("Script of the sample", list(LANG_NAMES), format_func=LANG_NAMES.get, horizontal=True,
+                        index=list(LANG_NAMES).index(guess), key="annotate_lang")
+        author = st.text_input("Your name (optional)", key="annotate_author")
+        if st.button("Save to the fine-tune queue", type="primary", key="annotate_save"):
+            try:
+                save_annotation(eng, sample, other or choice, lang, author)
+                st.success(f"Saved as {fmt(other or choice)} ({LANG_NAMES[lang]}).")
+            except ValueError as exc:
+                st.error(str(exc))
+
+with st.expander("Create a new concept"):
+    c1, c2, c3 = st.columns(3)
+    zh = c1.text_input("Chinese (simplified)", key="annotate_new_zh")
+    en = c2.text_input("English", key="annotate_new_en")
+    es = c3.text_input("Spanish", key="annotate_new_es")
+    if st.button("Create concept", key="annotate_new_btn"):
+        try:
+            c = create_concept(eng, zh, en, es)
+            st.success(f"Created {c.concept_id}: {c.zh} / {c.en} / {c.es}")
+        except ValueError as exc:
+            st.error(str(exc))
+
+st.subheader("Fine-tune queue")
+queue = eng.store.list_annotations()
+st.caption(f"{len(queue)} samples")
+for a in queue[:60]:
+    cols = st.columns([1, 3, 2, 1])
+    cols[0].image(str(eng.store.root / a["path"]), width=120)
+    cols[1].write(f"{fmt(a['concept_id'])} · {LANG_NAMES[a['lang']]}" + (f" · by {a['author']}" if a["author"] else ""))
+    new = cols[2].selectbox("Relabel", [""] + eng.lexicon.ids(), format_func=lambda c: fmt(c) if c else "",
+                            key=f"annotate_relabel_{a['id']}", label_visibility="collapsed")
+    if new:
+        eng.store.relabel_annotation(a["id"], new, a["lang"])
+        st.rerun()
+    if cols[3].button("Delete", key=f"annotate_delete_{a['id']}"):
+        eng.store.delete_annotation(a["id"])
+        st.rerun()
+if queue and st.button("Export the queue as a manifest", key="annotate_export"):
+    path = export_manifest(eng, eng.store.root / "exports" / "queue")
+    st.success(f"Wrote {path}")

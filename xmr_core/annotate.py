@@ -1,0 +1,68 @@
+"""Labelling new samples into the fine-tune queue: suggestions, new concepts, relabel, export."""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+from pathlib import Path
+
+from .engine import Engine, _png_bytes
+from .lexicon import LANGS, Concept, validate_concept
+from .preprocess import ImageInput, preprocess
+
+
+def suggest(engine: Engine, image: ImageInput, top: int = 5) -> list[tuple[str, str, float]]:
+    """The model's top concepts for a sample, as (concept_id, most likely language, score)."""
+    v = engine.embed_images(preprocess(image, engine.pre)[None])[0]
+    best: dict[str, tuple[str, float]] = {}
+    for lang in LANGS:
+        scores = engine.anchors(lang) @ v
+        for i, s in enumerate(scores):
+            cid = engine.lexicon.concepts[i].concept_id
+            if cid not in best or s > best[cid][1]:
+                best[cid] = (lang, float(s))
+    ranked = sorted(best.items(), key=lambda kv: -kv[1][1])[:top]
+    return [(cid, lang, score) for cid, (lang, score) in ranked]
+
+
+def save_annotation(engine: Engine, image: ImageInput, concept_id: str, lang: str, author: str = "") -> int:
+    """Store the sample and queue it for fine-tuning; ValueError for a blank image or unknown label."""
+    if concept_id not in engine.lexicon:
+        raise ValueError(f"unknown concept {concept_id!r}: pick one from the lexicon or create it")
+    if lang not in LANGS:
+        raise ValueError(f"language must be one of {LANGS}")
+    raw = _png_bytes(image)
+    preprocess(raw, engine.pre)  # refuses blank or unreadable samples before anything is stored
+    sha, rel = engine.store.put_image(raw, ".png")
+    return engine.store.annotate(sha, str(rel), concept_id, lang, author)
+
+
+def create_concept(engine: Engine, zh: str, en: str, es: str) -> Concept:
+    """A user-defined concept, validated, stored and usable at once (its anchors come from the text tower)."""
+    en_id = re.sub(r"[^a-z0-9]+", "_", en.strip().lower()).strip("_") or "concept"
+    concept = Concept(f"user.{en_id}", zh.strip(), en.strip(), es.strip().lower(), "user")
+    validate_concept(concept)
+    if concept.concept_id in engine.lexicon:
+        raise ValueError(f"a concept {concept.concept_id!r} exists already")
+    engine.lexicon = engine.lexicon.with_concepts([concept])  # refuses a word another concept uses
+    engine.store.add_concept(concept.concept_id, concept.zh, concept.en, concept.es)
+    engine._anchors.clear()
+    return concept
+
+
+def export_manifest(engine: Engine, out_dir: Path | str) -> Path:
+    """Write the queue as a labelled-image manifest (DESIGN.md contract) with the images beside it."""
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    path = out / "manifest.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "text", "lang", "concept_id", "author"])
+        for a in engine.store.list_annotations():
+            src = engine.store.root / a["path"]
+            rel = Path("images") / src.name
+            shutil.copyfile(src, out / rel)
+            w.writerow([rel.as_posix(), engine.lexicon.get(a["concept_id"]).word(a["lang"]), a["lang"],
+                        a["concept_id"], a["author"]])
+    return path
