@@ -8,6 +8,7 @@ pages = [
     st.Page("pages/search.py", title="Search", icon="🔎", default=True),
     st.Page("pages/explore.py", title="Explore", icon="🗺️"),
     st.Page("pages/annotate.py", title="Annotate", icon="🏷️"),
+    st.Page("pages/finetune.py", title="Fine-tune", icon="🛠️"),
     st.Page("pages/models.py", title="Models", icon="🧠"),
     st.Page("pages/home.py", title="About", icon="ℹ️"),
 ]

@@ -58,3 +58,15 @@ def rollback(store: Store) -> Path:
         raise ValueError("no previous model to roll back to")
     activate(store, prev)
     return Path(prev)
+
+
+def promote(store: Store, result: dict, override: bool = False) -> Path:
+    """Activate a fine-tuned model, unless it scores worse than the model it started from on the
+    held-out fonts (then only with `override`)."""
+    before = result["before"]["val_fonts"]["within_acc@1"]
+    after = result["after"]["val_fonts"]["within_acc@1"]
+    if after < before and not override:
+        raise ValueError(f"the new model is worse on the held-out fonts ({100 * after:.1f}% < {100 * before:.1f}% "
+                         "within-language Acc@1); tick the override to promote it anyway")
+    activate(store, result["model_dir"])
+    return Path(result["model_dir"])

@@ -49,6 +49,8 @@ class TrainConfig:
     ckpt_every: int = 200
     eval_every: int = 1000
     eval_concepts: int = 300  # val-font probe size during training
+    manifest: str = ""  # stage 2: labelled images (CSV per DESIGN.md) mixed into every batch
+    replay: float = 0.5  # stage 2: share of each batch that stays synthetic (so old styles are kept)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -68,17 +70,46 @@ class BatchStream(IterableDataset):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         ds = SyntheticWords(self.lexicon, "train", self.cfg.langs, self.cfg.kinds, self.cfg.seed, self.cfg.strength)
+        labelled = load_labelled(self.cfg.manifest, self.lexicon, self.cfg.langs, self.pre) if self.cfg.manifest else None
         step = self.start + wid
         while True:
-            yield make_batch(ds, self.cfg, self.pre, step)
+            yield make_batch(ds, self.cfg, self.pre, step, labelled)
             step += nw
 
 
-def make_batch(ds: SyntheticWords, cfg: TrainConfig, pre: PreprocessConfig, step: int):
+def load_labelled(manifest: str, lexicon: Lexicon, langs: tuple[str, ...], pre: PreprocessConfig):
+    """(inputs, concept indices, language indices) of a labelled-image manifest."""
+    from .evaluate import load_manifest_set
+
+    data = load_manifest_set(manifest, lexicon, pre)
+    ids = lexicon.ids()
+    return data.x, np.array([ids.index(c) for c in data.concept_ids]), np.array([langs.index(lg) for lg in data.langs])
+
+
+def jitter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Small random scale, shift and rotation of a preprocessed input (labelled samples are few)."""
+    import cv2
+
+    h, w = x.shape[-2:]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-4, 4)), float(rng.uniform(0.85, 1.05)))
+    m[:, 2] += rng.uniform(-0.06, 0.06, 2) * (w, h)
+    return cv2.warpAffine(x[0], m, (w, h), flags=cv2.INTER_LINEAR)[None]
+
+
+def make_batch(ds: SyntheticWords, cfg: TrainConfig, pre: PreprocessConfig, step: int, labelled=None):
     rng = np.random.default_rng([cfg.seed, step])
     n = len(ds.lexicon)
-    concepts = rng.choice(n, size=min(cfg.concepts_per_batch, n), replace=False)
     xs, cs, ls = [], [], []
+    n_syn = cfg.concepts_per_batch
+    if labelled is not None:
+        lx, lc, ll = labelled
+        n_lab = int(round((1 - cfg.replay) * cfg.concepts_per_batch * len(cfg.langs)))
+        n_syn = max(1, int(round(cfg.replay * cfg.concepts_per_batch)))
+        for j in rng.integers(0, len(lx), n_lab):
+            xs.append(jitter(lx[j], rng))
+            cs.append(int(lc[j]))
+            ls.append(int(ll[j]))
+    concepts = rng.choice(n, size=min(n_syn, n), replace=False)
     for ci in concepts:
         cid = ds.lexicon.concepts[ci].concept_id
         for li, lang in enumerate(cfg.langs):
@@ -104,8 +135,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
           init: Path | str | None = None) -> Path:
     """Run (or resume) training into `out`; writes checkpoints there and the final model dir.
 
-    `init` starts a new run from a model directory's weights (same architecture), e.g. to continue
-    the bundled model; an existing checkpoint in `out` always takes precedence."""
+    `init` starts a new run (step 0, fresh schedule) from a model directory's weights (same
+    architecture), as fine-tuning does; an existing checkpoint in `out` always takes precedence."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lexicon = lexicon or load_lexicon()
@@ -123,9 +154,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
         if init:
             from .checkpoint import load_model_dir
 
-            start, _, start_cfg = load_model_dir(init, lexicon)
+            start, _, _ = load_model_dir(init)  # its weights do not depend on the lexicon
             model.load_state_dict(start.state_dict())
-            state.update(step=int(start_cfg.get("train_step", 0)), seconds=float(start_cfg.get("train_seconds", 0.0)))
         elif hasattr(model.text, "init_head_whitened"):
             model.text.init_head_whitened(lexicon.words("zh") + lexicon.words("en") + lexicon.words("es"))
     (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))

@@ -49,7 +49,8 @@ def _run(page: str):
     return at
 
 
-@pytest.mark.parametrize("page", ["pages/search.py", "pages/explore.py", "pages/annotate.py", "pages/models.py", "pages/home.py"])
+@pytest.mark.parametrize("page", ["pages/search.py", "pages/explore.py", "pages/annotate.py", "pages/finetune.py",
+                                  "pages/models.py", "pages/home.py"])
 def test_every_page_opens(app_env, page):
     at = _run(page)
     assert not at.exception, at.exception
@@ -95,3 +96,10 @@ def test_annotate_grows_the_queue_and_validates_concepts(app_env):
     at.text_input(key="annotate_new_en").input("Bad Word")
     at.button(key="annotate_new_btn").click().run()
     assert not at.exception and at.error
+
+
+def test_finetune_refuses_an_empty_queue(app_env):
+    at = _run("pages/finetune.py")
+    assert not at.exception
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception and "at least 2" in at.error[0].value

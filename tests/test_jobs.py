@@ -1,0 +1,93 @@
+"""Fine-tuning as a separate job process, followed through the store."""
+
+import io
+import time
+
+import pytest
+import torch
+
+from xmr_core.annotate import save_annotation
+from xmr_core.checkpoint import load_model_dir, save_model_dir
+from xmr_core.engine import Engine
+from xmr_core.finetune import split_queue
+from xmr_core.jobs import refresh_dead_jobs, start_job
+from xmr_core.lexicon import Lexicon
+from xmr_core.model.dual import DualEncoder
+from xmr_core.render import SyntheticWords
+
+SMALL = {"embed_dim": 64, "vision": {"backbone": "mobilenetv3_small_050", "dropout": 0.0},
+         "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}}
+
+
+def _png(img):
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _wait(store, job_id, timeout=600):
+    t = time.time()
+    while time.time() - t < timeout:
+        job = store.get_job(job_id)
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.5)
+    raise TimeoutError(store.get_job(job_id))
+
+
+def test_split_queue_keeps_every_concept_in_training():
+    rows = [{"concept_id": c, "id": i} for i, c in enumerate("aaaaabbc")]
+    train, held = split_queue(rows, 0.2)
+    assert {r["concept_id"] for r in train} == {"a", "b", "c"} and len(held) >= 1
+    assert not [r for r in held if r["concept_id"] == "c"]  # a single sample stays in training
+
+
+@pytest.mark.slow
+def test_finetune_job_runs_to_the_end(lexicon, fonts_ready, tmp_path):
+    torch.manual_seed(0)
+    lex = Lexicon(lexicon.concepts[:12])
+    base = save_model_dir(DualEncoder(SMALL).eval(), lex, tmp_path / "base")
+    eng = Engine(tmp_path / "data", model_dir=base)
+    ds = SyntheticWords(lex, "train", seed=4)
+    for i in range(10):
+        s = ds[i]
+        save_annotation(eng, _png(s.image), s.concept_id, s.lang)
+    job = start_job(eng.store, "finetune", {"base": str(base), "name": "ft1",
+                                            "config": {"steps": 8, "val_concepts": 4, "concepts_per_batch": 4}})
+    with pytest.raises(RuntimeError, match="still running"):
+        start_job(eng.store, "reindex", {})
+    done = _wait(eng.store, job)
+    assert done["status"] == "done", done["message"]
+    res = done["result"]
+    assert set(res["before"]) == set(res["after"]) == {"val_fonts", "queue_heldout"}
+    assert res["n_train"] + res["n_heldout"] == 10
+    model, mlex, _ = load_model_dir(res["model_dir"])
+    assert mlex.hash() == lex.hash()
+    # the job's process has ended; a reindex job may start now
+    job2 = start_job(eng.store, "reindex", {"model": res["model_dir"]})
+    assert _wait(eng.store, job2)["status"] == "done"
+
+
+def test_dead_job_is_marked_failed(tmp_path):
+    from xmr_core.store import Store
+
+    s = Store(tmp_path)
+    j = s.create_job("reindex", {})
+    s.update_job(j, status="running", pid=999_999)
+    refresh_dead_jobs(s)
+    assert s.get_job(j)["status"] == "failed"
+
+
+def test_promotion_refuses_a_worse_model(tmp_path):
+    from xmr_core.registry import active_model_dir, promote
+    from xmr_core.store import Store
+
+    s = Store(tmp_path / "d")
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    res = {"before": {"val_fonts": {"within_acc@1": 0.8}}, "after": {"val_fonts": {"within_acc@1": 0.7}},
+           "model_dir": str(d)}
+    with pytest.raises(ValueError, match="worse"):
+        promote(s, res)
+    assert promote(s, res, override=True) == d and active_model_dir(s) == d.resolve()

@@ -1,0 +1,122 @@
+"""Stage 2: fine-tune a model on the annotation queue, mixed with synthetic replay, and compare
+before/after on the held-out fonts and on a held-out part of the queue."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from .checkpoint import load_model_dir, save_model_dir
+from .evaluate import evaluate, load_manifest_set, render_eval_set
+from .lexicon import Concept, Lexicon
+from .store import Store
+from .train import TrainConfig, train
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = 300  # optimisation steps
+    lr: float = 5e-4
+    replay: float = 0.5  # share of each batch rendered from the train fonts
+    holdout: float = 0.2  # share of the queue kept out of training for the after/before comparison
+    val_concepts: int = 200  # held-out-font check on the first N concepts (all concepts are candidates)
+    concepts_per_batch: int = 32
+    seed: int = 0
+    threads: int = 2
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneConfig":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def split_queue(annotations: list[dict], holdout: float) -> tuple[list[dict], list[dict]]:
+    """About `holdout` of the queue for the before/after check, taken round-robin from concepts with
+    at least two samples, so every concept keeps a training sample."""
+    by_concept: dict[str, list[dict]] = {}
+    for a in annotations:
+        by_concept.setdefault(a["concept_id"], []).append(a)
+    target = int(round(holdout * len(annotations)))
+    held: list[dict] = []
+    while len(held) < target:
+        took = False
+        for rows in by_concept.values():
+            if len(rows) >= 2 and len(held) < target:
+                held.append(rows.pop())
+                took = True
+        if not took:
+            break
+    kept = {id(a) for a in held}
+    return [a for a in annotations if id(a) not in kept], held
+
+
+def _write_manifest(rows: list[dict], store: Store, lexicon: Lexicon, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "text", "lang", "concept_id"])
+        for a in rows:
+            rel = os.path.relpath(store.root / a["path"], path.parent)
+            w.writerow([rel, lexicon.get(a["concept_id"]).word(a["lang"]), a["lang"], a["concept_id"]])
+    return path
+
+
+def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: FinetuneConfig,
+             progress: Callable[[float, str], None] | None = None) -> dict:
+    """Fine-tune `base_dir` on the store's queue into `out_dir`; returns the before/after comparison."""
+    say = progress or (lambda f, m: None)
+    out = Path(out_dir)
+    queue = store.list_annotations()
+    if len(queue) < 2:
+        raise ValueError("the fine-tune queue needs at least 2 labelled samples")
+    base, base_lex, base_cfg = load_model_dir(base_dir)
+    extra = [Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in store.list_concepts()
+             if c["concept_id"] not in base_lex]
+    lexicon = base_lex.with_concepts(extra)
+    train_rows, held_rows = split_queue(queue, cfg.holdout)
+    train_csv = _write_manifest(train_rows, store, lexicon, out / "data" / "train.csv")
+    held_csv = _write_manifest(held_rows, store, lexicon, out / "data" / "heldout.csv") if held_rows else None
+    pre = base.cfg.preprocess
+    say(0.02, "evaluating the current model")
+    fonts = render_eval_set(lexicon, pre, "val", concepts=cfg.val_concepts)
+    held = load_manifest_set(held_csv, lexicon, pre) if held_csv else None
+
+    def scores(model) -> dict:
+        r = {"val_fonts": _summary(evaluate(model, lexicon, fonts))}
+        if held is not None:
+            r["queue_heldout"] = _summary(evaluate(model, lexicon, held))
+        return r
+
+    before = scores(base)
+    tcfg = TrainConfig.from_dict({**base_cfg.get("train", {}), "steps": cfg.steps, "lr": cfg.lr,
+                                  "warmup": max(1, cfg.steps // 10), "manifest": str(train_csv),
+                                  "replay": cfg.replay, "concepts_per_batch": cfg.concepts_per_batch,
+                                  "seed": cfg.seed, "threads": cfg.threads, "workers": 0, "eval_concepts": 0,
+                                  "ckpt_every": max(10, cfg.steps // 5)})
+    t0 = time.time()
+
+    def on_step(rec: dict) -> None:
+        done = rec["step"] / cfg.steps
+        eta = (time.time() - t0) / max(done, 1e-6) * (1 - done)
+        say(0.1 + 0.8 * done, f"step {rec['step']}/{cfg.steps}, loss {rec['total']:.3f}, ETA {eta:.0f} s")
+
+    model_dir = train(base.cfg, tcfg, out / "run", lexicon, progress=on_step, init=base_dir)
+    tuned, _, _ = load_model_dir(model_dir)
+    say(0.92, "evaluating the fine-tuned model")
+    after = scores(tuned)
+    result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
+              "config": asdict(cfg), "minutes": round((time.time() - t0) / 60, 2)}
+    final = save_model_dir(tuned, lexicon, out / "model", metrics={"finetune": result},
+                           extra={"train": asdict(tcfg), "base_model": str(base_dir)})
+    result["model_dir"] = str(final)
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    say(1.0, "done")
+    return result
+
+
+def _summary(res: dict) -> dict:
+    return {"within_acc@1": res["within_acc@1"], "cross_acc@1": res["cross_acc@1"], "n_images": res["n_images"]}
