@@ -49,6 +49,7 @@ class TrainConfig:
     ckpt_every: int = 200
     eval_every: int = 1000
     eval_concepts: int = 300  # val-font probe size during training
+    channels_last: bool = True  # NHWC activations: faster convolutions on CPU
     manifest: str = ""  # stage 2: labelled images (CSV per DESIGN.md) mixed into every batch
     replay: float = 0.5  # stage 2: share of each batch that stays synthetic (so old styles are kept)
 
@@ -165,6 +166,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
     loader = DataLoader(BatchStream(lexicon, cfg, model_cfg.preprocess, state["step"]), batch_size=None,
                         num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
                         persistent_workers=False)
+    if cfg.channels_last:
+        model.visual.to(memory_format=torch.channels_last)
     model.train()
     t0, seen, t_last = time.time(), 0, time.time()
     step = state["step"]
@@ -173,6 +176,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         img = model.encode_image(images)
         all_text = model.encode_text(words)
         idx = concepts * len(cfg.langs) + langs
