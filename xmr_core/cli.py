@@ -76,7 +76,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.steps:
         train_cfg.steps = args.steps
     lex = load_lexicon()
-    probe = make_probe(lex, train_cfg.eval_concepts) if train_cfg.eval_concepts else None
+    probe = make_probe(lex, model_cfg.preprocess, train_cfg.eval_concepts) if train_cfg.eval_concepts else None
 
     def progress(rec: dict) -> None:
         line = " ".join(f"{k}={v}" for k, v in rec.items() if k != "probe")

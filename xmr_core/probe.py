@@ -7,12 +7,13 @@ import torch
 
 from .lexicon import LANGS, Lexicon
 from .model.dual import DualEncoder
-from .preprocess import preprocess
+from .preprocess import PreprocessConfig, preprocess
 from .render import MissingGlyph, SyntheticWords
 
 
-def make_probe(lexicon: Lexicon, n_concepts: int = 300, split: str = "val", seed: int = 123):
-    """Pre-render a fixed probe set; returns probe(model) -> {'within_acc@1', 'cross_acc@1'}."""
+def make_probe(lexicon: Lexicon, pre: PreprocessConfig, n_concepts: int = 300, split: str = "val", seed: int = 123):
+    """Pre-render a fixed probe set (preprocessed as the model expects); returns
+    probe(model) -> {'within_acc@1', 'cross_acc@1'}."""
     ds = SyntheticWords(lexicon, split, seed=seed)
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(lexicon), size=min(n_concepts, len(lexicon)), replace=False)
@@ -20,7 +21,7 @@ def make_probe(lexicon: Lexicon, n_concepts: int = 300, split: str = "val", seed
     for ci in chosen:
         for li, lang in enumerate(LANGS):
             try:
-                xs.append(preprocess(ds.sample(lexicon.concepts[ci].concept_id, lang, rng).image))
+                xs.append(preprocess(ds.sample(lexicon.concepts[ci].concept_id, lang, rng).image, pre))
             except (MissingGlyph, ValueError):
                 continue
             cs.append(int(ci))
