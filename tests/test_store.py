@@ -1,4 +1,3 @@
-import multiprocessing as mp
 import sqlite3
 
 import numpy as np
@@ -49,24 +48,29 @@ def test_content_addressed_images(tmp_path):
     assert a == b and (tmp_path / a[1]).read_bytes() == b"same bytes"
 
 
-def _adder(root, salt, n, q):
-    s = Store(root)
-    recs = _records(s, n, salt="shared")  # both processes add the same images
-    ids = []
-    for r in recs:
-        ids += s.add_items("c", [r], "m", np.ones((1, 4), np.float32))
-    q.put(ids)
+_ADDER = r"""
+import json, sys
+import numpy as np
+from xmr_core.store import Store
+s = Store(sys.argv[1])
+ids = []
+for i in range(40):  # both processes add the same 40 images, one transaction each
+    sha, rel = s.put_image(f"image shared{i}".encode())
+    ids += s.add_items("c", [{"sha256": sha, "path": rel}], "m", np.ones((1, 4), np.float32))
+print(json.dumps(ids))
+"""
 
 
 def test_two_processes_adding_at_once(tmp_path):
+    import json
+    import subprocess
+    import sys
+
     Store(tmp_path).create_collection("c")
-    q = mp.get_context("spawn").Queue()
-    procs = [mp.get_context("spawn").Process(target=_adder, args=(tmp_path, s, 40, q)) for s in "ab"]
-    for p in procs:
-        p.start()
-    results = [q.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(60)
+    procs = [subprocess.Popen([sys.executable, "-c", _ADDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
     s = Store(tmp_path)
     assert s.count_items("c") == 40  # every item exactly once
     assert sorted(results[0]) == sorted(results[1])
