@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--notes", default="")
     args = ap.parse_args()
     model, lex, config = load_model_dir(args.model)
-    data = render_eval_set(lex, model.cfg.preprocess, "val")
+    data = render_eval_set(lex, model.cfg.preprocess, "val", per_word=2)
     res = evaluate(model, lex, data)
     print(format_eval(res))
     metrics = {"val": res}

@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True)
     e.add_argument("--manifest", help="labelled-image CSV (path,text,lang,concept_id); default: held-out fonts")
     e.add_argument("--split", choices=["val-fonts", "train-fonts"], default="val-fonts")
-    e.add_argument("--per-word", type=int, default=1, help="renders per word and language")
+    e.add_argument("--per-word", type=int, default=2, help="renders per word and language")
     e.add_argument("--concepts", type=int, help="evaluate on the first N concepts only (all are candidates)")
     e.add_argument("--json", help="write the metrics JSON here")
     e.add_argument("--tsne", help="write an interactive t-SNE of the embeddings (HTML)")
