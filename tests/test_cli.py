@@ -27,3 +27,24 @@ def test_unknown_word_is_a_clear_error(tmp_path, capsys, fonts_ready):
 def test_console_script_installed():
     out = subprocess.run([sys.executable, "-m", "xmr_core.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "render" in out.stdout and "fonts" in out.stdout
+
+
+def test_eval_writes_the_contract_json(tmp_path, fonts_ready):
+    import json
+
+    out = tmp_path / "eval.json"
+    from xmr_core.registry import DEFAULT_MODEL
+
+    assert main(["eval", "--model", str(DEFAULT_MODEL), "--concepts", "6", "--json", str(out),
+                 "--tsne", str(tmp_path / "tsne.html")]) == 0
+    res = json.loads(out.read_text())
+    pairs = {f"{q}->{t}" for q in ("zh", "en", "es") for t in ("zh", "en", "es")}
+    assert set(res["image_to_text"]) == pairs and set(res["image_to_image"]) == pairs
+    assert {"acc@1", "acc@3", "acc@5", "mrr", "n"} <= set(res["image_to_text"]["zh->en"])
+    assert {"map@10", "acc@1"} <= set(res["image_to_image"]["es->zh"])
+    assert set(res["rd_ratio"]) == {"all", "zh", "en", "es"}
+    for key in ("n_images", "n_concepts", "within_acc@1", "cross_acc@1", "latency_ms_p50"):
+        assert key in res
+    within = sum(res["image_to_text"][f"{x}->{x}"]["acc@1"] for x in ("zh", "en", "es")) / 3
+    assert abs(res["within_acc@1"] - within) < 1e-9
+    assert (tmp_path / "tsne.html").stat().st_size > 10_000
