@@ -1,5 +1,4 @@
 import csv
-import io
 
 import pytest
 import torch
@@ -13,8 +12,7 @@ from xmr_core.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.render import SyntheticWords
 
-SMALL = {"embed_dim": 64, "vision": {"backbone": "mobilenetv3_small_050", "dropout": 0.0},
-         "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}}
+from helpers import SMALL, png as _png
 
 
 @pytest.fixture()
@@ -23,11 +21,6 @@ def engine(lexicon, tmp_path):
     d = save_model_dir(DualEncoder(SMALL).eval(), Lexicon(lexicon.concepts[:30]), tmp_path / "m")
     return Engine(tmp_path / "data", model_dir=d)
 
-
-def _png(img):
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def test_suggest_save_relabel_export(engine, lexicon, fonts_ready, tmp_path):

@@ -13,8 +13,7 @@ from xmr_core.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.render import SyntheticWords
 
-SMALL = {"embed_dim": 64, "vision": {"backbone": "mobilenetv3_small_050", "dropout": 0.0},
-         "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}}
+from helpers import SMALL, png as _png
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +29,6 @@ def samples(lexicon, fonts_ready):
     ds = SyntheticWords(Lexicon(lexicon.concepts[:60]), "val", seed=9)
     return [ds[i] for i in range(0, 60, 4)]
 
-
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture()

@@ -1,6 +1,5 @@
 """Fine-tuning as a separate job process, followed through the store."""
 
-import io
 import time
 
 import pytest
@@ -15,14 +14,8 @@ from xmr_core.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.render import SyntheticWords
 
-SMALL = {"embed_dim": 64, "vision": {"backbone": "mobilenetv3_small_050", "dropout": 0.0},
-         "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}}
+from helpers import SMALL, png as _png
 
-
-def _png(img):
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def _wait(store, job_id, timeout=600):

@@ -13,8 +13,7 @@ from xmr_core.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.paths import PROJECT_ROOT
 
-SMALL = {"embed_dim": 64, "vision": {"backbone": "mobilenetv3_small_050", "dropout": 0.0},
-         "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}}
+from helpers import SMALL
 
 
 @pytest.fixture()
