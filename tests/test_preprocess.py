@@ -139,3 +139,9 @@ def test_config_and_preview(word):
     assert to_preview(out).size == (128, 32)
     with pytest.raises(ValueError):
         PreprocessConfig(height=8)
+
+
+def test_heic_photo(word, ref):
+    buf = io.BytesIO()
+    word.convert("RGB").save(buf, format="HEIF", quality=95)
+    assert corr(preprocess(buf.getvalue()), ref) > 0.9

@@ -19,6 +19,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
 
+try:  # HEIC/HEIF photos (phones) open like any other format
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - the package is in requirements.txt
+    pass
+
 MAX_PIXELS = 120_000_000  # refuse larger images outright (decompression bombs)
 WORK_SIDE = 1600  # images are reduced to at most this side before any pixel work
 MIN_SIDE = 48  # and enlarged to at least this side
