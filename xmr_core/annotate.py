@@ -7,6 +7,8 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from .engine import Engine, _png_bytes
 from .lexicon import LANGS, Concept, validate_concept
 from .preprocess import ImageInput, preprocess
@@ -14,16 +16,10 @@ from .preprocess import ImageInput, preprocess
 
 def suggest(engine: Engine, image: ImageInput, top: int = 5) -> list[tuple[str, str, float]]:
     """The model's top concepts for a sample, as (concept_id, most likely language, score)."""
-    v = engine.embed_images(preprocess(image, engine.pre)[None])[0]
-    best: dict[str, tuple[str, float]] = {}
-    for lang in LANGS:
-        scores = engine.anchors(lang) @ v
-        for i, s in enumerate(scores):
-            cid = engine.lexicon.concepts[i].concept_id
-            if cid not in best or s > best[cid][1]:
-                best[cid] = (lang, float(s))
-    ranked = sorted(best.items(), key=lambda kv: -kv[1][1])[:top]
-    return [(cid, lang, score) for cid, (lang, score) in ranked]
+    scores = engine.concept_scores(engine.embed_query(image)[1])  # (languages, concepts)
+    best_lang, best = scores.argmax(0), scores.max(0)
+    ids = engine.lexicon.ids()
+    return [(ids[i], LANGS[best_lang[i]], float(best[i])) for i in np.argsort(-best)[:top]]
 
 
 def save_annotation(engine: Engine, image: ImageInput, concept_id: str, lang: str, author: str = "") -> int:

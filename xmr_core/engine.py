@@ -163,15 +163,22 @@ class Engine:
             return len(self.index)
 
     # ------------------------------------------------------------------ queries
+    def embed_query(self, image: ImageInput) -> tuple[np.ndarray, np.ndarray]:
+        """(model input, embedding) of one query image."""
+        x = preprocess(image, self.pre)
+        return x, self.embed_images(x[None])[0]
+
+    def concept_scores(self, v: np.ndarray) -> np.ndarray:
+        """(3, n_concepts) similarity of an embedding to every concept's anchor in zh, en, es."""
+        return np.stack([self.anchors(lang) @ v for lang in LANGS])
+
     def recognize(self, image: ImageInput, top: int = 5) -> dict[str, list[tuple[str, str, float]]]:
         """What the image says: the top lexicon words per language as (concept_id, word, score)."""
-        v = self.embed_images(preprocess(image, self.pre)[None])[0]
-        return self._recognize_vector(v, top)
+        return self._recognize_vector(self.embed_query(image)[1], top)
 
     def _recognize_vector(self, v: np.ndarray, top: int) -> dict[str, list[tuple[str, str, float]]]:
         out = {}
-        for lang in LANGS:
-            s = self.anchors(lang) @ v
+        for lang, s in zip(LANGS, self.concept_scores(v)):
             best = np.argsort(-s)[:top]
             out[lang] = [(self.lexicon.concepts[i].concept_id, self.lexicon.concepts[i].word(lang), float(s[i]))
                          for i in best]
@@ -188,8 +195,7 @@ class Engine:
         if not 1 <= int(k) <= 1000:
             raise ValueError("k must be between 1 and 1000")
         if image is not None:
-            x = preprocess(image, self.pre)
-            q = self.embed_images(x[None])[0]
+            x, q = self.embed_query(image)
             info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0])
         else:
             t = validate_query_text(text)
@@ -262,7 +268,7 @@ class Engine:
         vecs = self.embed_images(np.stack(xs))
         for rec, v in zip(records, vecs):
             if rec["lang"] is None:  # unlabelled: the script it is written in, as recognised
-                rec["lang"] = max(LANGS, key=lambda lg: float((self.anchors(lg) @ v).max()))
+                rec["lang"] = LANGS[int(self.concept_scores(v).max(1).argmax())]
         with self._lock:
             ids = self.store.add_items(collection, records, self.model_id, vecs)
             self.index.add(np.array(ids, np.int64), vecs)
