@@ -184,27 +184,27 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
     eng = _engine(args)
     errors: dict[str, str] = {}
-    batch, added = [], 0
-    for item in iter_inputs(args.paths, errors):
+    added: list[int] = []
+
+    def take(rep) -> None:
+        added.extend(rep.added)
+        errors.update(rep.errors)
+
+    batch = []
+    for source, data in iter_inputs(args.paths, errors):
         if args.pages:
             try:
-                rep = eng.add_page(args.name, item[0], item[1])
+                take(eng.add_page(args.name, source, data))
             except ValueError as exc:
-                errors[item[0]] = str(exc)
-                continue
-            added += len(rep.added)
-            errors.update(rep.errors)
+                errors[source] = str(exc)
             continue
-        batch.append(item)
+        batch.append((source, data))
         if len(batch) == 256:
-            rep = eng.add(args.name, batch)
-            added, batch = added + len(rep.added), []
-            errors.update(rep.errors)
+            take(eng.add(args.name, batch))
+            batch = []
     if batch:
-        rep = eng.add(args.name, batch)
-        added += len(rep.added)
-        errors.update(rep.errors)
-    print(f"added {added} images to {args.name!r}; {len(errors)} skipped")
+        take(eng.add(args.name, batch))
+    print(f"added {len(added)} images to {args.name!r}; {len(errors)} skipped")
     for src, why in sorted(errors.items()):
         print(f"  skipped {src}: {why}")
     return 0 if added or not errors else 1
