@@ -26,13 +26,25 @@ def test_exact_search_matches_brute_force():
     assert (got == brute(v, ids, q, 10)).all()
 
 
-def test_hnsw_recall_against_exact():
-    ids, v = _data(5000)
+def _clustered(n, d=32, seed=0, centers=100):
+    """Embeddings cluster by concept; uniform random vectors would be the worst case for IVF."""
+    rng = np.random.default_rng(seed)
+    c = np.random.default_rng(99).normal(size=(centers, d))
+    v = (c[rng.integers(0, centers, n)] + 0.3 * rng.normal(size=(n, d))).astype(np.float32)
+    return np.arange(100, 100 + n, dtype=np.int64), v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_ivf_recall_against_exact():
+    ids, v = _clustered(12000)
     idx = VectorIndex.build(ids, v, 32, IndexConfig(exact_limit=1000))
     assert idx.approximate
-    q = _data(200, seed=1)[1]
+    q = _clustered(200, seed=1)[1]
     _, got = idx.search(q, 10)
     assert recall_at_k(got, brute(v, ids, q, 10), 10) >= 0.95
+    idx.cfg = IndexConfig(nprobe=1)  # one cell of ~280: recall must drop, so the cells are real
+    idx.index.nprobe = 1
+    _, got = idx.search(q, 10)
+    assert recall_at_k(got, brute(v, ids, q, 10), 10) < 0.5
 
 
 @pytest.mark.parametrize("approx", [False, True])
@@ -49,12 +61,14 @@ def test_remove_and_filter(approx):
     assert set(got.ravel()) <= set(allowed)
 
 
-def test_save_load_checks_record(tmp_path):
+@pytest.mark.parametrize("approx", [False, True])
+def test_save_load_checks_record(tmp_path, approx):
     ids, v = _data(300)
-    idx = VectorIndex.build(ids, v, 32)
+    idx = VectorIndex.build(ids, v, 32, IndexConfig(exact_limit=100 if approx else 10_000))
     rec = {"model_id": "m1", "count": 300, "checksum": "abc"}
     idx.save(tmp_path / "i.faiss", rec)
     back = load_index(tmp_path / "i.faiss", rec)
+    assert back.approximate == approx
     assert (back.search(v[:3], 4)[1] == idx.search(v[:3], 4)[1]).all()
     with pytest.raises(ValueError, match="stale"):
         load_index(tmp_path / "i.faiss", {**rec, "count": 301})

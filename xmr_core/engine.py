@@ -169,8 +169,9 @@ class Engine:
         return x, self.embed_images(x[None])[0]
 
     def concept_scores(self, v: np.ndarray) -> np.ndarray:
-        """(3, n_concepts) similarity of an embedding to every concept's anchor in zh, en, es."""
-        return np.stack([self.anchors(lang) @ v for lang in LANGS])
+        """(3, n_concepts) similarity of an embedding to every concept's anchor in zh, en, es;
+        (n, 3, n_concepts) for n embeddings."""
+        return np.stack([v @ self.anchors(lang).T for lang in LANGS], axis=-2)
 
     def recognize(self, image: ImageInput, top: int = 5) -> dict[str, list[tuple[str, str, float]]]:
         """What the image says: the top lexicon words per language as (concept_id, word, score)."""
@@ -251,8 +252,9 @@ class Engine:
             try:
                 if label and (label[0] not in self.lexicon or label[1] not in LANGS):
                     raise ValueError(f"unknown concept or language {label!r}")
-                raw = _png_bytes(data)
-                x = preprocess(raw, self.pre)
+                img = _normalised(data)
+                x = preprocess(img, self.pre)  # decoded once: the model reads what is stored
+                raw = _encode_png(img)
             except ValueError as exc:
                 report.errors[source] = str(exc)
                 continue
@@ -266,9 +268,11 @@ class Engine:
         if not records:
             return report
         vecs = self.embed_images(np.stack(xs))
-        for rec, v in zip(records, vecs):
-            if rec["lang"] is None:  # unlabelled: the script it is written in, as recognised
-                rec["lang"] = LANGS[int(self.concept_scores(v).max(1).argmax())]
+        unlabelled = [n for n, rec in enumerate(records) if rec["lang"] is None]
+        if unlabelled:  # the script each is written in, as recognised
+            scripts = self.concept_scores(vecs[unlabelled]).max(-1).argmax(-1)
+            for n, s in zip(unlabelled, scripts):
+                records[n]["lang"] = LANGS[int(s)]
         with self._lock:
             ids = self.store.add_items(collection, records, self.model_id, vecs)
             self.index.add(np.array(ids, np.int64), vecs)
@@ -358,13 +362,22 @@ class Engine:
             return n
 
 
-def _png_bytes(data: bytes | Image.Image) -> bytes:
-    """Normalise an input image to PNG bytes for storage (EXIF orientation applied, size capped)."""
+def _normalised(data: bytes | Image.Image) -> Image.Image:
+    """An input image opened for storage: EXIF orientation applied, size capped, 8-bit modes."""
     img = open_image(data)
     if img.mode.startswith(("I", "F")):  # 16-bit and float scans: scale to 8 bits, not clip
         img = Image.fromarray((to_gray(img) * 255).astype(np.uint8), "L")
     elif img.mode not in ("L", "LA", "RGB", "RGBA"):
         img = img.convert("RGBA" if "A" in img.mode or img.mode == "P" else "RGB")
+    return img
+
+
+def _encode_png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, "PNG")
+    img.save(buf, "PNG")  # default settings: the sha256 of a stored image must not change
     return buf.getvalue()
+
+
+def _png_bytes(data: bytes | Image.Image) -> bytes:
+    """Normalise an input image to PNG bytes for storage."""
+    return _encode_png(_normalised(data))
