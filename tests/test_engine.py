@@ -9,6 +9,7 @@ from PIL import Image
 
 from xmr_core.checkpoint import save_model_dir
 from xmr_core.engine import Engine, detect_language
+from xmr_core.fusion import FusionConfig, fuse
 from xmr_core.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.render import SyntheticWords
@@ -33,7 +34,28 @@ def samples(lexicon, fonts_ready):
 
 @pytest.fixture()
 def engine(small_model_dir, tmp_path):
-    return Engine(tmp_path / "data", model_dir=small_model_dir)
+    """Without fusion: the index holds exactly the image embeddings (fusion has its own test)."""
+    return Engine(tmp_path / "data", model_dir=small_model_dir, fusion=None)
+
+
+def test_fusion_pulls_labelled_items_to_their_concept(small_model_dir, tmp_path, samples):
+    eng = Engine(tmp_path / "data", model_dir=small_model_dir, fusion=FusionConfig(beta=0.25))
+    rep = eng.add("demo", [(f"s{i}", _png(s.image)) for i, s in enumerate(samples)],
+                  labels=[(s.concept_id, s.lang) for s in samples])
+    eng.add("demo", [("unlabelled", _png(samples[0].image.rotate(3, fillcolor="white")))])
+    ids, raw = eng.store.embeddings(eng.model_id)
+    fused = np.stack([eng.index.index.reconstruct(int(i)) for i in ids])
+    for n, s in enumerate(samples):
+        t = np.stack([eng.anchors(lang)[eng.lexicon.index(s.concept_id)] for lang in ("zh", "en", "es")])
+        assert (t @ fused[n]).mean() > (t @ raw[n]).mean() + 0.1  # nearer its concept than the image alone
+    assert np.allclose(fused[-1], raw[-1])  # unlabelled: the image embedding as it is
+    # a typed word finds its labelled item first
+    for s, item_id in zip(samples[:5], rep.added):
+        hits, _ = eng.search(text=s.text, k=1)
+        assert hits[0].item_id == item_id
+    # switching fusion off rebuilds the index from the store's image embeddings
+    plain = Engine(tmp_path / "data", model_dir=small_model_dir, fusion=None)
+    assert np.allclose(np.stack([plain.index.index.reconstruct(int(i)) for i in ids]), raw, atol=1e-6)
 
 
 def test_added_images_are_searchable_at_once(engine, samples):
@@ -189,3 +211,12 @@ def test_sixteen_bit_scan_is_stored_viewable(engine, samples):
     rep = engine.add("demo", [("scan16.png", buf.getvalue())])
     stored = Image.open(engine.store.get_items(rep.added)[rep.added[0]].path)
     assert stored.mode == "L" and np.asarray(stored).min() < 100 and np.asarray(stored).max() > 200
+
+
+def test_fuse_hand_computed():
+    v = np.array([[1.0, 0.0]], np.float32)
+    anchors = np.array([[[1.0, 0.0], [0.0, 1.0]]], np.float32)
+    a = np.exp(1) / (np.exp(1) + 1)  # softmax of logits (1, 0) at tau 1
+    want = np.array([a + 1.0, 1 - a]) / np.hypot(a + 1.0, 1 - a)
+    assert np.allclose(fuse(v, anchors, FusionConfig(beta=1.0, tau=1.0))[0], want, atol=1e-6)
+    assert np.allclose(fuse(v, anchors, FusionConfig(beta=0.0, tau=1e-3))[0], [1.0, 0.0], atol=1e-6)

@@ -6,7 +6,7 @@ import io
 import logging
 import threading
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from .checkpoint import load_model_dir
+from .fusion import FusionConfig, fuse
 from .index import IndexConfig, VectorIndex, load_index
 from .lexicon import LANGS, Concept, Lexicon, is_han, normalize_word
 from .paths import data_dir as default_data_dir
@@ -23,6 +24,9 @@ from .registry import active_model_dir, model_id
 from .store import Item, Store
 
 log = logging.getLogger(__name__)
+
+# Attention fusion for labelled items: on, as measured by benchmarks/fusion.py (README, Engine).
+DEFAULT_FUSION: FusionConfig | None = FusionConfig(beta=0.25)
 MAX_QUERY_CHARS = 200
 Progress = Callable[[int, int, str], None]
 
@@ -86,7 +90,8 @@ class Engine:
     """Model + store + index for one data folder. Thread-safe for searches; writes are serialised."""
 
     def __init__(self, data: Path | str | None = None, model_dir: Path | str | None = None,
-                 index_cfg: IndexConfig | None = None, progress: Progress | None = None) -> None:
+                 index_cfg: IndexConfig | None = None, progress: Progress | None = None,
+                 fusion: FusionConfig | None = DEFAULT_FUSION) -> None:
         self.store = Store(data or default_data_dir())
         self.model_dir = Path(model_dir) if model_dir else active_model_dir(self.store)
         self.model, base_lexicon, self.model_config = load_model_dir(self.model_dir)
@@ -95,6 +100,7 @@ class Engine:
             Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in self.store.list_concepts())
         self.pre = self.model.cfg.preprocess
         self.index_cfg = index_cfg or IndexConfig()
+        self.fusion = fusion  # None: the index holds image embeddings only
         self._lock = threading.RLock()
         self._anchors: dict[str, np.ndarray] = {}
         self.index = self._open_index(progress)
@@ -121,7 +127,23 @@ class Engine:
 
     def _record(self) -> dict:
         count, checksum = self.store.state_checksum(self.model_id)
-        return {"model_id": self.model_id, "count": count, "checksum": checksum}
+        return {"model_id": self.model_id, "count": count, "checksum": checksum,
+                "fusion": asdict(self.fusion) if self.fusion else None}
+
+    def _index_vectors(self, ids: np.ndarray, vecs: np.ndarray, labels: dict[int, str] | None = None) -> np.ndarray:
+        """What the index holds for these items: with fusion on, labelled items' embeddings fused
+        with their concept's anchors (fusion.py); the store keeps the image embeddings."""
+        if self.fusion is None or not len(ids):
+            return vecs
+        labels = self.store.labels() if labels is None else labels
+        rows = [n for n, i in enumerate(ids) if labels.get(int(i)) in self.lexicon]
+        if not rows:
+            return vecs
+        concepts = [self.lexicon.index(labels[int(ids[n])]) for n in rows]
+        anchors = np.stack([self.anchors(lang)[concepts] for lang in LANGS], axis=1)  # (m, 3, d)
+        out = vecs.copy()
+        out[rows] = fuse(vecs[rows], anchors, self.fusion)
+        return out
 
     def _open_index(self, progress: Progress | None = None) -> VectorIndex:
         missing = self.store.items_missing_embedding(self.model_id)
@@ -150,8 +172,8 @@ class Engine:
 
     def _rebuild_index(self) -> VectorIndex:
         ids, vecs = self.store.embeddings(self.model_id)
-        idx = VectorIndex.build(ids, vecs if len(ids) else np.zeros((0, self.model.cfg.embed_dim), np.float32),
-                                self.model.cfg.embed_dim, self.index_cfg)
+        vecs = self._index_vectors(ids, vecs) if len(ids) else np.zeros((0, self.model.cfg.embed_dim), np.float32)
+        idx = VectorIndex.build(ids, vecs, self.model.cfg.embed_dim, self.index_cfg)
         idx.save(self._index_path(), self._record())
         return idx
 
@@ -275,7 +297,8 @@ class Engine:
                 records[n]["lang"] = LANGS[int(s)]
         with self._lock:
             ids = self.store.add_items(collection, records, self.model_id, vecs)
-            self.index.add(np.array(ids, np.int64), vecs)
+            labels = {i: rec["concept_id"] for i, rec in zip(ids, records) if rec["concept_id"]}
+            self.index.add(np.array(ids, np.int64), self._index_vectors(np.array(ids), vecs, labels))
             self.index.save(self._index_path(), self._record())
         report.added = ids
         return report

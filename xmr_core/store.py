@@ -252,6 +252,10 @@ class Store:
         ids = np.array([r["item_id"] for r in rows], np.int64)
         return ids, np.stack([np.frombuffer(r["vector"], np.float32) for r in rows])
 
+    def labels(self) -> dict[int, str]:
+        """Concept id of every labelled item."""
+        return {r["id"]: r["concept_id"] for r in self.read("SELECT id, concept_id FROM items WHERE concept_id IS NOT NULL")}
+
     def items_missing_embedding(self, model_id: str) -> list[Item]:
         rows = self.read("SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id=i.collection_id "
                          "WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.item_id=i.id AND e.model_id=?) "
