@@ -4,8 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FONTS  := .cache/xmr/fonts/coverage.json
+# Debian packages the browser tests need (never a browser downloaded by Playwright)
+BROWSER_PKGS := chromium fonts-noto-cjk fonts-noto-color-emoji
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test fonts bench clean
+.PHONY: setup browser run test fonts bench clean
 
 setup: $(STAMP) $(FONTS)
 
@@ -21,10 +24,14 @@ $(FONTS): $(STAMP) assets/fonts.tsv
 fonts: $(STAMP)
 	$(VENV)/bin/xmr fonts fetch
 
+browser:
+	@dpkg -s $(BROWSER_PKGS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(BROWSER_PKGS); }
+
 run: setup
 	$(VENV)/bin/streamlit run app.py
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 bench: setup

@@ -15,6 +15,14 @@ def get_engine():
     return load_engine()
 
 
+def routed(page_file: str) -> None:
+    """Send a page that runs without the router (a deep link before any session ran app.py) to
+    app.py, which routes on to `page_file` with the app's layout and sidebar."""
+    if not st.session_state.get("xmr_routed"):
+        st.session_state["xmr_goto"] = page_file
+        st.switch_page("app.py")
+
+
 def engine_or_stop():
     if not model_available():
         st.warning("No model is installed yet: the bundled default model (assets/models/default) is missing. "

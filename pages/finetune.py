@@ -6,10 +6,20 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._common import LANG_NAMES, engine_or_stop
+from pages._common import LANG_NAMES, engine_or_stop, routed
 from xmr_core.jobs import refresh_dead_jobs, start_job
 from xmr_core.registry import promote
 
+PARTS = {"val_fonts": "held-out fonts", "queue_heldout": "held-out part of the queue"}
+METRICS = {"within_acc@1": "within a script", "cross_acc@1": "across scripts"}
+
+
+
+def _pct(x: float) -> str:
+    return "–" if x != x else f"{100 * x:.1f}"  # NaN: no sample of that kind
+
+
+routed("pages/finetune.py")
 st.title("Fine-tune")
 eng = engine_or_stop()
 queue = eng.store.list_annotations()
@@ -57,9 +67,9 @@ def job_panel() -> None:
         rows = []
         for part in res["before"]:
             for metric in ("within_acc@1", "cross_acc@1"):
-                rows.append({"data": part, "metric": metric, "before": round(100 * res["before"][part][metric], 2),
-                             "after": round(100 * res["after"][part][metric], 2)})
-        st.dataframe(rows, hide_index=True, key="finetune_table")
+                rows.append({"data": PARTS.get(part, part), "Acc@1 (%)": METRICS[metric],
+                             "before": _pct(res["before"][part][metric]), "after": _pct(res["after"][part][metric])})
+        st.table(rows)
         override = st.checkbox("Promote even if it is worse on the held-out fonts", key="finetune_override")
         b1, b2 = st.columns(2)
         if b1.button("Promote and re-index", key="finetune_promote", type="primary"):

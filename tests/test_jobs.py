@@ -33,6 +33,10 @@ def test_split_queue_keeps_every_concept_in_training():
     train, held = split_queue(rows, 0.2)
     assert {r["concept_id"] for r in train} == {"a", "b", "c"} and len(held) >= 1
     assert not [r for r in held if r["concept_id"] == "c"]  # a single sample stays in training
+    train, held = split_queue([{"concept_id": "a", "id": 0}, {"concept_id": "a", "id": 1}], 0.2)
+    assert len(train) == 1 and len(held) == 1  # a small queue still has a held-out sample to compare on
+    train, held = split_queue([{"concept_id": "a", "id": 0}, {"concept_id": "b", "id": 1}], 0.2)
+    assert len(train) == 2 and not held  # nothing can be held out without starving a concept
 
 
 @pytest.mark.slow

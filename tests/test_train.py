@@ -65,3 +65,20 @@ def test_checkpoint_resume_is_exact(tiny_lexicon, fonts_ready, tmp_path):
     resumed = load_model_dir(train(mcfg, cfg, tmp_path / "b", tiny_lexicon))[0]
     for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_eval_of_a_set_lacking_scripts(tiny_lexicon, fonts_ready):
+    """A fine-tune queue may hold only English samples: within and cross are over the scripts asked."""
+    from dataclasses import replace
+
+    from xmr_core.model.dual import DualEncoder
+
+    torch.manual_seed(0)
+    mcfg = ModelConfig.from_dict(TINY_MODEL)
+    full = render_eval_set(tiny_lexicon, mcfg.preprocess, split="train", per_word=1, seed=5)
+    en = [i for i, lg in enumerate(full.langs) if lg == "en"]
+    data = replace(full, x=full.x[en], concept_ids=[full.concept_ids[i] for i in en], langs=["en"] * len(en), raw=None)
+    res = evaluate(DualEncoder(mcfg).eval(), tiny_lexicon, data)
+    i2t = res["image_to_text"]
+    assert res["within_acc@1"] == pytest.approx(i2t["en->en"]["acc@1"])
+    assert res["cross_acc@1"] == pytest.approx((i2t["en->zh"]["acc@1"] + i2t["en->es"]["acc@1"]) / 2)

@@ -132,8 +132,9 @@ def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet) -> dict:
                 np.fill_diagonal(sim, -np.inf)
                 np.fill_diagonal(rel, False)
             i2i[f"{q}->{t}"] = map_at_k(sim, rel, 10)
-    within = float(np.mean([i2t[f"{l}->{l}"]["acc@1"] for l in LANGS]))
-    cross = float(np.mean([i2t[f"{q}->{t}"]["acc@1"] for q in LANGS for t in LANGS if q != t]))
+    asked = [q for q in LANGS if (langs == q).any()]  # a small set (a queue) may lack a script
+    within = float(np.mean([i2t[f"{q}->{q}"]["acc@1"] for q in asked])) if asked else float("nan")
+    cross = float(np.mean([i2t[f"{q}->{t}"]["acc@1"] for q in asked for t in LANGS if q != t])) if asked else float("nan")
     rd = {"all": rd_ratio(v, cidx)}
     for lang in LANGS:
         m = langs == lang

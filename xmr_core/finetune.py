@@ -35,12 +35,13 @@ class FinetuneConfig:
 
 
 def split_queue(annotations: list[dict], holdout: float) -> tuple[list[dict], list[dict]]:
-    """About `holdout` of the queue for the before/after check, taken round-robin from concepts with
-    at least two samples, so every concept keeps a training sample."""
+    """About `holdout` of the queue (at least one sample when any concept has two) for the before/after
+    check, taken round-robin from concepts with at least two samples, so every concept keeps a training
+    sample."""
     by_concept: dict[str, list[dict]] = {}
     for a in annotations:
         by_concept.setdefault(a["concept_id"], []).append(a)
-    target = int(round(holdout * len(annotations)))
+    target = max(int(round(holdout * len(annotations))), int(holdout > 0))
     held: list[dict] = []
     while len(held) < target:
         took = False

@@ -44,6 +44,7 @@ def _run(page: str):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(PROJECT_ROOT / page), default_timeout=120)
+    at.session_state["xmr_routed"] = True  # as when app.py's router runs the page
     at.run()
     return at
 

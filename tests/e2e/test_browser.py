@@ -1,0 +1,314 @@
+"""End to end: the real app (`streamlit run app.py`, bundled model, demo collection) driven in headless
+Chromium by Playwright. Mouse strokes on the real canvas, real uploads, a real fine-tune job.
+
+Screenshots of every page go to docs/screenshots/ (the README shows them). `make test` installs
+Debian's chromium and fonts-noto-cjk; nothing is downloaded by Playwright.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from xmr_core.lexicon import load_lexicon
+from xmr_core.paths import PROJECT_ROOT
+from xmr_core.render import SyntheticWords
+
+from drawing import rasterise, word_strokes
+
+SHOTS = Path(os.environ.get("XMR_SCREENSHOTS", PROJECT_ROOT / "docs" / "screenshots"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+LOAD = 240_000  # ms: the first page builds the demo collection
+TIMINGS: dict[str, float] = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`streamlit run app.py` on a free port over an empty data folder (so the demo is built)."""
+    data = tmp_path_factory.mktemp("data")
+    port = _free_port()
+    log = open(data.parent / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
+                            cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "XMR_DATA": str(data)})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"streamlit did not start: {(data.parent / 'streamlit.log').read_text()[-2000:]}")
+        time.sleep(0.3)
+    yield url, data
+    proc.terminate()
+    proc.wait(30)
+    log.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def timings():
+    """The browser timings of this run, written beside the screenshots (quoted in the closing note)."""
+    yield
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / "timings.txt").write_text("".join(f"{k}: {v:.1f} s\n" for k, v in TIMINGS.items()))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    exe = shutil.which("chromium")
+    if not exe:
+        pytest.fail("Debian's chromium is not installed: `make test` installs it (apt-get install chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    p = ctx.new_page()
+    yield p
+    ctx.close()
+
+
+def open_page(page, url: str, title: str):
+    t = time.perf_counter()
+    page.goto(url)
+    page.get_by_role("heading", name=title).wait_for(timeout=LOAD)
+    page.wait_for_selector("[data-testid='stSpinner']", state="detached", timeout=LOAD)
+    TIMINGS.setdefault(f"open {title}", time.perf_counter() - t)
+    return page
+
+
+def settle(page) -> None:
+    """Wait until the script's rerun after an interaction has finished."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=60_000)
+
+
+def assert_no_exception(page):
+    assert page.locator("[data-testid='stException']").count() == 0, page.locator("[data-testid='stException']").first.inner_text()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(500)  # images finish painting
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def draw(page, canvas_index: int, text: str, lang: str) -> None:
+    """Write `text` on the page's canvas with mouse strokes from the renderer's pen simulation."""
+    canvas = page.locator("canvas.upper-canvas").nth(canvas_index)
+    canvas.wait_for(timeout=LOAD)
+    box = canvas.bounding_box()
+    for line in word_strokes(text, lang, int(box["width"]), int(box["height"])):
+        page.mouse.move(box["x"] + line[0][0], box["y"] + line[0][1])
+        page.mouse.down()
+        for x, y in line[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y)
+        page.mouse.up()
+    page.wait_for_timeout(800)  # the component sends its image to the server
+
+
+def captions(page) -> list[str]:
+    return page.locator("[data-testid='stCaptionContainer']").all_inner_texts()
+
+
+def png_of(word_lang: tuple[str, str], seed: int = 5) -> bytes:
+    """A held-out-font render of a lexicon word, as an upload."""
+    lex = load_lexicon()
+    concept = next(c for c in lex.concepts if c.word(word_lang[1]) == word_lang[0])
+    s = SyntheticWords(lex, "val", seed=seed).sample(concept.concept_id, word_lang[1], np.random.default_rng(seed))
+    buf = io.BytesIO()
+    s.image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def wait_for_results(page, timeout: int = 60_000) -> None:
+    page.locator("[data-testid='stCaptionContainer']").filter(has_text="score").first.wait_for(timeout=timeout)
+
+
+def test_deep_link_on_a_fresh_server_is_routed(page, server):
+    """First in this module: no session has run app.py yet, so Streamlit would run the page file alone."""
+    url, _ = server
+    open_page(page, url + "/models", "Models")
+    page.locator("[data-testid='stSidebar']").get_by_text("Annotate").wait_for(timeout=LOAD)
+    assert page.url.endswith("/models")
+    assert page.locator("[data-testid='stSidebarNav']").count() == 0  # not the pages/ folder's file list
+    assert_no_exception(page)
+
+
+def test_search_by_drawing(page, server):
+    url, _ = server
+    t = time.perf_counter()
+    open_page(page, url, "Search handwriting")
+    page.locator("canvas.upper-canvas").first.wait_for(timeout=LOAD)
+    TIMINGS["first start: model, demo collection (900 images) and index"] = time.perf_counter() - t
+    t = time.perf_counter()
+    draw(page, 0, "冬天", "zh")
+    page.get_by_role("button", name="Search drawing").click()
+    page.get_by_text("Recognised as").wait_for(timeout=60_000)
+    wait_for_results(page)
+    TIMINGS["draw + search"] = time.perf_counter() - t
+    assert_no_exception(page)
+    assert any("winter" in c for c in captions(page)[:5]), captions(page)[:5]
+    shot(page, "search-draw")
+
+
+def test_search_by_upload(page, server, tmp_path):
+    url, _ = server
+    open_page(page, url, "Search handwriting")
+    f = tmp_path / "silla.png"  # a scan of a word written with a pen: dark ink on white paper
+    ink = rasterise(word_strokes("silla", "es", 640, 220, seed=0), 640, 220, pen=10)
+    Image.alpha_composite(Image.new("RGBA", (640, 220), "white"), Image.fromarray(ink)).convert("L").save(f)
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("input[type='file']").first.set_input_files(str(f))
+    page.get_by_role("button", name="Search upload").click()
+    wait_for_results(page)
+    assert_no_exception(page)
+    assert any("chair" in c for c in captions(page)[:5]), captions(page)[:5]
+    shot(page, "search-upload")
+
+
+def test_spanish_word_finds_chinese_images(page, server):
+    url, _ = server
+    open_page(page, url, "Search handwriting")
+    page.get_by_role("tab", name="Type").click()
+    page.get_by_label("A word in any language").fill("mano")
+    page.get_by_role("button", name="Search text").click()
+    page.get_by_text("detected language").wait_for(timeout=60_000)
+    wait_for_results(page)
+    assert_no_exception(page)
+    chinese = [c for c in captions(page) if c.startswith("Chinese")]
+    assert chinese and "手" in chinese[0], chinese[:3]
+    shot(page, "search-text")
+
+
+def test_bad_inputs_show_messages(page, server, tmp_path):
+    url, _ = server
+    open_page(page, url, "Search handwriting")
+    page.get_by_role("button", name="Search drawing").click()
+    page.get_by_text("The canvas is empty").wait_for(timeout=30_000)
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is not an image")
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("input[type='file']").first.set_input_files(str(bad))
+    page.get_by_role("button", name="Search upload").click()
+    page.locator("[data-testid='stAlertContentError']").filter(has_text="image").first.wait_for(timeout=30_000)
+    assert_no_exception(page)
+
+
+def queue_size(page) -> int:
+    cap = page.locator("[data-testid='stCaptionContainer']").filter(has_text="samples").first
+    cap.wait_for(timeout=LOAD)
+    return int(cap.inner_text().split()[0])
+
+
+def annotate_upload(page, url: str, word_lang: tuple[str, str], path: Path, click: bool = True,
+                    concept: str = "") -> None:
+    """Upload a sample on the Annotate page; `concept` picks another concept by typing one of its words."""
+    open_page(page, url + "/annotate", "Annotate samples")
+    path.write_bytes(png_of(word_lang))
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("input[type='file']").first.set_input_files(str(path))
+    page.get_by_text("The model suggests").wait_for(timeout=60_000)
+    page.locator(".st-key-annotate_other input").wait_for(timeout=60_000)
+    if concept:
+        page.locator(".st-key-annotate_other input").click()
+        page.keyboard.type(concept)
+        page.get_by_role("option").filter(has_text=f"/ {concept} /").first.click()
+        settle(page)
+    if click:
+        page.get_by_role("button", name="Save to the fine-tune queue").click()
+
+
+def test_annotate_a_drawing_grows_the_queue(page, server):
+    url, _ = server
+    open_page(page, url + "/annotate", "Annotate samples")
+    before = queue_size(page)
+    draw(page, 0, "invierno", "es")
+    page.get_by_text("The model suggests").wait_for(timeout=60_000)
+    shot(page, "annotate")
+    page.get_by_role("button", name="Save to the fine-tune queue").click()
+    page.get_by_text("Saved as").wait_for(timeout=30_000)
+    page.reload()
+    page.get_by_role("heading", name="Annotate samples").wait_for(timeout=LOAD)
+    assert queue_size(page) == before + 1
+    assert_no_exception(page)
+
+
+def test_two_browsers_annotating_at_once_lose_nothing(browser, server, tmp_path):
+    url, _ = server
+    ctxs = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
+    pages = [c.new_page() for c in ctxs]
+    before = queue_size(open_page(pages[0], url + "/annotate", "Annotate samples"))
+    for p, wl, name in zip(pages, [("silla", "es"), ("chair", "en")], ["a.png", "b.png"]):
+        annotate_upload(p, url, wl, tmp_path / name, click=False)
+    for p in pages:  # both saves in flight together
+        p.get_by_role("button", name="Save to the fine-tune queue").click(no_wait_after=True)
+    for p in pages:
+        p.get_by_text("Saved as").wait_for(timeout=60_000)
+    check = pages[0]
+    check.reload()
+    check.get_by_role("heading", name="Annotate samples").wait_for(timeout=LOAD)
+    assert queue_size(check) == before + 2
+    for c in ctxs:
+        c.close()
+
+
+def test_finetune_job_runs_to_the_end(page, server, tmp_path):
+    url, _ = server
+    for n, wl in enumerate([("mano", "es"), ("hand", "en")]):  # two of one concept: one is held out
+        annotate_upload(page, url, wl, tmp_path / f"{n}.png", concept="hand")
+        page.get_by_text("Saved as 手 / hand / mano").wait_for(timeout=30_000)
+    open_page(page, url + "/finetune", "Fine-tune")
+    page.get_by_label("Steps").fill("5")
+    t = time.perf_counter()
+    page.get_by_role("button", name="Start fine-tuning").click()
+    page.get_by_text("Started").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Start fine-tuning").click()  # one job at a time
+    page.get_by_text("is still running").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Promote and re-index").wait_for(timeout=600_000)  # the job ended
+    TIMINGS["fine-tune job (5 steps + before/after eval)"] = time.perf_counter() - t
+    assert_no_exception(page)
+    table = page.locator("[data-testid='stTable']").inner_text()
+    assert "held-out fonts" in table and "held-out part of the queue" in table, table
+    shot(page, "finetune")
+
+
+@pytest.mark.parametrize("path,title,ready,name", [
+    ("/explore", "Explore the embedding space", "[data-testid='stPlotlyChart']", "explore"),
+    ("/models", "Models", "[data-testid='stDataFrame']", "models"),
+    ("/home", "XMR: find handwritten words across scripts", "h1", "about")])
+def test_other_pages_render(page, server, path, title, ready, name):
+    url, _ = server
+    open_page(page, url + path, title)
+    page.locator(ready).first.wait_for(timeout=LOAD)
+    settle(page)
+    assert_no_exception(page)
+    shot(page, name)
+
