@@ -1,13 +1,19 @@
 """The ONNX FP32 and INT8 paths agree with the torch model."""
 
+import json
+
 import numpy as np
 import torch
 
-from xmr_core.fastpath import OnnxVisual, export_onnx, quantize_int8
+from xmr_core.checkpoint import save_model_dir
+from xmr_core.engine import Engine
+from xmr_core.fastpath import OnnxVisual, build_int8, export_onnx, qualifies, quantize_int8
 from xmr_core.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.preprocess import PreprocessConfig, preprocess
 from xmr_core.render import SyntheticWords
+
+from helpers import png
 
 
 def test_onnx_and_int8_agree_with_torch(lexicon, fonts_ready, tmp_path):
@@ -26,3 +32,35 @@ def test_onnx_and_int8_agree_with_torch(lexicon, fonts_ready, tmp_path):
     assert (ref * a).sum(1).min() > 0.9999
     assert (ref * b).sum(1).min() > 0.99
     assert int8.stat().st_size < 0.5 * fp32.stat().st_size
+
+
+def test_qualifies_rule():
+    fp32 = {"latency_ms_p50": 8.0, "within_acc@1": 0.50, "cross_acc@1": 0.45}
+    assert qualifies(fp32, {"latency_ms_p50": 3.0, "within_acc@1": 0.496, "cross_acc@1": 0.46})
+    assert not qualifies(fp32, {"latency_ms_p50": 3.0, "within_acc@1": 0.494, "cross_acc@1": 0.46})  # -0.6 pt
+    assert not qualifies(fp32, {"latency_ms_p50": 9.0, "within_acc@1": 0.50, "cross_acc@1": 0.45})  # slower
+
+
+def test_engine_uses_int8_where_the_model_qualified_it(lexicon, fonts_ready, tmp_path):
+    torch.manual_seed(0)
+    lex = Lexicon(lexicon.concepts[:40])
+    model = DualEncoder({"vision": {"backbone": "mobilenetv3_small_050"},
+                         "preprocess": {"height": 48, "width": 192, "pad": 3}}).eval()
+    pre = PreprocessConfig(48, 192, 3)
+    ds = SyntheticWords(lex, "train", seed=2)
+    samples = [ds[i] for i in range(40)]
+    calib = np.stack([preprocess(s.image, pre) for s in samples[:32]])
+    d = save_model_dir(model, lex, tmp_path / "m", metrics={"fast_path": {"use": False}})
+    build_int8(model, d, calib)
+    assert Engine(tmp_path / "a", model_dir=d).fast is None  # not qualified: FP32
+    (d / "metrics.json").write_text(json.dumps({"fast_path": {"use": True}}))
+    fast, slow = Engine(tmp_path / "b", model_dir=d), Engine(tmp_path / "c", model_dir=d, fast_path=False)
+    assert fast.fast is not None and fast.model_id.endswith("-int8") and slow.fast is None
+    imgs = [(f"s{i}", png(s.image)) for i, s in enumerate(samples)]
+    for eng in (fast, slow):
+        eng.add("c", imgs)
+    a, b = fast.store.embeddings(fast.model_id)[1], slow.store.embeddings(slow.model_id)[1]
+    assert (a * b).sum(1).min() > 0.99
+    for s in samples[:10]:  # the same top hit either way
+        q = png(s.image.rotate(2, fillcolor="white"))
+        assert fast.search(image=q, k=1)[0][0].path.name == slow.search(image=q, k=1)[0][0].path.name

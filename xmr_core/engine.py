@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from .checkpoint import load_model_dir
+from .fastpath import load_fast_path
 from .fusion import FusionConfig, fuse
 from .index import IndexConfig, VectorIndex, load_index
 from .lexicon import LANGS, Concept, Lexicon, is_han, normalize_word
@@ -91,11 +92,14 @@ class Engine:
 
     def __init__(self, data: Path | str | None = None, model_dir: Path | str | None = None,
                  index_cfg: IndexConfig | None = None, progress: Progress | None = None,
-                 fusion: FusionConfig | None = DEFAULT_FUSION) -> None:
+                 fusion: FusionConfig | None = DEFAULT_FUSION, fast_path: bool = True) -> None:
         self.store = Store(data or default_data_dir())
         self.model_dir = Path(model_dir) if model_dir else active_model_dir(self.store)
         self.model, base_lexicon, self.model_config = load_model_dir(self.model_dir)
-        self.model_id = model_id(self.model_dir)
+        # the INT8 visual encoder where the model qualified it (fastpath.py); its embeddings are kept
+        # apart from FP32 ones, so the id names the path
+        self.fast = load_fast_path(self.model_dir, torch.get_num_threads()) if fast_path else None
+        self.model_id = model_id(self.model_dir) + ("-int8" if self.fast else "")
         self.lexicon = base_lexicon.with_concepts(
             Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in self.store.list_concepts())
         self.pre = self.model.cfg.preprocess
@@ -108,7 +112,8 @@ class Engine:
     # ------------------------------------------------------------------ embedding
     @torch.no_grad()
     def embed_images(self, xs: np.ndarray, batch: int = 128) -> np.ndarray:
-        out = [self.model.encode_image(torch.from_numpy(xs[i:i + batch])).numpy() for i in range(0, len(xs), batch)]
+        encode = self.fast or (lambda x: self.model.encode_image(torch.from_numpy(x)).numpy())
+        out = [encode(xs[i:i + batch]) for i in range(0, len(xs), batch)]
         return np.concatenate(out) if out else np.zeros((0, self.model.cfg.embed_dim), np.float32)
 
     @torch.no_grad()

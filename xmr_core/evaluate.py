@@ -32,8 +32,9 @@ class EvalSet:
 
 def render_eval_set(lexicon: Lexicon, pre: PreprocessConfig, split: str = "val", per_word: int = 1,
                     seed: int = 2024, concepts: int | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> EvalSet:
-    """Renders of every lexicon word (or the first `concepts`) with the fonts of `split`."""
+                    progress: Callable[[int, int], None] | None = None, keep_raw: int | None = 64) -> EvalSet:
+    """Renders of every lexicon word (or the first `concepts`) with the fonts of `split`; the first
+    `keep_raw` rendered images are kept as they are (all when None)."""
     ds = SyntheticWords(lexicon, split, seed=seed, kinds={"font": 1.0})
     todo = lexicon.concepts[:concepts] if concepts else lexicon.concepts
     xs, cids, langs, raw = [], [], [], []
@@ -49,7 +50,7 @@ def render_eval_set(lexicon: Lexicon, pre: PreprocessConfig, split: str = "val",
                 xs.append(preprocess(img, pre))
                 cids.append(c.concept_id)
                 langs.append(lang)
-                if len(raw) < 64:
+                if keep_raw is None or len(raw) < keep_raw:
                     raw.append(img)
         if progress:
             progress(min(total, (i + 1) * len(LANGS) * per_word), total)
@@ -93,8 +94,15 @@ def embed_images(model: DualEncoder, x: np.ndarray, batch: int = 256) -> np.ndar
     return torch.cat([model.encode_image(torch.from_numpy(x[i:i + batch])) for i in range(0, len(x), batch)]).numpy()
 
 
+Embedder = Callable[[np.ndarray], np.ndarray]  # (N, 1, H, W) ink maps -> (N, d) unit vectors
+
+
+def torch_embedder(model: DualEncoder) -> Embedder:
+    return lambda x: embed_images(model, x)
+
+
 @torch.no_grad()
-def measure_latency(model: DualEncoder, images: list, pre: PreprocessConfig, repeats: int = 50) -> float:
+def measure_latency(embed: Embedder, images: list, pre: PreprocessConfig, repeats: int = 50) -> float:
     """p50 milliseconds for one image: preprocess + embed, on one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -103,7 +111,7 @@ def measure_latency(model: DualEncoder, images: list, pre: PreprocessConfig, rep
         for i in range(repeats + 5):
             img = images[i % len(images)]
             t = time.perf_counter()
-            model.encode_image(torch.from_numpy(preprocess(img, pre)[None]))
+            embed(preprocess(img, pre)[None])
             if i >= 5:
                 times.append(time.perf_counter() - t)
         return float(np.median(times) * 1000)
@@ -111,10 +119,12 @@ def measure_latency(model: DualEncoder, images: list, pre: PreprocessConfig, rep
         torch.set_num_threads(threads)
 
 
-def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet) -> dict:
-    """All metrics of the eval contract for one model on one labelled image set."""
+def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedder | None = None) -> dict:
+    """All metrics of the eval contract for one model on one labelled image set; `embed` replaces the
+    model's own visual encoder (the INT8 path)."""
     model.eval()
-    v = embed_images(model, data.x)
+    embed = embed or torch_embedder(model)
+    v = embed(data.x)
     ids = lexicon.ids()
     cidx = np.array([ids.index(c) for c in data.concept_ids])
     langs = np.array(data.langs)
@@ -149,5 +159,5 @@ def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet) -> dict:
         "cross_acc@1": cross,
         "image_to_image": i2i,
         "rd_ratio": rd,
-        "latency_ms_p50": measure_latency(model, data.raw or list(data.x[:, 0]), model.cfg.preprocess),
+        "latency_ms_p50": measure_latency(embed, data.raw or list(data.x[:, 0]), model.cfg.preprocess),
     }

@@ -1,8 +1,14 @@
 """INT8 inference path: the visual encoder exported to ONNX and statically quantised with onnxruntime,
-calibrated on rendered images. Written beside the model as `visual.onnx` / `visual.int8.onnx`."""
+calibrated on rendered images, written into the model directory as `visual.int8.onnx`.
+
+The engine uses it for queries and indexing only where the model's metrics.json says it qualified
+(`fast_path.use`: faster than FP32 and within 0.5 points of its Acc@1 on the `val` fonts).
+"""
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +71,31 @@ class OnnxVisual:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"x": np.ascontiguousarray(x, np.float32)})[0]
+
+
+INT8_FILE = "visual.int8.onnx"
+MAX_DROP = 0.005  # INT8 may lose at most 0.5 points of within- and cross-lingual Acc@1
+
+
+def build_int8(model: DualEncoder, model_dir: Path | str, calibration: np.ndarray) -> Path:
+    """Export and quantise the visual encoder into `model_dir` / visual.int8.onnx."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "visual.onnx")
+        return quantize_int8(fp32, Path(model_dir) / INT8_FILE, calibration)
+
+
+def qualifies(fp32: dict, int8: dict) -> bool:
+    """The rule of issue 6: faster, and Acc@1 within MAX_DROP of FP32 (both eval results on `val`)."""
+    return (int8["latency_ms_p50"] < fp32["latency_ms_p50"]
+            and all(int8[k] >= fp32[k] - MAX_DROP for k in ("within_acc@1", "cross_acc@1")))
+
+
+def load_fast_path(model_dir: Path | str, threads: int = 1) -> OnnxVisual | None:
+    """The INT8 encoder of a model directory, or None when it has none or it did not qualify."""
+    model_dir = Path(model_dir)
+    metrics = model_dir / "metrics.json"
+    if not (model_dir / INT8_FILE).exists() or not metrics.exists():
+        return None
+    if not json.loads(metrics.read_text()).get("fast_path", {}).get("use"):
+        return None
+    return OnnxVisual(model_dir / INT8_FILE, threads)

@@ -218,7 +218,20 @@ def test_bad_inputs_show_messages(page, server, tmp_path):
     page.get_by_role("tab", name="Upload").click()
     page.locator("input[type='file']").first.set_input_files(str(bad))
     page.get_by_role("button", name="Search upload").click()
-    page.locator("[data-testid='stAlertContentError']").filter(has_text="image").first.wait_for(timeout=30_000)
+    page.locator("[data-testid='stAlertContentError']").filter(has_text="not a readable image").wait_for(timeout=30_000)
+    huge = tmp_path / "huge.png"  # 11,000 x 11,000 pixels: over the 120 MP limit
+    Image.new("1", (11_000, 11_000), 1).save(huge)
+    page.locator("input[type='file']").first.set_input_files(str(huge))
+    page.get_by_role("button", name="Search upload").click()
+    page.locator("[data-testid='stAlertContentError']").filter(has_text="the limit is").wait_for(timeout=60_000)
+    scan = tmp_path / "scan.png"  # a 50 MP scan with one word on it is searched, not refused
+    sheet = Image.new("L", (8_660, 5_774), 255)
+    ink = rasterise(word_strokes("silla", "es", 640, 220, seed=0), 640, 220, pen=10)
+    sheet.paste(Image.fromarray(255 - ink[..., 3]), (4_000, 2_800))
+    sheet.save(scan)
+    page.locator("input[type='file']").first.set_input_files(str(scan))
+    page.get_by_role("button", name="Search upload").click()
+    page.get_by_text("Recognised as").wait_for(timeout=60_000)
     assert_no_exception(page)
 
 
