@@ -1,17 +1,20 @@
-"""Search latency and recall at 10k, 100k and 1M vectors, and ingest throughput (prints numbers).
+"""Search latency, recall@10 and memory at 10k, 100k and 1M vectors, and ingest throughput on 1 and 2
+threads (prints a table; `--out DIR` also writes DIR/scaling.json and DIR/scaling.png).
 
 Vectors are synthetic (clustered, L2-normalised, 256-d as the default model) for the index part; the
 ingest part adds real rendered images through the engine with the bundled model.
 
-    python benchmarks/search.py [--sizes 10000 100000 1000000] [--ingest 500]
+    python benchmarks/search.py [--sizes 10000 100000 1000000] [--ingest 500] [--out docs]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -19,8 +22,11 @@ from xmr_core.index import IndexConfig, VectorIndex, recall_at_k
 
 
 def clustered(n: int, d: int, rng: np.random.Generator, centers: int = 3000) -> np.ndarray:
-    c = rng.normal(size=(centers, d)).astype(np.float32)
-    v = c[rng.integers(0, centers, n)] + 0.35 * rng.normal(size=(n, d)).astype(np.float32)
+    """Points around `centers` fixed cluster centres (concepts x scripts x hands); queries are drawn
+    from the same centres as the collection, as a query of a known word would be. The spread puts a point
+    at cosine ~0.6 from its centre, about what renders of one word in different hands show."""
+    c = np.random.default_rng(12345).normal(size=(centers, d)).astype(np.float32)
+    v = c[rng.integers(0, centers, n)] + 0.8 * rng.normal(size=(n, d)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
@@ -32,9 +38,11 @@ def bench_index(n: int, d: int = 256, queries: int = 300, threads: int = 1) -> d
     v = clustered(n, d, rng)
     q = clustered(queries, d, np.random.default_rng(1))
     ids = np.arange(n, dtype=np.int64)
+    before = rss_now_mb()
     t = time.perf_counter()
     idx = VectorIndex.build(ids, v, d, IndexConfig())
     build_s = time.perf_counter() - t
+    index_mb = rss_now_mb() - before
     exact = VectorIndex(d)
     exact.add(ids, v)
     _, truth = exact.search(q, 10)
@@ -47,8 +55,16 @@ def bench_index(n: int, d: int = 256, queries: int = 300, threads: int = 1) -> d
         got.append(i[0])
     return {"n": n, "kind": "ivf" if idx.approximate else "exact", "build_s": round(build_s, 1),
             "p50_ms": round(1000 * float(np.median(lat)), 3), "p95_ms": round(1000 * float(np.percentile(lat, 95)), 3),
-            "recall@10": round(recall_at_k(np.array(got), truth, 10), 4),
+            "recall@10": round(recall_at_k(np.array(got), truth, 10), 4), "index_mb": round(index_mb),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def rss_now_mb() -> float:
+    """Resident memory of this process now (Linux)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def bench_ingest(n: int, threads: int = 2) -> dict:
@@ -78,19 +94,59 @@ def bench_ingest(n: int, threads: int = 2) -> dict:
     return {"images": n, "seconds": round(dt, 2), "images_per_s": round(n / dt, 1)}
 
 
+def run(sizes: list[int], ingest: int) -> dict:
+    out = {"index": [], "ingest": []}
+    for n in sizes:
+        out["index"].append(bench_index(n))
+    for threads in (1, 2) if ingest else ():
+        out["ingest"].append({"threads": threads, **bench_ingest(ingest, threads)})
+    return out
+
+
+def table(res: dict) -> str:
+    lines = ["| vectors | index | build s | p50 ms | p95 ms | recall@10 | index memory MB |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['n']:,} | {r['kind']} | {r['build_s']} | {r['p50_ms']} | {r['p95_ms']} | {r['recall@10']} | "
+              f"{r['index_mb']} |" for r in res["index"]]
+    if res["ingest"]:
+        lines += ["", "| ingest threads | images | seconds | images/s |", "|---|---|---|---|"]
+        lines += [f"| {r['threads']} | {r['images']} | {r['seconds']} | {r['images_per_s']} |" for r in res["ingest"]]
+    return "\n".join(lines)
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(12, 3.4))
+    n = [r["n"] for r in res["index"]]
+    ax[0].plot(n, [r["p50_ms"] for r in res["index"]], "o-", label="p50")
+    ax[0].plot(n, [r["p95_ms"] for r in res["index"]], "s--", label="p95")
+    ax[0].set(xscale="log", xlabel="vectors in the collection", ylabel="search ms (1 thread)")
+    ax[0].legend()
+    ax[1].plot(n, [r["index_mb"] for r in res["index"]], "o-")
+    ax[1].set(xscale="log", xlabel="vectors in the collection", ylabel="index memory (MB)")
+    if res["ingest"]:
+        ax[2].bar([str(r["threads"]) for r in res["ingest"]], [r["images_per_s"] for r in res["ingest"]])
+    ax[2].set(xlabel="threads", ylabel="ingest images/s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--ingest", type=int, default=500)
+    ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    print("| vectors | index | build s | p50 ms | p95 ms | recall@10 | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
-    for n in args.sizes:
-        r = bench_index(n)
-        print(f"| {r['n']:,} | {r['kind']} | {r['build_s']} | {r['p50_ms']} | {r['p95_ms']} | {r['recall@10']} | {r['peak_rss_mb']} |", flush=True)
-    if args.ingest:
-        r = bench_ingest(args.ingest)
-        print(f"\ningest: {r['images']} images in {r['seconds']} s = {r['images_per_s']} images/s (2 threads)")
+    res = run(args.sizes, args.ingest)
+    print(table(res))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "scaling.json").write_text(json.dumps(res, indent=2))
+        plot(res, args.out / "scaling.png")
 
 
 if __name__ == "__main__":
