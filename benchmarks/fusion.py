@@ -10,33 +10,22 @@ without fusion and with fusion at several betas. A hit is right when its concept
 from __future__ import annotations
 
 import argparse
-import io
 import tempfile
 from collections import Counter
 
 import numpy as np
 import torch
 
-from xmr_core.demo import build_demo
+from xmr_core.demo import build_demo, render_val_words
 from xmr_core.engine import Engine
 from xmr_core.fusion import FusionConfig
 from xmr_core.lexicon import LANGS
-from xmr_core.render import MissingGlyph, SyntheticWords
 
 
 def queries(engine: Engine, n: int, seed: int = 11) -> list[tuple[bytes, str, str]]:
-    ds = SyntheticWords(engine.lexicon, "val", seed=seed)
-    out = []
-    for i, c in enumerate(engine.lexicon.concepts[:n]):
-        for j, lang in enumerate(LANGS):
-            try:
-                s = ds.sample(c.concept_id, lang, np.random.default_rng([seed, i, j]))
-            except MissingGlyph:
-                continue
-            buf = io.BytesIO()
-            s.image.save(buf, "PNG")
-            out.append((buf.getvalue(), c.concept_id, lang))
-    return out
+    """Other renders of the held-out fonts (another seed): (PNG bytes, concept, language)."""
+    images, labels = render_val_words(engine.lexicon, n, seed)
+    return [(raw, concept, lang) for (_, raw), (concept, lang) in zip(images, labels)]
 
 
 def score(engine: Engine, qs: list, n: int) -> dict:

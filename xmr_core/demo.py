@@ -7,16 +7,18 @@ import io
 import numpy as np
 
 from .engine import Engine, Progress
-from .lexicon import LANGS
+from .lexicon import LANGS, Lexicon
 from .render import MissingGlyph, SyntheticWords
 
 DEMO = "demo"
 
 
-def build_demo(engine: Engine, n_concepts: int = 300, seed: int = 7, progress: Progress | None = None) -> int:
-    """Add renders of the first `n_concepts` lexicon concepts in the three scripts (val fonts)."""
-    ds = SyntheticWords(engine.lexicon, "val", seed=seed)
-    concepts = engine.lexicon.concepts[:n_concepts]
+def render_val_words(lexicon: Lexicon, n_concepts: int, seed: int, progress: Progress | None = None
+                     ) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
+    """PNG renders (name, bytes) of the first `n_concepts` concepts in the three scripts with the held-out
+    fonts, and their (concept, language) labels."""
+    ds = SyntheticWords(lexicon, "val", seed=seed)
+    concepts = lexicon.concepts[:n_concepts]
     images, labels = [], []
     for i, c in enumerate(concepts):
         for j, lang in enumerate(LANGS):
@@ -30,6 +32,12 @@ def build_demo(engine: Engine, n_concepts: int = 300, seed: int = 7, progress: P
             labels.append((c.concept_id, lang))
         if progress:
             progress(i + 1, len(concepts), "rendering the demo collection")
+    return images, labels
+
+
+def build_demo(engine: Engine, n_concepts: int = 300, seed: int = 7, progress: Progress | None = None) -> int:
+    """Add renders of the first `n_concepts` lexicon concepts in the three scripts (val fonts)."""
+    images, labels = render_val_words(engine.lexicon, n_concepts, seed, progress)
     report = engine.add(DEMO, images, labels)
     return len(report.added)
 
