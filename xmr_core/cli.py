@@ -136,24 +136,19 @@ def format_eval(res: dict) -> str:
 
 
 def _write_tsne(model, lex, data, out: str, max_images: int = 1500) -> None:
-    import pandas as pd
-
     from .evaluate import embed_images
     from .lexicon import LANGS
-    from .plots import embedding_figure, project_2d
+    from .plots import embedding_figure, embedding_frame
 
     keep = sorted(set(data.concept_ids))[:max(1, max_images // 3)]
     idx = [i for i, c in enumerate(data.concept_ids) if c in set(keep)][:max_images]
     v = embed_images(model, data.x[idx])
     anchors = [(c, lang) for c in keep for lang in LANGS]
     t = model.encode_text([lex.get(c).word(lang) for c, lang in anchors]).detach().numpy()
-    xy = project_2d(np.concatenate([v, t]))
-    rows = [{"concept": data.concept_ids[i], "lang": data.langs[i], "kind": "image",
+    rows = [{"concept": data.concept_ids[i], "lang": data.langs[i],
              "label": lex.get(data.concept_ids[i]).word(data.langs[i])} for i in idx]
-    rows += [{"concept": c, "lang": lang, "kind": "anchor", "label": lex.get(c).word(lang)} for c, lang in anchors]
-    df = pd.DataFrame(rows)
-    df["x"], df["y"] = xy[:, 0], xy[:, 1]
-    embedding_figure(df).write_html(out, include_plotlyjs=True)
+    anchor_rows = [{"concept": c, "lang": lang, "label": lex.get(c).word(lang)} for c, lang in anchors]
+    embedding_figure(embedding_frame(v, rows, t, anchor_rows)).write_html(out, include_plotlyjs=True)
 
 
 def _engine(args: argparse.Namespace):

@@ -348,10 +348,8 @@ class Engine:
                 max_items: int = 1500) -> tuple["pd.DataFrame", dict]:
         """2-D map of a collection's embeddings with the lexicon anchors of the concepts shown, and the
         R/D ratio (overall and per script) of the labelled items."""
-        import pandas as pd
-
         from .metrics import rd_ratio
-        from .plots import project_2d
+        from .plots import embedding_frame
 
         ids, vecs = self.store.embeddings(self.model_id)
         items = self.store.get_items(ids.tolist())
@@ -359,23 +357,20 @@ class Engine:
                 and (not concepts or items[i].concept_id in concepts)][:max_items]
         if not keep:
             raise ValueError("nothing to show: the collection has no items (with those concepts)")
-        rows = [{"item_id": int(ids[n]), "kind": "image", "lang": items[ids[n]].lang or "?",
+        rows = [{"item_id": int(ids[n]), "lang": items[ids[n]].lang or "?",
                  "concept": items[ids[n]].concept_id or "unlabelled", "path": str(items[ids[n]].path),
                  "label": self.lexicon.get(items[ids[n]].concept_id).word(items[ids[n]].lang)
                  if items[ids[n]].concept_id in self.lexicon and items[ids[n]].lang else "?"} for n in keep]
         shown = sorted({r["concept"] for r in rows if r["concept"] in self.lexicon})
-        anchor_vecs = [self.anchors(lg)[self.lexicon.index(c)] for c in shown for lg in LANGS]
-        rows += [{"item_id": -1, "kind": "anchor", "lang": lg, "concept": c, "path": "",
-                  "label": self.lexicon.get(c).word(lg)} for c in shown for lg in LANGS]
-        allv = np.concatenate([vecs[keep], np.array(anchor_vecs).reshape(-1, vecs.shape[1])])
-        xy = project_2d(allv, method)
-        df = pd.DataFrame(rows)
-        df["x"], df["y"] = xy[:, 0], xy[:, 1]
-        lab = np.array([r["concept"] in self.lexicon for r in rows[:len(keep)]])
+        anchor_vecs = np.array([self.anchors(lg)[self.lexicon.index(c)] for c in shown for lg in LANGS])
+        anchor_rows = [{"item_id": -1, "lang": lg, "concept": c, "path": "", "label": self.lexicon.get(c).word(lg)}
+                       for c in shown for lg in LANGS]
+        df = embedding_frame(vecs[keep], rows, anchor_vecs, anchor_rows, method)
+        lab = np.array([r["concept"] in self.lexicon for r in rows])
         rd = {}
         if lab.sum() >= 2:
-            v, c = vecs[keep][lab], np.array([r["concept"] for r in rows[:len(keep)]])[lab]
-            langs = np.array([r["lang"] for r in rows[:len(keep)]])[lab]
+            v, c = vecs[keep][lab], np.array([r["concept"] for r in rows])[lab]
+            langs = np.array([r["lang"] for r in rows])[lab]
             rd["all"] = rd_ratio(v, c)
             for lg in LANGS:
                 m = langs == lg

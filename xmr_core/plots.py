@@ -22,6 +22,15 @@ def project_2d(emb: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarr
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(emb)
 
 
+def embedding_frame(images: np.ndarray, image_rows: list[dict], anchors: np.ndarray, anchor_rows: list[dict],
+                    method: str = "tsne") -> pd.DataFrame:
+    """One table of image embeddings and text anchors (column `kind`) with their 2-D map coordinates."""
+    xy = project_2d(np.concatenate([images, np.asarray(anchors).reshape(-1, images.shape[1])]), method)
+    df = pd.DataFrame([{**r, "kind": "image"} for r in image_rows] + [{**r, "kind": "anchor"} for r in anchor_rows])
+    df["x"], df["y"] = xy[:, 0], xy[:, 1]
+    return df
+
+
 def embedding_figure(df: pd.DataFrame, color: str = "lang") -> go.Figure:
     """Scatter of a frame with columns x, y, lang, concept, kind ('image'/'anchor') and label."""
     fig = px.scatter(df, x="x", y="y", color=color, symbol="kind", hover_data=["label", "concept", "lang"],
