@@ -1,7 +1,7 @@
 """Ablation of losses and backbones; writes docs/results.md. Shorter runs than the default model's:
 the first N concepts of the lexicon, S steps each, same seed and data for every variant.
 
-    python scripts/ablation.py [--concepts 200] [--steps 800]
+    python scripts/ablation.py [--concepts 200] [--steps 800] [--threads 1]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--concepts", type=int, default=200)
     ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--out", default=str(ROOT / "runs" / "ablation"))
     args = ap.parse_args()
     base = json.loads((ROOT / "configs" / "default.json").read_text())
@@ -42,7 +43,8 @@ def main() -> None:
     for name, losses, vision in VARIANTS:
         mcfg = ModelConfig.from_dict({**base["model"], "vision": {**base["model"]["vision"], **vision}})
         tcfg = TrainConfig.from_dict({**base["train"], **losses, "steps": args.steps, "warmup": args.steps // 10,
-                                      "eval_concepts": 0, "ckpt_every": args.steps})
+                                      "eval_concepts": 0, "ckpt_every": args.steps,
+                                      "threads": args.threads})
         out = Path(args.out) / name.replace(" ", "_").replace("+", "").replace(",", "")
         t = time.time()
         model_dir = train(mcfg, tcfg, out, lex)
@@ -56,7 +58,7 @@ def main() -> None:
              f"Short runs: the first {args.concepts} concepts of the lexicon (candidates: those {args.concepts} words "
              f"per language), {args.steps} steps of {base['train']['concepts_per_batch']} concepts x 3 languages, "
              "seed 0, on this 2-core CPU. Evaluation: one render per word and language with the held-out `val` "
-             "fonts. Reproduce with `python scripts/ablation.py`.", "",
+             f"fonts. Reproduce with `python scripts/ablation.py --concepts {args.concepts} --steps {args.steps}`.", "",
              "| variant | backbone | within-language Acc@1 | cross-lingual Acc@1 | R/D | minutes |",
              "|---|---|---|---|---|---|"]
     for name, bb, res, minutes in rows:
