@@ -2,6 +2,7 @@
 
 Methods (each in its own process, so peak RAM is its own; one CPU thread each):
 - xmr-fp32: the bundled default model (torch); a query is preprocess + embed + search among 100k vectors
+- xmr-onnx-fp32: the same visual encoder as an ONNX graph run by onnxruntime (what the engine uses)
 - xmr-int8: the same with the INT8 visual encoder (onnxruntime)
 - ocr-lexicon: RapidOCR 3.x (PP-OCRv6, recognition only on the word crop), then the nearest lexicon
   word of the query's language by normalised edit distance, mapped through its concept to the target
@@ -37,12 +38,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from xmr_core.fastpath import INT8_FILE  # noqa: E402
+from xmr_core.fastpath import FILES  # noqa: E402
 from xmr_core.lexicon import LANGS, Lexicon  # noqa: E402
 from xmr_core.metrics import rank_metrics  # noqa: E402
 from xmr_core.registry import DEFAULT_MODEL  # noqa: E402
 
-METHODS = ["xmr-fp32", "xmr-int8", "ocr-lexicon", "ocr-use"]
+METHODS = ["xmr-fp32", "xmr-onnx-fp32", "xmr-int8", "ocr-lexicon", "ocr-use"]
+XMR_PATHS = {"xmr-fp32": "torch", "xmr-onnx-fp32": "onnx-fp32", "xmr-int8": "int8"}
 SEARCH_SIZE = 100_000
 
 
@@ -107,21 +109,20 @@ def dir_mb(path: Path) -> float:
 
 
 # ---------------------------------------------------------------- workers
-def run_xmr(manifest: Path, int8: bool) -> dict:
+def run_xmr(manifest: Path, path: str) -> dict:
     import torch
 
     from xmr_core.checkpoint import load_model_dir
-    from xmr_core.fastpath import OnnxVisual
+    from xmr_core.fastpath import FILES, OnnxVisual
     from xmr_core.index import IndexConfig, VectorIndex
     from xmr_core.preprocess import preprocess
 
     torch.set_num_threads(1)
     model, lex, _ = load_model_dir(DEFAULT_MODEL)
     pre = model.cfg.preprocess
-    if int8:
-        onnx = OnnxVisual(DEFAULT_MODEL / INT8_FILE, threads=1)
-        embed = onnx
-        disk = (DEFAULT_MODEL / INT8_FILE).stat().st_size / 2**20
+    if path in FILES:
+        embed = OnnxVisual(DEFAULT_MODEL / FILES[path], threads=1)
+        disk = (DEFAULT_MODEL / FILES[path]).stat().st_size / 2**20
     else:
         @torch.no_grad()
         def embed(x):
@@ -262,7 +263,7 @@ def write_report(results: dict, out: Path, source: str, n_images: int, seconds: 
     if ocr_ms:
         lines += [f"RapidOCR recognition alone: p50 {ocr_ms:.1f} ms per word crop "
                   f"({results['ocr-lexicon']['model']})."]
-        for m in ("xmr-fp32", "xmr-int8"):
+        for m in XMR_PATHS:
             if m in results:
                 lines.append(f"- {m}: query p50 is {results[m]['latency']['p50_ms'] / ocr_ms:.2f} of RapidOCR's "
                              "recognition time (target: at most 0.10).")
@@ -329,11 +330,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000],
                     help="collection sizes for the scaling figures (none: skip them)")
     ap.add_argument("--ingest", type=int, default=500, help="images for the ingest figures")
-    ap.add_argument("--worker", choices=["xmr-fp32", "xmr-int8", "ocr"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=[*XMR_PATHS, "ocr"], help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        res = run_ocr(args.manifest) if args.worker == "ocr" else run_xmr(args.manifest, args.worker == "xmr-int8")
+        res = run_ocr(args.manifest) if args.worker == "ocr" else run_xmr(args.manifest, XMR_PATHS[args.worker])
         args.result.write_text(json.dumps(res, ensure_ascii=False))
         return
     t0 = time.time()
@@ -343,9 +344,9 @@ def main() -> None:
         source = f"manifest {args.manifest}" if args.manifest else "renders of the held-out `val` fonts, one per word"
         n_images = sum(1 for _ in open(manifest, encoding="utf-8")) - 1
         results: dict = {}
-        for worker in ("xmr-fp32", "xmr-int8", "ocr"):
-            if worker == "xmr-int8" and not (DEFAULT_MODEL / INT8_FILE).exists():
-                print("skipping xmr-int8: the default model has no visual.int8.onnx "
+        for worker in (*XMR_PATHS, "ocr"):
+            if worker in XMR_PATHS and XMR_PATHS[worker] in FILES and not (DEFAULT_MODEL / FILES[XMR_PATHS[worker]]).exists():
+                print(f"skipping {worker}: the default model has no {FILES[XMR_PATHS[worker]]} "
                       "(scripts/build_default_model.py builds it)")
                 continue
             out = tmp / f"{worker}.json"

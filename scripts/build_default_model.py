@@ -16,7 +16,7 @@ from xmr_core.card import model_card  # noqa: E402
 from xmr_core.checkpoint import load_model_dir, save_model_dir  # noqa: E402
 from xmr_core.cli import format_eval  # noqa: E402
 from xmr_core.evaluate import embed_images, evaluate, render_eval_set  # noqa: E402
-from xmr_core.fastpath import INT8_FILE, OnnxVisual, build_int8, qualifies  # noqa: E402
+from xmr_core.fastpath import FILES, OnnxVisual, build_fast_paths, choose  # noqa: E402
 from xmr_core.paths import ASSETS  # noqa: E402
 
 
@@ -33,20 +33,25 @@ def main() -> None:
     metrics = {"val": res}
     extra = {k: v for k, v in config.items() if k in ("train", "train_step", "train_seconds")}
     extra["visual_params"] = model.n_visual_params()
-    (Path(args.out) / INT8_FILE).unlink(missing_ok=True)  # never keep another model's INT8 file
+    for f in FILES.values():  # never keep another model's ONNX files
+        (Path(args.out) / f).unlink(missing_ok=True)
     out = save_model_dir(model, lex, args.out, metrics=metrics, extra=extra)
 
-    # the INT8 fast path: calibrated on train-font renders, judged on the same val set
+    # the fast paths: ONNX FP32 and INT8 (calibrated on train-font renders), judged on the same val set
     calib = render_eval_set(lex, model.cfg.preprocess, "train", concepts=256, seed=7).x[:256]
-    int8 = OnnxVisual(build_int8(model, out, calib))
-    res8 = evaluate(model, lex, data, embed=int8)
-    a, b = embed_images(model, data.x), int8(data.x)
+    onnx32, int8 = (OnnxVisual(p) for p in build_fast_paths(model, out, calib))
+    a = embed_images(model, data.x)
     anchors = {lg: model.encode_text(lex.words(lg)).detach().numpy() for lg in ("zh", "en", "es")}
-    same = [((a[i] @ anchors[lg].T).argmax() == (b[i] @ anchors[lg].T).argmax()) for i, lg in enumerate(data.langs)]
-    metrics["val_int8"] = res8
-    metrics["fast_path"] = {"use": qualifies(res, res8), "min_cosine": float((a * b).sum(1).min()),
-                            "top1_identical": float(sum(same) / len(same)), "calibration_images": len(calib)}
-    print("INT8:", format_eval(res8), metrics["fast_path"], sep="\n")
+    fast = {"calibration_images": len(calib)}
+    for name, enc in (("onnx-fp32", onnx32), ("int8", int8)):
+        metrics[f"val_{name}"] = evaluate(model, lex, data, embed=enc)
+        b = enc(data.x)
+        same = [(a[i] @ anchors[lg].T).argmax() == (b[i] @ anchors[lg].T).argmax() for i, lg in enumerate(data.langs)]
+        fast[name] = {"min_cosine": float((a * b).sum(1).min()), "top1_identical": float(sum(same) / len(same))}
+        print(name, format_eval(metrics[f"val_{name}"]), fast[name], sep="\n")
+    fast["use"] = choose(res, metrics["val_onnx-fp32"], metrics["val_int8"])
+    metrics["fast_path"] = fast
+    print("fast path:", fast["use"] or "torch")
     out = save_model_dir(model, lex, args.out, metrics=metrics, extra=extra)
     full = json.loads((out / "config.json").read_text())
     (out / "README.md").write_text(model_card("default", full, metrics, args.notes), encoding="utf-8")

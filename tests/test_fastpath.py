@@ -7,7 +7,7 @@ import torch
 
 from xmr_core.checkpoint import save_model_dir
 from xmr_core.engine import Engine
-from xmr_core.fastpath import OnnxVisual, build_int8, export_onnx, qualifies, quantize_int8
+from xmr_core.fastpath import OnnxVisual, build_fast_paths, choose, export_onnx, qualifies, quantize_int8
 from xmr_core.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.preprocess import PreprocessConfig, preprocess
@@ -34,11 +34,15 @@ def test_onnx_and_int8_agree_with_torch(lexicon, fonts_ready, tmp_path):
     assert int8.stat().st_size < 0.5 * fp32.stat().st_size
 
 
-def test_qualifies_rule():
+def test_qualifies_and_choose():
     fp32 = {"latency_ms_p50": 8.0, "within_acc@1": 0.50, "cross_acc@1": 0.45}
-    assert qualifies(fp32, {"latency_ms_p50": 3.0, "within_acc@1": 0.496, "cross_acc@1": 0.46})
-    assert not qualifies(fp32, {"latency_ms_p50": 3.0, "within_acc@1": 0.494, "cross_acc@1": 0.46})  # -0.6 pt
-    assert not qualifies(fp32, {"latency_ms_p50": 9.0, "within_acc@1": 0.50, "cross_acc@1": 0.45})  # slower
+    onnx = {"latency_ms_p50": 2.0, "within_acc@1": 0.50, "cross_acc@1": 0.45}
+    good = {"latency_ms_p50": 1.5, "within_acc@1": 0.496, "cross_acc@1": 0.46}
+    lossy = {"latency_ms_p50": 1.5, "within_acc@1": 0.494, "cross_acc@1": 0.46}  # -0.6 pt
+    assert qualifies(fp32, good) and not qualifies(fp32, lossy)
+    assert not qualifies(fp32, {**good, "latency_ms_p50": 9.0})  # slower
+    assert choose(fp32, onnx, good) == "int8" and choose(fp32, onnx, lossy) == "onnx-fp32"
+    assert choose(fp32, {**onnx, "latency_ms_p50": 9.0}, lossy) is None
 
 
 def test_engine_uses_int8_where_the_model_qualified_it(lexicon, fonts_ready, tmp_path):
@@ -50,12 +54,15 @@ def test_engine_uses_int8_where_the_model_qualified_it(lexicon, fonts_ready, tmp
     ds = SyntheticWords(lex, "train", seed=2)
     samples = [ds[i] for i in range(40)]
     calib = np.stack([preprocess(s.image, pre) for s in samples[:32]])
-    d = save_model_dir(model, lex, tmp_path / "m", metrics={"fast_path": {"use": False}})
-    build_int8(model, d, calib)
-    assert Engine(tmp_path / "a", model_dir=d).fast is None  # not qualified: FP32
-    (d / "metrics.json").write_text(json.dumps({"fast_path": {"use": True}}))
+    d = save_model_dir(model, lex, tmp_path / "m", metrics={"fast_path": {"use": None}})
+    build_fast_paths(model, d, calib)
+    assert Engine(tmp_path / "a", model_dir=d).fast is None  # none qualified: torch
+    (d / "metrics.json").write_text(json.dumps({"fast_path": {"use": "onnx-fp32"}}))
+    onnx = Engine(tmp_path / "o", model_dir=d)
+    assert onnx.fast_path == "onnx-fp32" and not onnx.model_id.endswith("-int8")
+    (d / "metrics.json").write_text(json.dumps({"fast_path": {"use": "int8"}}))
     fast, slow = Engine(tmp_path / "b", model_dir=d), Engine(tmp_path / "c", model_dir=d, fast_path=False)
-    assert fast.fast is not None and fast.model_id.endswith("-int8") and slow.fast is None
+    assert fast.fast_path == "int8" and fast.model_id.endswith("-int8") and slow.fast is None
     imgs = [(f"s{i}", png(s.image)) for i, s in enumerate(samples)]
     for eng in (fast, slow):
         eng.add("c", imgs)

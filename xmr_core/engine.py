@@ -96,10 +96,11 @@ class Engine:
         self.store = Store(data or default_data_dir())
         self.model_dir = Path(model_dir) if model_dir else active_model_dir(self.store)
         self.model, base_lexicon, self.model_config = load_model_dir(self.model_dir)
-        # the INT8 visual encoder where the model qualified it (fastpath.py); its embeddings are kept
-        # apart from FP32 ones, so the id names the path
-        self.fast = load_fast_path(self.model_dir, torch.get_num_threads()) if fast_path else None
-        self.model_id = model_id(self.model_dir) + ("-int8" if self.fast else "")
+        # the ONNX (INT8 or FP32) visual encoder the model chose (fastpath.py); INT8 embeddings are kept
+        # apart from FP32 ones, so the id names that path
+        fast = load_fast_path(self.model_dir, torch.get_num_threads()) if fast_path else None
+        self.fast_path, self.fast = fast if fast else ("torch", None)
+        self.model_id = model_id(self.model_dir) + ("-int8" if self.fast_path == "int8" else "")
         self.lexicon = base_lexicon.with_concepts(
             Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in self.store.list_concepts())
         self.pre = self.model.cfg.preprocess
