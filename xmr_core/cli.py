@@ -107,7 +107,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         data = render_eval_set(lex, pre, split, per_word=args.per_word, concepts=args.concepts, progress=progress)
         print(file=sys.stderr)
-    res = evaluate(model, lex, data)
+    embed = None
+    if args.path != "torch":
+        from .fastpath import FILES, OnnxVisual, load_fast_path
+
+        if args.path == "auto":
+            chosen = load_fast_path(args.model)
+            embed = chosen[1] if chosen else None
+            print(f"inference path: {chosen[0] if chosen else 'torch'} (the model's choice)", file=sys.stderr)
+        else:
+            embed = OnnxVisual(Path(args.model) / FILES[args.path])
+    res = evaluate(model, lex, data, embed=embed)
     print(format_eval(res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=["val-fonts", "train-fonts"], default="val-fonts")
     e.add_argument("--per-word", type=int, default=2, help="renders per word and language")
     e.add_argument("--concepts", type=int, help="evaluate on the first N concepts only (all are candidates)")
+    e.add_argument("--path", choices=["auto", "torch", "onnx-fp32", "int8"], default="auto",
+                   help="visual encoder to run (auto: the one the engine uses, as the model chose)")
     e.add_argument("--json", help="write the metrics JSON here")
     e.add_argument("--tsne", help="write an interactive t-SNE of the embeddings (HTML)")
     e.set_defaults(func=_cmd_eval)
