@@ -303,8 +303,8 @@ class Engine:
                 records[n]["lang"] = LANGS[int(s)]
         with self._lock:
             ids = self.store.add_items(collection, records, self.model_id, vecs)
-            labels = {i: rec["concept_id"] for i, rec in zip(ids, records) if rec["concept_id"]}
-            self.index.add(np.array(ids, np.int64), self._index_vectors(np.array(ids), vecs, labels))
+            # labels as stored: an image already in the collection keeps its item and label
+            self.index.add(np.array(ids, np.int64), self._index_vectors(np.array(ids), vecs, self.store.labels(ids)))
             self.index.save(self._index_path(), self._record())
         report.added = ids
         return report

@@ -252,9 +252,17 @@ class Store:
         ids = np.array([r["item_id"] for r in rows], np.int64)
         return ids, np.stack([np.frombuffer(r["vector"], np.float32) for r in rows])
 
-    def labels(self) -> dict[int, str]:
-        """Concept id of every labelled item."""
-        return {r["id"]: r["concept_id"] for r in self.read("SELECT id, concept_id FROM items WHERE concept_id IS NOT NULL")}
+    def labels(self, ids: list[int] | None = None) -> dict[int, str]:
+        """Concept id of every labelled item (of those `ids`)."""
+        sql = "SELECT id, concept_id FROM items WHERE concept_id IS NOT NULL"
+        if ids is None:
+            return {r["id"]: r["concept_id"] for r in self.read(sql)}
+        out: dict[int, str] = {}
+        for s in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            chunk = [int(i) for i in ids[s:s + 900]]
+            out.update({r["id"]: r["concept_id"] for r in
+                        self.read(f"{sql} AND id IN ({','.join('?' * len(chunk))})", tuple(chunk))})
+        return out
 
     def items_missing_embedding(self, model_id: str) -> list[Item]:
         rows = self.read("SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id=i.collection_id "
