@@ -16,7 +16,8 @@ c1, c2, c3 = st.columns(3)
 collection = c1.selectbox("Collection", collections, key="explore_collection")
 method = c2.radio("Projection", ["pca", "tsne"], format_func={"pca": "PCA (fast)", "tsne": "t-SNE"}.get,
                   horizontal=True, key="explore_method")
-color = c3.radio("Colour by", ["lang", "concept"], horizontal=True, key="explore_color")
+color = c3.radio("Colour by", ["lang", "concept", "style"], horizontal=True, key="explore_color",
+                 format_func={"lang": "script", "concept": "concept", "style": "style (font or hand)"}.get)
 pick = st.multiselect("Concepts to show (empty: all, up to 1,500 images)", eng.lexicon.ids(), key="explore_concepts",
                       format_func=lambda c: " / ".join(eng.lexicon.get(c).word(lg) for lg in ("zh", "en", "es")))
 
@@ -31,7 +32,17 @@ try:
 except ValueError as exc:
     st.warning(str(exc))
     st.stop()
-st.plotly_chart(embedding_figure(df, color), key="explore_chart")
+event = st.plotly_chart(embedding_figure(df, color), key="explore_chart", on_select="rerun",
+                        selection_mode=("points", "box", "lasso"))
+paths = [p["customdata"][0] for p in (event.selection.points if event else []) if p.get("customdata")]
+paths = [p for p in paths if p][:20]
+if paths:
+    st.caption(f"{len(paths)} selected images (click, box or lasso on the map)")
+    cols = st.columns(5)
+    for i, path in enumerate(paths):
+        cols[i % 5].image(path, width="stretch")
+else:
+    st.caption("Hover a point for its word; click, box or lasso points to see their images.")
 left, right = st.columns(2)
 with left:
     st.subheader("R/D ratio (lower is better)")

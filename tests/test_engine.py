@@ -220,3 +220,16 @@ def test_fuse_hand_computed():
     want = np.array([a + 1.0, 1 - a]) / np.hypot(a + 1.0, 1 - a)
     assert np.allclose(fuse(v, anchors, FusionConfig(beta=1.0, tau=1.0))[0], want, atol=1e-6)
     assert np.allclose(fuse(v, anchors, FusionConfig(beta=0.0, tau=1e-3))[0], [1.0, 0.0], atol=1e-6)
+
+
+def test_demo_and_explore_map(engine, fonts_ready):
+    from xmr_core.demo import build_demo
+
+    n = build_demo(engine, n_concepts=6)
+    assert n == engine.store.count_items("demo") and n >= 15  # 6 concepts x 3 scripts, few glyphs missing
+    df, rd = engine.explore("demo", method="pca")
+    images, anchors = df[df.kind == "image"], df[df.kind == "anchor"]
+    assert len(images) == n and len(anchors) == 3 * images.concept.nunique()
+    assert images["style"].str.len().min() > 0 and "not recorded" not in set(images["style"])  # the demo's fonts
+    assert set(anchors["style"]) == {"text anchor"} and {"all", "zh", "en", "es"} <= set(rd)
+    assert np.isfinite(df[["x", "y"]].to_numpy()).all()

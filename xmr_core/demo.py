@@ -28,7 +28,7 @@ def render_val_words(lexicon: Lexicon, n_concepts: int, seed: int, progress: Pro
                 continue
             buf = io.BytesIO()
             s.image.save(buf, "PNG")
-            images.append((f"demo/{c.concept_id}_{lang}.png", buf.getvalue()))
+            images.append((f"demo/{c.concept_id}_{lang}@{s.style.source}.png", buf.getvalue()))  # @ the font
             labels.append((c.concept_id, lang))
         if progress:
             progress(i + 1, len(concepts), "rendering the demo collection")

@@ -358,13 +358,14 @@ class Engine:
                 and (not concepts or items[i].concept_id in concepts)][:max_items]
         if not keep:
             raise ValueError("nothing to show: the collection has no items (with those concepts)")
-        rows = [{"item_id": int(ids[n]), "lang": items[ids[n]].lang or "?",
+        rows = [{"item_id": int(ids[n]), "lang": items[ids[n]].lang or "?", "style": _style(items[ids[n]].source),
                  "concept": items[ids[n]].concept_id or "unlabelled", "path": str(items[ids[n]].path),
                  "label": self.lexicon.get(items[ids[n]].concept_id).word(items[ids[n]].lang)
                  if items[ids[n]].concept_id in self.lexicon and items[ids[n]].lang else "?"} for n in keep]
         shown = sorted({r["concept"] for r in rows if r["concept"] in self.lexicon})
         anchor_vecs = np.array([self.anchors(lg)[self.lexicon.index(c)] for c in shown for lg in LANGS])
-        anchor_rows = [{"item_id": -1, "lang": lg, "concept": c, "path": "", "label": self.lexicon.get(c).word(lg)}
+        anchor_rows = [{"item_id": -1, "lang": lg, "style": "text anchor", "concept": c, "path": "",
+                        "label": self.lexicon.get(c).word(lg)}
                        for c in shown for lg in LANGS]
         df = embedding_frame(vecs[keep], rows, anchor_vecs, anchor_rows, method)
         lab = np.array([r["concept"] in self.lexicon for r in rows])
@@ -384,6 +385,11 @@ class Engine:
             self.index.remove(np.array(ids, np.int64))
             self.index.save(self._index_path(), self._record())
             return n
+
+
+def _style(source: str) -> str:
+    """The hand or font of an item where its source name records it (demo renders: name@font.png)."""
+    return Path(source).stem.rsplit("@", 1)[1] if "@" in Path(source).stem else "not recorded"
 
 
 def _normalised(data: bytes | Image.Image) -> Image.Image:
