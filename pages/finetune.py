@@ -14,7 +14,6 @@ PARTS = {"val_fonts": "held-out fonts", "queue_heldout": "held-out part of the q
 METRICS = {"within_acc@1": "within a script", "cross_acc@1": "across scripts"}
 
 
-
 def _pct(x: float) -> str:
     return "–" if x != x else f"{100 * x:.1f}"  # NaN: no sample of that kind
 

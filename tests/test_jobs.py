@@ -1,6 +1,8 @@
 """Fine-tuning as a separate job process, followed through the store."""
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,6 +62,9 @@ def test_finetune_job_runs_to_the_end(lexicon, fonts_ready, tmp_path):
     assert res["n_train"] + res["n_heldout"] == 10
     model, mlex, _ = load_model_dir(res["model_dir"])
     assert mlex.hash() == lex.hash()
+    fast = json.loads((Path(res["model_dir"]) / "metrics.json").read_text())["fast_path"]
+    assert fast["onnx-fp32"]["min_cosine"] > 0.9999 and (Path(res["model_dir"]) / "visual.onnx").exists()
+    assert fast["use"] in ("onnx-fp32", None)  # whichever was faster on this machine
     # the job's process has ended; a reindex job may start now
     job2 = start_job(eng.store, "reindex", {"model": res["model_dir"]})
     assert _wait(eng.store, job2)["status"] == "done"

@@ -13,6 +13,7 @@ from typing import Callable
 
 from .checkpoint import load_model_dir, save_model_dir
 from .evaluate import evaluate, load_manifest_set, render_eval_set
+from .fastpath import add_onnx_fp32
 from .lexicon import Concept, Lexicon
 from .store import Store
 from .train import TrainConfig, train
@@ -111,8 +112,11 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     after = scores(tuned)
     result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
               "config": asdict(cfg), "minutes": round((time.time() - t0) / 60, 2)}
-    final = save_model_dir(tuned, lexicon, out / "model", metrics={"finetune": result},
-                           extra={"train": asdict(tcfg), "base_model": str(base_dir)})
+    extra = {"train": asdict(tcfg), "base_model": str(base_dir)}
+    final = save_model_dir(tuned, lexicon, out / "model", metrics={"finetune": result}, extra=extra)
+    say(0.97, "exporting the ONNX graph")
+    fast = add_onnx_fp32(tuned, final, fonts.x[:64])  # the engine's fast path for the new model too
+    save_model_dir(tuned, lexicon, final, metrics={"finetune": result, "fast_path": fast}, extra=extra)
     result["model_dir"] = str(final)
     (out / "result.json").write_text(json.dumps(result, indent=2))
     say(1.0, "done")
