@@ -134,6 +134,14 @@ def draw(page, canvas_index: int, text: str, lang: str) -> None:
     page.wait_for_timeout(800)  # the component sends its image to the server
 
 
+def upload(page, path: Path) -> None:
+    """Choose a file in the page's uploader and wait until the app has taken it (a click on a button
+    while the uploader's own rerun still runs can be lost)."""
+    page.locator("input[type='file']").first.set_input_files(str(path))
+    page.get_by_text(path.name, exact=True).first.wait_for(timeout=60_000)
+    settle(page)
+
+
 def captions(page) -> list[str]:
     return page.locator("[data-testid='stCaptionContainer']").all_inner_texts()
 
@@ -186,7 +194,7 @@ def test_search_by_upload(page, server, tmp_path):
     ink = rasterise(word_strokes("silla", "es", 640, 220, seed=0), 640, 220, pen=10)
     Image.alpha_composite(Image.new("RGBA", (640, 220), "white"), Image.fromarray(ink)).convert("L").save(f)
     page.get_by_role("tab", name="Upload").click()
-    page.locator("input[type='file']").first.set_input_files(str(f))
+    upload(page, f)
     page.get_by_role("button", name="Search upload").click()
     wait_for_results(page)
     assert_no_exception(page)
@@ -216,12 +224,12 @@ def test_bad_inputs_show_messages(page, server, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is not an image")
     page.get_by_role("tab", name="Upload").click()
-    page.locator("input[type='file']").first.set_input_files(str(bad))
+    upload(page, bad)
     page.get_by_role("button", name="Search upload").click()
     page.locator("[data-testid='stAlertContentError']").filter(has_text="not a readable image").wait_for(timeout=30_000)
     huge = tmp_path / "huge.png"  # 11,000 x 11,000 pixels: over the 120 MP limit
     Image.new("1", (11_000, 11_000), 1).save(huge)
-    page.locator("input[type='file']").first.set_input_files(str(huge))
+    upload(page, huge)
     page.get_by_role("button", name="Search upload").click()
     page.locator("[data-testid='stAlertContentError']").filter(has_text="the limit is").wait_for(timeout=60_000)
     scan = tmp_path / "scan.png"  # a 50 MP scan with one word on it is searched, not refused
@@ -229,7 +237,7 @@ def test_bad_inputs_show_messages(page, server, tmp_path):
     ink = rasterise(word_strokes("silla", "es", 640, 220, seed=0), 640, 220, pen=10)
     sheet.paste(Image.fromarray(255 - ink[..., 3]), (4_000, 2_800))
     sheet.save(scan)
-    page.locator("input[type='file']").first.set_input_files(str(scan))
+    upload(page, scan)
     page.get_by_role("button", name="Search upload").click()
     page.get_by_text("Recognised as").wait_for(timeout=60_000)
     assert_no_exception(page)
@@ -247,7 +255,7 @@ def annotate_upload(page, url: str, word_lang: tuple[str, str], path: Path, clic
     open_page(page, url + "/annotate", "Annotate samples")
     path.write_bytes(png_of(word_lang))
     page.get_by_role("tab", name="Upload").click()
-    page.locator("input[type='file']").first.set_input_files(str(path))
+    upload(page, path)
     page.get_by_text("The model suggests").wait_for(timeout=60_000)
     page.locator(".st-key-annotate_other input").wait_for(timeout=60_000)
     if concept:
