@@ -121,7 +121,7 @@ def measure_latency(embed: Embedder, images: list, pre: PreprocessConfig, repeat
 
 def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedder | None = None) -> dict:
     """All metrics of the eval contract for one model on one labelled image set; `embed` replaces the
-    model's own visual encoder (the INT8 path)."""
+    model's own visual encoder (an ONNX path, fastpath.py)."""
     model.eval()
     embed = embed or torch_embedder(model)
     v = embed(data.x)
