@@ -100,3 +100,22 @@ def test_annotations_and_concepts(tmp_path):
     assert s.list_concepts()[0]["en"] == "quokka"
     with pytest.raises(sqlite3.IntegrityError):
         s.add_concept("user.quokka", "短尾", "quokka", "quokka")
+
+
+def test_lookups_by_many_ids(tmp_path, monkeypatch):
+    """More ids than SQLite takes as parameters in one statement (32,766 by default; this machine's build
+    allows 250,000, so the test lowers it to 1,000): lookups read in chunks."""
+    s = Store(tmp_path)
+    s.create_collection("c")
+    recs = [{"sha256": f"{i:064x}", "path": f"images/{i}.png", "source": f"{i}", "concept_id": "cat" if i % 2 else None,
+             "lang": "en", "page_sha256": "", "bbox": None} for i in range(2500)]
+    ids = s.add_items("c", recs, "m", np.zeros((2500, 4), np.float32))
+    connect = s._connect
+
+    def limited():
+        db = connect()
+        db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 1000)
+        return db
+
+    monkeypatch.setattr(s, "_connect", limited)
+    assert len(s.get_items(ids)) == 2500 and len(s.labels(ids)) == 1250 and s.labels(ids[:3]) == {ids[1]: "cat"}

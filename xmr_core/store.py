@@ -224,12 +224,17 @@ class Store:
         return Item(r["id"], r["collection"], r["sha256"], self.root / r["path"], r["source"], r["concept_id"],
                     r["lang"], r["page_sha256"], bbox)  # type: ignore[arg-type]
 
+    def _read_ids(self, sql: str, ids: list[int]) -> list[sqlite3.Row]:
+        """Rows of `sql` (ending in `... IN`) for these ids, in chunks under SQLite's parameter limit."""
+        rows: list[sqlite3.Row] = []
+        for s in range(0, len(ids), 900):
+            chunk = tuple(int(i) for i in ids[s:s + 900])
+            rows += self.read(f"{sql} ({','.join('?' * len(chunk))})", chunk)
+        return rows
+
     def get_items(self, ids: list[int]) -> dict[int, Item]:
-        if not ids:
-            return {}
-        q = ",".join("?" * len(ids))
-        rows = self.read(f"SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id = i.collection_id "
-                         f"WHERE i.id IN ({q})", tuple(int(i) for i in ids))
+        rows = self._read_ids("SELECT i.*, c.name AS collection FROM items i JOIN collections c "
+                              "ON c.id = i.collection_id WHERE i.id IN", ids)
         return {r["id"]: self._item(r) for r in rows}
 
     def list_items(self, collection: str | None = None, limit: int = 1000, offset: int = 0) -> list[Item]:
@@ -255,14 +260,8 @@ class Store:
     def labels(self, ids: list[int] | None = None) -> dict[int, str]:
         """Concept id of every labelled item (of those `ids`)."""
         sql = "SELECT id, concept_id FROM items WHERE concept_id IS NOT NULL"
-        if ids is None:
-            return {r["id"]: r["concept_id"] for r in self.read(sql)}
-        out: dict[int, str] = {}
-        for s in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-            chunk = [int(i) for i in ids[s:s + 900]]
-            out.update({r["id"]: r["concept_id"] for r in
-                        self.read(f"{sql} AND id IN ({','.join('?' * len(chunk))})", tuple(chunk))})
-        return out
+        rows = self.read(sql) if ids is None else self._read_ids(sql + " AND id IN", ids)
+        return {r["id"]: r["concept_id"] for r in rows}
 
     def items_missing_embedding(self, model_id: str) -> list[Item]:
         rows = self.read("SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id=i.collection_id "
