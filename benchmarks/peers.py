@@ -68,19 +68,19 @@ def render_manifest(out: Path, concepts: int | None) -> Path:
 
 
 def load_rows(manifest: Path, lexicon: Lexicon) -> tuple[list, list[str], list[str]]:
+    """The manifest's usable rows (checked as `xmr eval --manifest` checks them), images decoded."""
     from PIL import Image
 
-    images, cids, langs = [], [], []
-    with open(manifest, encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            if r["concept_id"] not in lexicon or r["lang"] not in LANGS:
-                continue
-            img = Image.open(manifest.parent / r["path"])
+    from xmr_core.evaluate import load_manifest_set
+    from xmr_core.preprocess import PreprocessConfig
+
+    data = load_manifest_set(manifest, lexicon, PreprocessConfig(), keep_raw=None)
+    images = []
+    for path in data.raw:
+        with Image.open(path) as img:
             img.load()
-            images.append(img)
-            cids.append(r["concept_id"])
-            langs.append(r["lang"])
-    return images, cids, langs
+            images.append(img.copy())
+    return images, data.concept_ids, data.langs
 
 
 def pair_metrics(sims: dict[str, np.ndarray], gold: np.ndarray, langs: np.ndarray) -> dict:
@@ -117,6 +117,7 @@ def run_xmr(manifest: Path, path: str) -> dict:
     import torch
 
     from xmr_core.checkpoint import load_model_dir
+    from xmr_core.evaluate import torch_embedder
     from xmr_core.fastpath import FILES, OnnxVisual
     from xmr_core.index import IndexConfig, VectorIndex
     from xmr_core.preprocess import preprocess
@@ -128,9 +129,7 @@ def run_xmr(manifest: Path, path: str) -> dict:
         embed = OnnxVisual(DEFAULT_MODEL / FILES[path], threads=1)
         disk = (DEFAULT_MODEL / FILES[path]).stat().st_size / 2**20
     else:
-        @torch.no_grad()
-        def embed(x):
-            return model.encode_image(torch.from_numpy(x)).numpy()
+        embed = torch_embedder(model)
         disk = (DEFAULT_MODEL / "model.safetensors").stat().st_size / 2**20
     with torch.no_grad():
         texts = {t: model.encode_text(lex.words(t)).numpy() for t in LANGS}  # the engine caches these

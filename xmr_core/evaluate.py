@@ -57,8 +57,10 @@ def render_eval_set(lexicon: Lexicon, pre: PreprocessConfig, split: str = "val",
     return EvalSet(np.stack(xs), cids, langs, f"renders of the {split!r} fonts", raw)
 
 
-def load_manifest_set(path: Path | str, lexicon: Lexicon, pre: PreprocessConfig) -> EvalSet:
-    """A labelled-image manifest (CSV `path,text,lang,concept_id`, paths relative to its folder)."""
+def load_manifest_set(path: Path | str, lexicon: Lexicon, pre: PreprocessConfig,
+                      keep_raw: int | None = 64) -> EvalSet:
+    """A labelled-image manifest (CSV `path,text,lang,concept_id`, paths relative to its folder); the
+    paths of the first `keep_raw` usable rows are kept (all when None)."""
     path = Path(path)
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
@@ -82,7 +84,7 @@ def load_manifest_set(path: Path | str, lexicon: Lexicon, pre: PreprocessConfig)
             continue
         cids.append(r["concept_id"])
         langs.append(r["lang"])
-        if len(raw) < 64:
+        if keep_raw is None or len(raw) < keep_raw:
             raw.append(str(p))
     if not xs:
         raise ValueError(f"{path}: no usable rows" + ("; " + "; ".join(problems[:5]) if problems else ""))
