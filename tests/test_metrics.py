@@ -59,3 +59,19 @@ def test_rd_ratio_hand_computed():
     tight = np.array([[0, 0.1], [0, -0.1], [4, 0.1], [4, -0.1]], float)
     assert rd_ratio(tight, np.array([0, 0, 1, 1])) < 0.25
     assert np.isnan(rd_ratio(emb, np.zeros(4)))
+
+
+def test_group_accuracy_by_hand():
+    from xmr_core.metrics import group_accuracy
+
+    got = group_accuracy(np.array([1, 0, 1, 1, 0]), ["a", "b", "a", "b", "b"])
+    assert got == {"a": {"acc@1": 1.0, "n": 2}, "b": {"acc@1": pytest.approx(1 / 3), "n": 3}}
+
+
+def test_length_buckets():
+    from xmr_core.metrics import length_bucket
+
+    assert [length_bucket(w, "zh") for w in ("猫", "冬天", "巧克力", "一二三四", "一二三四五")] == \
+        ["zh:1", "zh:2", "zh:3", "zh:4+", "zh:4+"]
+    assert [length_bucket(w, "en") for w in ("ox", "cat", "milk", "water", "winter", "chocolate", "refrigerator")] == \
+        ["en:1-3", "en:1-3", "en:4-5", "en:4-5", "en:6-7", "en:8-9", "en:10+"]

@@ -8,7 +8,8 @@ import torch
 
 from xmr_core.checkpoint import load_model_dir
 from xmr_core.evaluate import evaluate, render_eval_set
-from xmr_core.lexicon import Lexicon
+from xmr_core.lexicon import LANGS, Lexicon
+from xmr_core.model.dual import DualEncoder
 from xmr_core.model.config import ModelConfig
 from xmr_core.train import TrainConfig, train
 
@@ -77,8 +78,27 @@ def test_eval_of_a_set_lacking_scripts(tiny_lexicon, fonts_ready):
     mcfg = ModelConfig.from_dict(TINY_MODEL)
     full = render_eval_set(tiny_lexicon, mcfg.preprocess, split="train", per_word=1, seed=5)
     en = [i for i, lg in enumerate(full.langs) if lg == "en"]
-    data = replace(full, x=full.x[en], concept_ids=[full.concept_ids[i] for i in en], langs=["en"] * len(en), raw=None)
+    data = replace(full, x=full.x[en], concept_ids=[full.concept_ids[i] for i in en], langs=["en"] * len(en), raw=None,
+                   styles=[full.styles[i] for i in en])
     res = evaluate(DualEncoder(mcfg).eval(), tiny_lexicon, data)
     i2t = res["image_to_text"]
     assert res["within_acc@1"] == pytest.approx(i2t["en->en"]["acc@1"])
     assert res["cross_acc@1"] == pytest.approx((i2t["en->zh"]["acc@1"] + i2t["en->es"]["acc@1"]) / 2)
+
+
+def test_eval_breakdowns_agree_with_the_language_matrix(tiny_lexicon, fonts_ready):
+    """By-length and by-font within-language Acc@1 partition the images: their weighted means give the
+    diagonal of the language matrix back."""
+    torch.manual_seed(1)
+    mcfg = ModelConfig.from_dict(TINY_MODEL)
+    data = render_eval_set(tiny_lexicon, mcfg.preprocess, split="train", per_word=2, seed=3)
+    res = evaluate(DualEncoder(mcfg).eval(), tiny_lexicon, data)
+    diag = res["image_to_text"]
+    n_own = sum(diag[f"{q}->{q}"]["n"] for q in LANGS)
+    correct = sum(diag[f"{q}->{q}"]["acc@1"] * diag[f"{q}->{q}"]["n"] for q in LANGS)
+    for key in ("within_by_length", "within_by_style"):
+        groups = res[key]
+        assert sum(g["n"] for g in groups.values()) == n_own == len(data.x)
+        assert sum(g["acc@1"] * g["n"] for g in groups.values()) == pytest.approx(correct)
+    assert set(res["within_by_style"]) == set(data.styles)
+    assert {k.split(":")[0] for k in res["within_by_length"]} == set(LANGS)

@@ -23,6 +23,21 @@ def eval_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def breakdown(res: dict, n_styles: int = 8) -> list[str]:
+    """Card lines: within-language Acc@1 by word length, and the weakest fonts."""
+    out = []
+    if res.get("within_by_length"):
+        out += ["Within-language Acc@1 by word length (characters for zh, letters for en/es):", "",
+                "| bucket | Acc@1 | images |", "|---|---|---|"]
+        out += [f"| {k} | {100 * v['acc@1']:.1f} | {v['n']} |" for k, v in res["within_by_length"].items()] + [""]
+    if res.get("within_by_style"):
+        styles = sorted(res["within_by_style"].items(), key=lambda kv: kv[1]["acc@1"])
+        out += [f"The {min(n_styles, len(styles))} hardest of {len(styles)} held-out fonts (within-language Acc@1):", "",
+                "| font | Acc@1 | images |", "|---|---|---|"]
+        out += [f"| {k} | {100 * v['acc@1']:.1f} | {v['n']} |" for k, v in styles[:n_styles]] + [""]
+    return out
+
+
 def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
     m = config["model"]
     tr = config.get("train", {})
@@ -54,7 +69,7 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
     if val:
         parts += ["## Evaluation on held-out fonts (`val` split, whole lexicon as candidates)", "",
                   f"{val['n_images']} images of {val['n_concepts']} concepts; cells are Acc@1 (%) / MRR.", "",
-                  eval_table(val), ""]
+                  eval_table(val), ""] + breakdown(val)
     fast = metrics.get("fast_path")
     if val and fast and "int8" in fast:
         rows = [("FP32, torch", val, None), ("FP32, ONNX (onnxruntime)", metrics["val_onnx-fp32"], fast["onnx-fp32"]),

@@ -141,6 +141,12 @@ def format_eval(res: dict) -> str:
     mp = sum(v["map@10"] for v in res["image_to_image"].values()) / 9
     lines.append(f"mean MRR {mrr:.4f}   image->image mAP@10 {mp:.4f}   R/D " +
                  " ".join(f"{k}={v:.3f}" for k, v in res["rd_ratio"].items()))
+    if res.get("within_by_length"):
+        lines.append("within-language Acc@1 by word length: " + "  ".join(
+            f"{k} {100 * v['acc@1']:.1f} (n={v['n']})" for k, v in res["within_by_length"].items()))
+    if res.get("within_by_style"):
+        worst = sorted(res["within_by_style"].items(), key=lambda kv: kv[1]["acc@1"])[:5]
+        lines.append("weakest styles: " + "  ".join(f"{k} {100 * v['acc@1']:.1f} (n={v['n']})" for k, v in worst))
     lines.append(f"latency p50 {res['latency_ms_p50']:.2f} ms (preprocess + embed, one thread)")
     return "\n".join(lines)
 

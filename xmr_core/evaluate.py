@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .lexicon import LANGS, Lexicon
-from .metrics import map_at_k, rank_metrics, rd_ratio
+from .metrics import group_accuracy, length_bucket, map_at_k, rank_metrics, ranks_of_gold, rd_ratio
 from .model.dual import DualEncoder
 from .preprocess import PreprocessConfig, preprocess
 from .render import MissingGlyph, SyntheticWords
@@ -28,6 +28,7 @@ class EvalSet:
     langs: list[str]
     source: str
     raw: list | None = None  # original images or paths, kept for latency measurement
+    styles: list[str] | None = None  # the font (or other source) of each image, for breakdowns
 
 
 def render_eval_set(lexicon: Lexicon, pre: PreprocessConfig, split: str = "val", per_word: int = 1,
@@ -37,24 +38,26 @@ def render_eval_set(lexicon: Lexicon, pre: PreprocessConfig, split: str = "val",
     `keep_raw` rendered images are kept as they are (all when None)."""
     ds = SyntheticWords(lexicon, split, seed=seed, kinds={"font": 1.0})
     todo = lexicon.concepts[:concepts] if concepts else lexicon.concepts
-    xs, cids, langs, raw = [], [], [], []
+    xs, cids, langs, raw, styles = [], [], [], [], []
     total = len(todo) * len(LANGS) * per_word
     for i, c in enumerate(todo):
         for j, lang in enumerate(LANGS):
             rng = np.random.default_rng([seed, i, j])
             for _ in range(per_word):
                 try:
-                    img = ds.sample(c.concept_id, lang, rng).image
+                    sample = ds.sample(c.concept_id, lang, rng)
                 except MissingGlyph:
                     continue
+                img = sample.image
                 xs.append(preprocess(img, pre))
                 cids.append(c.concept_id)
                 langs.append(lang)
+                styles.append(sample.style.source)
                 if keep_raw is None or len(raw) < keep_raw:
                     raw.append(img)
         if progress:
             progress(min(total, (i + 1) * len(LANGS) * per_word), total)
-    return EvalSet(np.stack(xs), cids, langs, f"renders of the {split!r} fonts", raw)
+    return EvalSet(np.stack(xs), cids, langs, f"renders of the {split!r} fonts", raw, styles)
 
 
 def load_manifest_set(path: Path | str, lexicon: Lexicon, pre: PreprocessConfig,
@@ -147,6 +150,11 @@ def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedde
     asked = [q for q in LANGS if (langs == q).any()]  # a small set (a queue) may lack a script
     within = float(np.mean([i2t[f"{q}->{q}"]["acc@1"] for q in asked])) if asked else float("nan")
     cross = float(np.mean([i2t[f"{q}->{t}"]["acc@1"] for q in asked for t in LANGS if q != t])) if asked else float("nan")
+    own = np.zeros(len(v), dtype=bool)  # top-1 correct among the words of the image's own language
+    for q in asked:
+        mq = langs == q
+        own[mq] = ranks_of_gold(v[mq] @ texts[q].T, cidx[mq]) == 0
+    words = [lexicon.concepts[c].word(lang) for c, lang in zip(cidx, langs)]
     rd = {"all": rd_ratio(v, cidx)}
     for lang in LANGS:
         m = langs == lang
@@ -161,5 +169,7 @@ def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedde
         "cross_acc@1": cross,
         "image_to_image": i2i,
         "rd_ratio": rd,
+        "within_by_length": group_accuracy(own, [length_bucket(w, lang) for w, lang in zip(words, langs)]),
+        **({"within_by_style": group_accuracy(own, data.styles)} if data.styles else {}),
         "latency_ms_p50": measure_latency(embed, data.raw or list(data.x[:, 0]), model.cfg.preprocess),
     }

@@ -55,3 +55,20 @@ def rd_ratio(emb: np.ndarray, labels: np.ndarray) -> float:
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * cents @ cents.T, 0)
     iu = np.triu_indices(len(cents), 1)
     return float(np.mean(radii) / np.sqrt(d2[iu]).mean())
+
+
+def group_accuracy(correct: np.ndarray, groups: list) -> dict[str, dict]:
+    """Share of correct queries per group (a font, a word-length bucket), groups in sorted order."""
+    correct = np.asarray(correct, dtype=bool)
+    keys = np.array([str(g) for g in groups])
+    return {str(g): {"acc@1": float(correct[keys == g].mean()), "n": int((keys == g).sum())}
+            for g in sorted(set(keys.tolist()))}
+
+
+def length_bucket(word: str, lang: str) -> str:
+    """Word-length bucket for breakdowns: characters for zh, letters in pairs for Latin scripts."""
+    n = len(word)
+    if lang == "zh":
+        return f"zh:{min(n, 4)}{'+' if n >= 4 else ''}"
+    lo = {1: 1, 2: 1, 3: 1, 4: 4, 5: 4, 6: 6, 7: 6, 8: 8, 9: 8}.get(n, 10)
+    return f"{lang}:{lo}+" if lo == 10 else f"{lang}:{lo}-{3 if lo == 1 else lo + 1}"
