@@ -102,3 +102,91 @@ def test_eval_breakdowns_agree_with_the_language_matrix(tiny_lexicon, fonts_read
         assert sum(g["acc@1"] * g["n"] for g in groups.values()) == pytest.approx(correct)
     assert set(res["within_by_style"]) == set(data.styles)
     assert {k.split(":")[0] for k in res["within_by_length"]} == set(LANGS)
+
+
+def test_device_choice():
+    from xmr_core.train import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="expected 'auto', 'cpu' or 'cuda'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no GPU"):
+            resolve_device("cuda")
+
+
+def test_text_cache_follows_the_model_across_devices():
+    """Cached word features are dropped when the tower moves (a GPU run saves its model on the CPU)."""
+    from xmr_core.model.text import UseTextTower
+
+    tower = UseTextTower(32, trainable_top=False).eval()
+    before = tower(["milk", "leche"]).detach()
+    assert tower._cache
+    tower.to(torch.float64)
+    assert not tower._cache and not tower._top_cache
+    assert tower(["milk", "leche"]).dtype == torch.float64
+    tower.to(torch.float32)
+    assert torch.allclose(tower(["milk", "leche"]), before, atol=1e-6)
+
+
+def test_phoc_targets_by_hand():
+    from xmr_core.phoc import phoc
+
+    alphabet = {c: i for i, c in enumerate("act")}
+    # levels 1 and 2 of "cat": the whole word; 'a' straddles the middle and counts in both halves
+    assert phoc("cat", alphabet, (1, 2)).reshape(3, 3).tolist() == [[1, 1, 1], [1, 1, 0], [1, 0, 1]]
+    assert phoc("cx", alphabet, (1,)).tolist() == [0, 1, 0]  # characters outside the alphabet are skipped
+
+
+def test_lexicon_phoc_keeps_scripts_apart(tiny_lexicon):
+    from xmr_core.phoc import HAN_LEVELS, LATIN_LEVELS, lexicon_phoc
+
+    t = lexicon_phoc(tiny_lexicon, LANGS)
+    assert t.shape[0] == len(tiny_lexicon) * len(LANGS)
+    latin = {ch for c in tiny_lexicon for lg in ("en", "es") for ch in c.word(lg)}
+    d_lat = sum(LATIN_LEVELS) * len(latin)
+    zh_rows, lat_rows = t[0::3], np.concatenate([t[1::3], t[2::3]])
+    assert zh_rows[:, :d_lat].sum() == 0 and lat_rows[:, d_lat:].sum() == 0
+    # level 1 of a Latin word is its set of letters
+    assert lat_rows[0, :len(latin)].sum() == len(set(tiny_lexicon.concepts[0].word("en")))
+    # a Chinese word marks its characters once per region they fill: n chars -> n + (regions touched at level 2)
+    assert zh_rows[0, d_lat:].sum() >= len(tiny_lexicon.concepts[0].word("zh")) * len(HAN_LEVELS) - 1
+    assert (t.sum(1) > 0).all()
+
+
+def test_phoc_loss_by_hand():
+    from xmr_core.losses import phoc_loss
+
+    logits = torch.zeros(2, 2)
+    targets = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    # every element costs ln 2; two per image; 1.5 attributes per image on average
+    assert float(phoc_loss(logits, targets)) == pytest.approx(2 * np.log(2) / 1.5)
+    assert float(phoc_loss(torch.tensor([[20.0, -20.0]]), torch.tensor([[1.0, 0.0]]))) < 1e-6
+
+
+def test_training_with_phoc_resumes_exactly(tiny_lexicon, fonts_ready, tmp_path):
+    """The auxiliary head is trained, checkpointed and restored with the run, and left out of the model."""
+    mcfg = ModelConfig.from_dict(TINY_MODEL)
+    cfg = TrainConfig(steps=4, concepts_per_batch=3, lr=1e-3, warmup=1, workers=0, threads=1, kinds={"font": 1.0},
+                      ckpt_every=2, eval_every=1000, eval_concepts=0, seed=4, phoc=0.5)
+    hist: list[dict] = []
+    straight = load_model_dir(train(mcfg, cfg, tmp_path / "a", tiny_lexicon, progress=hist.append))[0]
+    assert all(h["phoc"] > 0 for h in hist)
+    assert hist[0]["total"] == pytest.approx(hist[0]["itc"] + 0.5 * hist[0]["inv"] + hist[0]["one_to_k"]
+                                             + 0.5 * hist[0]["phoc"], rel=1e-3)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_3(rec):
+        if rec["step"] == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(mcfg, cfg, tmp_path / "b", tiny_lexicon, progress=kill_at_3)
+    resumed = load_model_dir(train(mcfg, cfg, tmp_path / "b", tiny_lexicon))[0]
+    for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    saved = (tmp_path / "a" / "model" / "model.safetensors").read_bytes()
+    assert b"phoc" not in saved

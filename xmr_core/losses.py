@@ -28,7 +28,7 @@ def inv_loss(features: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor |
     its concept and pushed from the rest (supervised contrastive form, so it cannot collapse)."""
     n = len(features)
     logits = scale * features @ features.T
-    self_mask = torch.eye(n, dtype=torch.bool)
+    self_mask = torch.eye(n, dtype=torch.bool, device=features.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
     pos = (labels[:, None] == labels[None, :]) & ~self_mask
     has = pos.any(1)
@@ -47,6 +47,13 @@ def one_to_k_loss(image: torch.Tensor, texts: torch.Tensor, image_labels: torch.
     if not pos.any(1).all():
         raise ValueError("every image needs at least one positive text among the candidates")
     return (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~pos, float("-inf")), 1)).mean()
+
+
+def phoc_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Spelling attributes (phoc.py): binary cross-entropy summed over attributes, per image, divided by
+    the mean number of attributes an image has, so the value does not grow with the attribute count."""
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1).mean()
+    return bce / targets.sum(1).mean().clamp(min=1.0)
 
 
 class XMRLoss(nn.Module):
@@ -76,7 +83,8 @@ def pcgrad(grads: list[list[torch.Tensor | None]]) -> list[torch.Tensor | None]:
     gradient it conflicts with (negative dot product), then sum. `grads[t][p]` is task t's gradient
     of parameter p. Deterministic: tasks are projected in their given order."""
     sizes = [max((g.numel() if g is not None else 0) for g in col) for col in zip(*grads)]
-    flat = [torch.cat([(g.reshape(-1) if g is not None else torch.zeros(n)) for g, n in zip(gs, sizes)]) for gs in grads]
+    device = next(g.device for gs in grads for g in gs if g is not None)
+    flat = [torch.cat([(g.reshape(-1) if g is not None else torch.zeros(n, device=device)) for g, n in zip(gs, sizes)]) for gs in grads]
     projected = []
     for i, gi in enumerate(flat):
         g = gi.clone()

@@ -30,10 +30,11 @@ def make_probe(lexicon: Lexicon, pre: PreprocessConfig, n_concepts: int = 300, s
 
     def probe(model: DualEncoder) -> dict:
         with torch.no_grad():
-            v = torch.cat([model.encode_image(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
+            dev = model.logit_scale.device
+            v = torch.cat([model.encode_image(x[i:i + 256].to(dev)).cpu() for i in range(0, len(x), 256)]).numpy()
             acc = np.zeros((3, 3))
             for t, tl in enumerate(LANGS):
-                tf = model.encode_text(lexicon.words(tl)).numpy()
+                tf = model.encode_text(lexicon.words(tl)).cpu().numpy()
                 pred = (v @ tf.T).argmax(1)
                 for q in range(3):
                     m = lang_idx == q

@@ -20,9 +20,10 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_model_dir
 from .lexicon import LANGS, Lexicon, load_lexicon
-from .losses import XMRLoss, pcgrad
+from .losses import XMRLoss, pcgrad, phoc_loss
 from .model.config import ModelConfig
 from .model.dual import DualEncoder
+from .phoc import lexicon_phoc
 from .preprocess import PreprocessConfig, preprocess
 from .render import MissingGlyph, SyntheticWords
 
@@ -40,12 +41,14 @@ class TrainConfig:
     itc: float = 1.0  # loss weights
     inv: float = 0.5
     one_to_k: float = 1.0
+    phoc: float = 0.0  # auxiliary spelling-attribute loss on the trunk (phoc.py); 0 = off
     pcgrad: bool = False  # gradient surgery between the losses
     kinds: dict = field(default_factory=lambda: {"font": 0.7, "pen": 0.2, "canvas": 0.1})
     strength: float = 1.0  # distortion strength of the renderer
     seed: int = 0
     threads: int = 2  # torch threads in the trainer
     workers: int = 1  # render processes
+    device: str = "auto"  # 'auto' (a GPU when torch sees one, else the CPU), 'cpu' or 'cuda'
     ckpt_every: int = 200
     eval_every: int = 1000
     eval_concepts: int = 300  # val-font probe size during training
@@ -131,6 +134,28 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def phoc_head(in_features: int, targets: torch.Tensor) -> torch.nn.Linear:
+    """Linear attribute head; its bias starts at each attribute's log-odds over the lexicon, so the
+    auxiliary loss starts small and does not swamp the main losses' gradients."""
+    head = torch.nn.Linear(in_features, targets.shape[1])
+    with torch.no_grad():
+        p = targets.float().mean(0).clamp(1e-4, 1 - 1e-4)
+        head.weight.mul_(0.1)
+        head.bias.copy_(torch.log(p / (1 - p)))
+    return head
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a config's `device`; a clear error for a GPU that is not there."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"device {name!r}: expected 'auto', 'cpu' or 'cuda'")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but torch sees no GPU here; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
 def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Lexicon | None = None,
           progress: Callable[[dict], None] | None = None, probe: Callable[[DualEncoder], dict] | None = None,
           init: Path | str | None = None) -> Path:
@@ -143,13 +168,21 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
     lexicon = lexicon or load_lexicon()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    model = DualEncoder(model_cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model = DualEncoder(model_cfg).to(device)
+    extra: dict[str, torch.nn.Module] = {}
+    if cfg.phoc:
+        targets = torch.from_numpy(lexicon_phoc(lexicon, cfg.langs)).to(device)
+        extra["phoc"] = phoc_head(model.visual.proj.in_features, targets).to(device)
+    params = [p for p in model.parameters() if p.requires_grad] + [p for m in extra.values() for p in m.parameters()]
     decay = [p for p in params if p.ndim >= 2]
     other = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": other, "weight_decay": 0.0}], lr=cfg.lr)
-    state = load_checkpoint(out / "checkpoint", model, opt)
+    state = load_checkpoint(out / "checkpoint", model, opt, extra)
     if state is None:
         state = {"step": 0, "history": [], "seconds": 0.0}
         if init:
@@ -162,10 +195,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
     (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
     loss_fn = XMRLoss(cfg.itc, cfg.inv, cfg.one_to_k)
     words = [c.word(lang) for c in lexicon for lang in cfg.langs]
-    word_concept = torch.arange(len(lexicon)).repeat_interleave(len(cfg.langs))
+    word_concept = torch.arange(len(lexicon), device=device).repeat_interleave(len(cfg.langs))
     loader = DataLoader(BatchStream(lexicon, cfg, model_cfg.preprocess, state["step"]), batch_size=None,
                         num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
-                        persistent_workers=False)
+                        persistent_workers=False, pin_memory=device.type == "cuda")
     if cfg.channels_last:
         model.visual.to(memory_format=torch.channels_last)
     model.train()
@@ -176,18 +209,24 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
+        images, concepts, langs = (t.to(device, non_blocking=True) for t in (images, concepts, langs))
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        img = model.encode_image(images)
+        pooled = model.visual.pooled(images)
+        img = model.visual.project(pooled)
         all_text = model.encode_text(words)
         idx = concepts * len(cfg.langs) + langs
         losses = loss_fn(img, all_text[idx], model.logit_scale.exp().clamp(max=100), concepts,
                          all_text, word_concept)
+        if cfg.phoc:
+            losses["phoc"] = phoc_loss(extra["phoc"](pooled), targets[idx])
+            losses["total"] = losses["total"] + cfg.phoc * losses["phoc"]
         opt.zero_grad(set_to_none=True)
         if cfg.pcgrad:
             parts = [v for k, v in losses.items() if k != "total"]
+            weights = {**loss_fn.w, "phoc": cfg.phoc}
             grads = [torch.autograd.grad(w * v, params, retain_graph=True, allow_unused=True)
-                     for w, v in zip([loss_fn.w[k] for k in losses if k != "total"], parts)]
+                     for w, v in zip([weights[k] for k in losses if k != "total"], parts)]
             for p, g in zip(params, pcgrad([list(g) for g in grads])):
                 p.grad = g
         else:
@@ -212,8 +251,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
             state["seconds"] += time.time() - t_last
             t_last = time.time()
             state["step"] = step
-            save_checkpoint(out / "checkpoint", model, opt, state)
-    model.eval()
+            save_checkpoint(out / "checkpoint", model, opt, state, extra)
+    model.eval().cpu()
     save_model_dir(model, lexicon, out / "model", extra={"train": asdict(cfg), "train_step": step,
                                                          "train_seconds": state["seconds"]})
     return out / "model"

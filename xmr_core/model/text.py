@@ -68,7 +68,7 @@ class UseFrozenBase(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B, L) int64 zero-padded, lengths (B,) -> (B, 512)."""
         b, L = ids.shape
-        mask = (torch.arange(L)[None, :] < lengths[:, None]).float()[..., None]
+        mask = (torch.arange(L, device=ids.device)[None, :] < lengths[:, None]).float()[..., None]
         chunk = ids % _NUM_CHUNKS
         emb = self.table[ids].float() * self.scale[chunk][..., None] + self.lo[chunk][..., None]
         proj_w = torch.cat([getattr(self, f"proj{n}") for n, _ in _ORDERS], 1)
@@ -142,7 +142,8 @@ class UseTextTower(nn.Module):
             for i, t in enumerate(toks):
                 ids[i, :len(t)] = torch.tensor(t)
             lengths = torch.tensor([len(t) for t in toks])
-            out = self.base(ids, lengths)
+            dev = self.base.table.device
+            out = self.base(ids.to(dev), lengths.to(dev))
             for t, v in zip(missing, out):
                 self._cache[t] = v
         return torch.stack([self._cache[t] for t in texts])
@@ -171,6 +172,11 @@ class UseTextTower(nn.Module):
         w = (evec / ev.sqrt()).T
         self.head.weight.copy_(w)
         self.head.bias.copy_(-w @ mu)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._cache.clear()  # cached features live on the old device
+        self._top_cache.clear()
+        return super()._apply(fn, *args, **kwargs)
 
     def train(self, mode: bool = True) -> "UseTextTower":
         self._top_cache.clear()  # the top may change while training

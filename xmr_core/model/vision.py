@@ -44,6 +44,11 @@ class TimmVisualEncoder(nn.Module):
         self.proj = nn.Linear(ch, embed_dim)
 
     def forward(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        return self.project(self.pooled(x), normalize)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Trunk features pooled to one vector per image (what the projection and training's
+        auxiliary heads read)."""
         f = self.trunk(x)
         if f.ndim == 4:
             if self.channels_last_out:
@@ -54,5 +59,8 @@ class TimmVisualEncoder(nn.Module):
                 f = f.mean((2, 3))
         elif f.ndim == 3:  # tokens (B, N, C)
             f = f.mean(1)
+        return f
+
+    def project(self, f: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         z = self.proj(self.drop(f))
         return F.normalize(z, dim=-1) if normalize else z
