@@ -26,7 +26,7 @@ def tiny_lexicon(lexicon):
 @pytest.mark.slow
 def test_training_lowers_loss_and_improves_accuracy(tiny_lexicon, fonts_ready, tmp_path):
     mcfg = ModelConfig.from_dict(TINY_MODEL)
-    tcfg = TrainConfig(steps=150, concepts_per_batch=6, lr=3e-3, warmup=5, workers=0, threads=2,
+    tcfg = TrainConfig(steps=150, concepts_per_batch=6, lr=3e-3, warmup=5, workers=0, threads=1,
                        kinds={"font": 1.0}, strength=0.5, ckpt_every=45, eval_every=1000, eval_concepts=0, seed=1)
     hist: list[dict] = []
     out = train(mcfg, tcfg, tmp_path / "run", tiny_lexicon, progress=hist.append)
