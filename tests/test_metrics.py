@@ -75,3 +75,10 @@ def test_length_buckets():
         ["zh:1", "zh:2", "zh:3", "zh:4+", "zh:4+"]
     assert [length_bucket(w, "en") for w in ("ox", "cat", "milk", "water", "winter", "chocolate", "refrigerator")] == \
         ["en:1-3", "en:1-3", "en:4-5", "en:4-5", "en:6-7", "en:8-9", "en:10+"]
+
+
+def test_length_buckets_sort_by_language_then_length():
+    from xmr_core.metrics import bucket_order
+
+    names = ["en:10+", "zh:4+", "es:1-3", "en:4-5", "zh:1", "en:1-3"]
+    assert sorted(names, key=bucket_order) == ["zh:1", "zh:4+", "en:1-3", "en:4-5", "en:10+", "es:1-3"]

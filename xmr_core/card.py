@@ -60,7 +60,8 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
         "## Training",
         f"- Data: synthetic renders of the `train` fonts only (font styles {tr.get('kinds', {})}), rendered on the fly.",
         f"- Losses: ITC x{tr.get('itc')}, INV x{tr.get('inv')}, 1-to-K over the whole lexicon x{tr.get('one_to_k')}, "
-        f"PCGrad {'on' if tr.get('pcgrad') else 'off'}.",
+        f"PCGrad {'on' if tr.get('pcgrad') else 'off'}"
+        + (f"; PHOC spelling attributes x{tr['phoc']} (auxiliary head, not kept)." if tr.get("phoc") else "."),
         f"- {config.get('train_step', tr.get('steps'))} steps of {tr.get('concepts_per_batch')} concepts x 3 languages, "
         f"AdamW lr {tr.get('lr')} cosine; seed {tr.get('seed')}.",
         f"- Hardware and time: {hours:.2f} h on a 2-core CPU (no GPU).",

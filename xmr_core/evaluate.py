@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .lexicon import LANGS, Lexicon
-from .metrics import group_accuracy, length_bucket, map_at_k, rank_metrics, ranks_of_gold, rd_ratio
+from .metrics import bucket_order, group_accuracy, length_bucket, map_at_k, rank_metrics, ranks_of_gold, rd_ratio
 from .model.dual import DualEncoder
 from .preprocess import PreprocessConfig, preprocess
 from .render import MissingGlyph, SyntheticWords
@@ -169,7 +169,8 @@ def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedde
         "cross_acc@1": cross,
         "image_to_image": i2i,
         "rd_ratio": rd,
-        "within_by_length": group_accuracy(own, [length_bucket(w, lang) for w, lang in zip(words, langs)]),
+        "within_by_length": group_accuracy(own, [length_bucket(w, lang) for w, lang in zip(words, langs)],
+                                           order=bucket_order),
         **({"within_by_style": group_accuracy(own, data.styles)} if data.styles else {}),
         "latency_ms_p50": measure_latency(embed, data.raw or list(data.x[:, 0]), model.cfg.preprocess),
     }

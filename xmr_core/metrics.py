@@ -57,12 +57,19 @@ def rd_ratio(emb: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(radii) / np.sqrt(d2[iu]).mean())
 
 
-def group_accuracy(correct: np.ndarray, groups: list) -> dict[str, dict]:
-    """Share of correct queries per group (a font, a word-length bucket), groups in sorted order."""
+def group_accuracy(correct: np.ndarray, groups: list, order=None) -> dict[str, dict]:
+    """Share of correct queries per group (a font, a word-length bucket), groups sorted (by `order`,
+    a key function, when given)."""
     correct = np.asarray(correct, dtype=bool)
     keys = np.array([str(g) for g in groups])
     return {str(g): {"acc@1": float(correct[keys == g].mean()), "n": int((keys == g).sum())}
-            for g in sorted(set(keys.tolist()))}
+            for g in sorted(set(keys.tolist()), key=order)}
+
+
+def bucket_order(bucket: str) -> tuple:
+    """Sort key of `length_bucket` names: by language as in LANGS order zh, en, es, then by length."""
+    lang, rest = bucket.split(":")
+    return ({"zh": 0, "en": 1, "es": 2}.get(lang, 3), lang, int(rest.rstrip("+").split("-")[0]))
 
 
 def length_bucket(word: str, lang: str) -> str:
