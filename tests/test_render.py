@@ -104,3 +104,22 @@ def test_pen_strokes_have_pressure_and_tremor(train):
     b = render_word("书", st, np.random.default_rng(0))
     assert (_arr(a) < 128).sum() < (_arr(b) < 128).sum()  # pressure thins stroke ends
     assert EM == 48
+
+
+def test_letter_case_of_latin_words(lexicon, fonts_ready):
+    """Title and UPPER case renders for English and Spanish (people write capitals); Chinese untouched."""
+    rng = np.random.default_rng(0)
+    upper = SyntheticWords(lexicon, "train", seed=3, cases={"upper": 1.0})
+    assert upper.sample("milk", "en", rng).text == "MILK"
+    assert upper.sample("milk", "es", rng).text == "LECHE"
+    assert upper.sample("milk", "zh", rng).text == "牛奶"
+    mixed = SyntheticWords(lexicon, "train", seed=3, cases={"lower": 1.0, "title": 1.0, "upper": 1.0})
+    seen = {mixed.sample("water", "en", np.random.default_rng(i)).text for i in range(40)}
+    assert seen == {"water", "Water", "WATER"}
+    a = mixed.sample("water", "es", np.random.default_rng(7))
+    b = mixed.sample("water", "es", np.random.default_rng(7))
+    assert a.text == b.text and np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    with pytest.raises(ValueError, match="cases"):
+        SyntheticWords(lexicon, "train", cases={"italic": 1.0})
+    with pytest.raises(ValueError, match="cases"):
+        SyntheticWords(lexicon, "train", cases={"upper": 0.0})

@@ -190,3 +190,15 @@ def test_training_with_phoc_resumes_exactly(tiny_lexicon, fonts_ready, tmp_path)
         assert torch.allclose(a, b, atol=1e-6), k
     saved = (tmp_path / "a" / "model" / "model.safetensors").read_bytes()
     assert b"phoc" not in saved
+
+
+def test_eval_set_in_capitals(tiny_lexicon, fonts_ready):
+    pre = ModelConfig.from_dict(TINY_MODEL).preprocess
+    lower = render_eval_set(tiny_lexicon, pre, split="train", per_word=1, seed=5)
+    upper = render_eval_set(tiny_lexicon, pre, split="train", per_word=1, seed=5, case="upper")
+    assert "upper case" in upper.source and "case" not in lower.source
+    assert upper.langs == lower.langs and upper.concept_ids == lower.concept_ids
+    zh = [i for i, lg in enumerate(lower.langs) if lg == "zh"]
+    en = [i for i, lg in enumerate(lower.langs) if lg == "en"]
+    assert all(np.array_equal(lower.x[i], upper.x[i]) for i in zh)  # same stream, Chinese unchanged
+    assert not any(np.array_equal(lower.x[i], upper.x[i]) for i in en)

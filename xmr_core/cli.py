@@ -105,7 +105,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         def progress(done: int, total: int) -> None:
             print(f"\r  rendering {done}/{total}", end="", file=sys.stderr, flush=True)
 
-        data = render_eval_set(lex, pre, split, per_word=args.per_word, concepts=args.concepts, progress=progress)
+        data = render_eval_set(lex, pre, split, per_word=args.per_word, concepts=args.concepts, progress=progress,
+                               case=args.case)
         print(file=sys.stderr)
     embed = None
     if args.path != "torch":
@@ -334,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True)
     e.add_argument("--manifest", help="labelled-image CSV (path,text,lang,concept_id); default: held-out fonts")
     e.add_argument("--split", choices=["val-fonts", "train-fonts"], default="val-fonts")
+    e.add_argument("--case", choices=["lower", "title", "upper"], default="lower",
+                   help="letter case of the rendered English and Spanish words (the lexicon's is lower)")
     e.add_argument("--per-word", type=int, default=2, help="renders per word and language")
     e.add_argument("--concepts", type=int, help="evaluate on the first N concepts only (all are candidates)")
     e.add_argument("--path", choices=["auto", "torch", "onnx-fp32", "int8"], default="auto",

@@ -33,10 +33,11 @@ class EvalSet:
 
 def render_eval_set(lexicon: Lexicon, pre: PreprocessConfig, split: str = "val", per_word: int = 1,
                     seed: int = 2024, concepts: int | None = None,
-                    progress: Callable[[int, int], None] | None = None, keep_raw: int | None = 64) -> EvalSet:
-    """Renders of every lexicon word (or the first `concepts`) with the fonts of `split`; the first
-    `keep_raw` rendered images are kept as they are (all when None)."""
-    ds = SyntheticWords(lexicon, split, seed=seed, kinds={"font": 1.0})
+                    progress: Callable[[int, int], None] | None = None, keep_raw: int | None = 64,
+                    case: str = "lower") -> EvalSet:
+    """Renders of every lexicon word (or the first `concepts`) with the fonts of `split`, Latin words
+    in the given letter `case`; the first `keep_raw` rendered images are kept as they are (all when None)."""
+    ds = SyntheticWords(lexicon, split, seed=seed, kinds={"font": 1.0}, cases={case: 1.0})
     todo = lexicon.concepts[:concepts] if concepts else lexicon.concepts
     xs, cids, langs, raw, styles = [], [], [], [], []
     total = len(todo) * len(LANGS) * per_word
@@ -57,7 +58,8 @@ def render_eval_set(lexicon: Lexicon, pre: PreprocessConfig, split: str = "val",
                     raw.append(img)
         if progress:
             progress(min(total, (i + 1) * len(LANGS) * per_word), total)
-    return EvalSet(np.stack(xs), cids, langs, f"renders of the {split!r} fonts", raw, styles)
+    what = f"renders of the {split!r} fonts" + ("" if case == "lower" else f", Latin words in {case} case")
+    return EvalSet(np.stack(xs), cids, langs, what, raw, styles)
 
 
 def load_manifest_set(path: Path | str, lexicon: Lexicon, pre: PreprocessConfig,

@@ -45,6 +45,7 @@ class TrainConfig:
     pcgrad: bool = False  # gradient surgery between the losses
     kinds: dict = field(default_factory=lambda: {"font": 0.7, "pen": 0.2, "canvas": 0.1})
     strength: float = 1.0  # distortion strength of the renderer
+    cases: dict = field(default_factory=lambda: {"lower": 1.0})  # letter case of Latin words, e.g. title/upper too
     seed: int = 0
     threads: int = 2  # torch threads in the trainer
     workers: int = 1  # render processes
@@ -73,7 +74,8 @@ class BatchStream(IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        ds = SyntheticWords(self.lexicon, "train", self.cfg.langs, self.cfg.kinds, self.cfg.seed, self.cfg.strength)
+        ds = SyntheticWords(self.lexicon, "train", self.cfg.langs, self.cfg.kinds, self.cfg.seed, self.cfg.strength,
+                            self.cfg.cases)
         labelled = load_labelled(self.cfg.manifest, self.lexicon, self.cfg.langs, self.pre) if self.cfg.manifest else None
         step = self.start + wid
         while True:

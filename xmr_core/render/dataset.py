@@ -14,6 +14,7 @@ from .style import Style, sample_style
 from .word import render_word
 
 SCRIPT_OF = {"zh": "han", "en": "latin", "es": "latin"}
+CASES = {"lower": str.lower, "title": str.capitalize, "upper": str.upper}  # how a Latin word is written
 
 
 @dataclass
@@ -33,8 +34,13 @@ class SyntheticWords:
     """
 
     def __init__(self, lexicon: Lexicon, split: str = "train", langs: tuple[str, ...] = LANGS,
-                 kinds: dict[str, float] | None = None, seed: int = 0, strength: float = 1.0):
+                 kinds: dict[str, float] | None = None, seed: int = 0, strength: float = 1.0,
+                 cases: dict[str, float] | None = None):
         self.lexicon, self.split, self.langs, self.seed, self.strength = lexicon, split, tuple(langs), seed, strength
+        # letter case of Latin words (the lexicon is lowercase; people also write Title and UPPER case)
+        self.cases = {k: w for k, w in (cases or {"lower": 1.0}).items() if w > 0}
+        if not self.cases or set(self.cases) - set(CASES):
+            raise ValueError(f"cases {cases!r}: weights for {sorted(CASES)}, at least one above 0")
         kinds = kinds or ({"font": 0.7, "pen": 0.2, "canvas": 0.1} if split == "train" else {"font": 1.0})
         self.sources: dict[tuple[str, str], list[str]] = {}
         for script in ("han", "latin"):
@@ -61,8 +67,19 @@ class SyntheticWords:
             self._usable[key] = [k for k in self.sources[(SCRIPT_OF[lang], kind)] if can(k, text)]
         return self._usable[key]
 
+    @staticmethod
+    def _pick(weights: dict[str, float], rng: np.random.Generator) -> str:
+        """One key by weight; draws from `rng` only when there is a choice (old streams stay as they were)."""
+        if len(weights) == 1:
+            return next(iter(weights))
+        names = list(weights)
+        p = np.array([weights[k] for k in names])
+        return names[int(rng.choice(len(names), p=p / p.sum()))]
+
     def sample(self, concept_id: str, lang: str, rng: np.random.Generator, kind: str | None = None) -> Sample:
         text = self.lexicon.get(concept_id).word(lang)
+        if SCRIPT_OF[lang] == "latin":
+            text = CASES[self._pick(self.cases, rng)](text)
         names = list(self.kinds)
         p = np.array([self.kinds[k] for k in names])
         order = [kind] if kind else list(rng.choice(names, size=len(names), replace=False, p=p / p.sum()))
