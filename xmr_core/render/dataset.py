@@ -14,7 +14,8 @@ from .style import Style, sample_style
 from .word import render_word
 
 SCRIPT_OF = {"zh": "han", "en": "latin", "es": "latin"}
-CASES = {"lower": str.lower, "title": str.capitalize, "upper": str.upper}  # how a Latin word is written
+# how a Latin word is written: as in the (lowercase) lexicon, with a capital, or in capitals
+CASES = {"lower": lambda t: t, "title": str.capitalize, "upper": str.upper}
 
 
 @dataclass
