@@ -150,8 +150,8 @@ def test_lexicon_phoc_keeps_scripts_apart(tiny_lexicon):
     assert zh_rows[:, :d_lat].sum() == 0 and lat_rows[:, d_lat:].sum() == 0
     # level 1 of a Latin word is its set of letters
     assert lat_rows[0, :len(latin)].sum() == len(set(tiny_lexicon.concepts[0].word("en")))
-    # a Chinese word marks its characters once per region they fill: n chars -> n + (regions touched at level 2)
-    assert zh_rows[0, d_lat:].sum() >= len(tiny_lexicon.concepts[0].word("zh")) * len(HAN_LEVELS) - 1
+    # 猫 (one character) covers every region of every level (half of each at level 2): 1 + 2 marks
+    assert tiny_lexicon.concepts[0].word("zh") == "猫" and zh_rows[0, d_lat:].sum() == sum(HAN_LEVELS)
     assert (t.sum(1) > 0).all()
 
 
