@@ -45,6 +45,25 @@ def test_training_lowers_loss_and_improves_accuracy(tiny_lexicon, fonts_ready, t
     assert after["within_acc@1"] > 1 / 6 + 0.2  # chance is 1/6
 
 
+class Killed(Exception):
+    pass
+
+
+def assert_resumes_exactly(mcfg, cfg, lexicon, tmp_path, straight) -> None:
+    """A run killed after step 3 (last checkpoint: step 2) and restarted in tmp_path/'b' ends with the
+    weights of `straight`, the uninterrupted run."""
+    def kill_at_3(rec):
+        if rec["step"] == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(mcfg, cfg, tmp_path / "b", lexicon, progress=kill_at_3)
+    assert json.loads((tmp_path / "b" / "checkpoint" / "checkpoint.json").read_text())["step"] == 2
+    resumed = load_model_dir(train(mcfg, cfg, tmp_path / "b", lexicon))[0]
+    for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
 def test_checkpoint_resume_is_exact(tiny_lexicon, fonts_ready, tmp_path):
     """A run killed after step 3 (last checkpoint: step 2) and restarted ends with the weights of an
     uninterrupted run."""
@@ -52,20 +71,7 @@ def test_checkpoint_resume_is_exact(tiny_lexicon, fonts_ready, tmp_path):
     cfg = TrainConfig(steps=6, concepts_per_batch=3, lr=1e-3, warmup=2, workers=0, threads=1, kinds={"font": 1.0},
                       ckpt_every=2, eval_every=1000, eval_concepts=0, seed=3)
     straight = load_model_dir(train(mcfg, cfg, tmp_path / "a", tiny_lexicon))[0]
-
-    class Killed(Exception):
-        pass
-
-    def kill_at_3(rec):
-        if rec["step"] == 3:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(mcfg, cfg, tmp_path / "b", tiny_lexicon, progress=kill_at_3)
-    assert json.loads((tmp_path / "b" / "checkpoint" / "checkpoint.json").read_text())["step"] == 2
-    resumed = load_model_dir(train(mcfg, cfg, tmp_path / "b", tiny_lexicon))[0]
-    for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
-        assert torch.allclose(a, b, atol=1e-6), k
+    assert_resumes_exactly(mcfg, cfg, tiny_lexicon, tmp_path, straight)
 
 
 def test_eval_of_a_set_lacking_scripts(tiny_lexicon, fonts_ready):
@@ -175,19 +181,7 @@ def test_training_with_phoc_resumes_exactly(tiny_lexicon, fonts_ready, tmp_path)
     assert all(h["phoc"] > 0 for h in hist)
     assert hist[0]["total"] == pytest.approx(hist[0]["itc"] + 0.5 * hist[0]["inv"] + hist[0]["one_to_k"]
                                              + 0.5 * hist[0]["phoc"], rel=1e-3)
-
-    class Killed(Exception):
-        pass
-
-    def kill_at_3(rec):
-        if rec["step"] == 3:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(mcfg, cfg, tmp_path / "b", tiny_lexicon, progress=kill_at_3)
-    resumed = load_model_dir(train(mcfg, cfg, tmp_path / "b", tiny_lexicon))[0]
-    for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
-        assert torch.allclose(a, b, atol=1e-6), k
+    assert_resumes_exactly(mcfg, cfg, tiny_lexicon, tmp_path, straight)
     saved = (tmp_path / "a" / "model" / "model.safetensors").read_bytes()
     assert b"phoc" not in saved
 
