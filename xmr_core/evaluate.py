@@ -138,10 +138,14 @@ def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedde
     with torch.no_grad():
         texts = {t: model.encode_text(lexicon.words(t)).numpy() for t in LANGS}
     i2t, i2i = {}, {}
+    own = np.zeros(len(v), dtype=bool)  # top-1 correct among the words of the image's own language
     for q in LANGS:
         mq = langs == q
         for t in LANGS:
-            i2t[f"{q}->{t}"] = rank_metrics(v[mq] @ texts[t].T, cidx[mq])
+            to_text = v[mq] @ texts[t].T
+            i2t[f"{q}->{t}"] = rank_metrics(to_text, cidx[mq])
+            if q == t:
+                own[mq] = ranks_of_gold(to_text, cidx[mq]) == 0
             mt = langs == t
             sim = v[mq] @ v[mt].T
             rel = cidx[mq][:, None] == cidx[mt][None, :]
@@ -152,10 +156,6 @@ def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedde
     asked = [q for q in LANGS if (langs == q).any()]  # a small set (a queue) may lack a script
     within = float(np.mean([i2t[f"{q}->{q}"]["acc@1"] for q in asked])) if asked else float("nan")
     cross = float(np.mean([i2t[f"{q}->{t}"]["acc@1"] for q in asked for t in LANGS if q != t])) if asked else float("nan")
-    own = np.zeros(len(v), dtype=bool)  # top-1 correct among the words of the image's own language
-    for q in asked:
-        mq = langs == q
-        own[mq] = ranks_of_gold(v[mq] @ texts[q].T, cidx[mq]) == 0
     words = [lexicon.concepts[c].word(lang) for c, lang in zip(cidx, langs)]
     rd = {"all": rd_ratio(v, cidx)}
     for lang in LANGS:

@@ -122,11 +122,10 @@ def add_onnx_fp32(model: DualEncoder, model_dir: Path | str, x: np.ndarray) -> d
     from .evaluate import measure_latency, torch_embedder
 
     enc = OnnxVisual(export_onnx(model, Path(model_dir) / ONNX_FILE))
-    with torch.no_grad():
-        ref = model.encode_image(torch.from_numpy(x)).numpy()
-    cos = float((ref * enc(x)).sum(1).min())
+    ref = torch_embedder(model)
+    cos = float((ref(x) * enc(x)).sum(1).min())
     images, pre = list(x[:, 0]), model.cfg.preprocess
-    ms = {"torch": measure_latency(torch_embedder(model), images, pre),
+    ms = {"torch": measure_latency(ref, images, pre),
           "onnx-fp32": measure_latency(enc, images, pre)}
     use = "onnx-fp32" if cos > 0.9999 and ms["onnx-fp32"] < ms["torch"] else None
     return {"use": use, "onnx-fp32": {"min_cosine": cos}, "latency_ms_p50": ms}

@@ -112,11 +112,12 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     after = scores(tuned)
     result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
               "config": asdict(cfg), "minutes": round((time.time() - t0) / 60, 2)}
-    extra = {"train": asdict(tcfg), "base_model": str(base_dir)}
-    final = save_model_dir(tuned, lexicon, out / "model", metrics={"finetune": result}, extra=extra)
     say(0.97, "exporting the ONNX graph")
+    final = out / "model"
+    final.mkdir(parents=True, exist_ok=True)
     fast = add_onnx_fp32(tuned, final, fonts.x[:64])  # the engine's fast path for the new model too
-    save_model_dir(tuned, lexicon, final, metrics={"finetune": result, "fast_path": fast}, extra=extra)
+    save_model_dir(tuned, lexicon, final, metrics={"finetune": result, "fast_path": fast},
+                   extra={"train": asdict(tcfg), "base_model": str(base_dir)})
     result["model_dir"] = str(final)
     (out / "result.json").write_text(json.dumps(result, indent=2))
     say(1.0, "done")
