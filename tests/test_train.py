@@ -1,6 +1,7 @@
 """A short CPU training run on synthetic renders must lower the loss and raise accuracy (tiny lexicon)."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -196,3 +197,28 @@ def test_eval_set_in_capitals(tiny_lexicon, fonts_ready):
     en = [i for i, lg in enumerate(lower.langs) if lg == "en"]
     assert all(np.array_equal(lower.x[i], upper.x[i]) for i in zh)  # same stream, Chinese unchanged
     assert not any(np.array_equal(lower.x[i], upper.x[i]) for i in en)
+
+
+def test_init_adds_a_column_head_that_starts_silent_then_learns(tiny_lexicon, fonts_ready, tmp_path):
+    """A config that adds the order-keeping column head can start from a model without one: the head
+    starts at zero (same embeddings as the start), trains, saves, reloads and exports to ONNX."""
+    from xmr_core.fastpath import OnnxVisual, export_onnx
+
+    cfg = TrainConfig(steps=2, concepts_per_batch=3, lr=1e-3, warmup=1, workers=0, threads=1, kinds={"font": 1.0},
+                      ckpt_every=100, eval_every=1000, eval_concepts=0, seed=6)
+    start_dir = train(ModelConfig.from_dict(TINY_MODEL), cfg, tmp_path / "a", tiny_lexicon)
+    cols = ModelConfig.from_dict({**TINY_MODEL, "vision": {**TINY_MODEL["vision"], "columns": 8}})
+    silent_dir = train(cols, TrainConfig(**{**asdict(cfg), "steps": 0}), tmp_path / "b", tiny_lexicon, init=start_dir)
+    trained_dir = train(cols, cfg, tmp_path / "c", tiny_lexicon, init=start_dir)
+    x = torch.rand(5, 1, 32, 128)
+    with torch.no_grad():
+        ref = load_model_dir(start_dir)[0].encode_image(x)
+        assert torch.equal(load_model_dir(silent_dir)[0].encode_image(x), ref)
+        trained = load_model_dir(trained_dir)[0]
+        assert trained.visual.columns.proj.weight.abs().sum() > 0
+        out = trained.encode_image(x)
+    assert not torch.allclose(out, ref, atol=1e-4)
+    onnx = OnnxVisual(export_onnx(trained, tmp_path / "v.onnx"))(x.numpy())
+    assert (out.numpy() * onnx).sum(1).min() > 0.9999
+    with pytest.raises(ValueError, match="columns"):
+        DualEncoder({"vision": {"backbone": "vit_tiny_patch16_224", "columns": 8}, "preprocess": {"height": 48, "width": 192}})

@@ -191,7 +191,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
             from .checkpoint import load_model_dir
 
             start, _, _ = load_model_dir(init)  # its weights do not depend on the lexicon
-            model.load_state_dict(start.state_dict())
+            missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+            if unexpected:
+                raise ValueError(f"{init}: its weights do not fit this config (unexpected {unexpected[:3]})")
+            if missing:  # modules the config adds (e.g. vision.columns) start from their own init
+                log.info("init %s: new in this config, initialised fresh: %s", init,
+                         sorted({k.rsplit(".", 1)[0] for k in missing}))
         elif hasattr(model.text, "init_head_whitened"):
             model.text.init_head_whitened(lexicon.words("zh") + lexicon.words("en") + lexicon.words("es"))
     (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
@@ -214,8 +219,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
         images, concepts, langs = (t.to(device, non_blocking=True) for t in (images, concepts, langs))
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        pooled = model.visual.pooled(images)
-        img = model.visual.project(pooled)
+        pooled, img = model.visual.embed(images)
         all_text = model.encode_text(words)
         idx = concepts * len(cfg.langs) + langs
         losses = loss_fn(img, all_text[idx], model.logit_scale.exp().clamp(max=100), concepts,

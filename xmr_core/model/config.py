@@ -15,6 +15,7 @@ class VisionConfig:
     backbone: str = "mobilenetv3_small_100"  # any timm model name
     pool: str = "avg"  # 'avg' or 'gem'
     dropout: float = 0.1  # before the projection
+    columns: int = 0  # channels per feature-map column in an order-keeping branch (0: off)
 
 
 @dataclass

@@ -16,13 +16,30 @@ PRESETS = {
 }
 
 
+class ColumnHead(nn.Module):
+    """Keeps the left-to-right order that pooling discards: the final feature map averaged over its
+    height, each column reduced to `dim` channels, the columns concatenated and projected to the shared
+    space. Its projection starts at zero, so adding it to a trained model changes nothing at first."""
+
+    def __init__(self, channels: int, width: int, dim: int, embed_dim: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv1d(channels, dim, 1)
+        self.proj = nn.Linear(dim * width, embed_dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, f: torch.Tensor, drop: nn.Module) -> torch.Tensor:
+        return self.proj(drop(F.gelu(self.reduce(f.mean(2))).flatten(1)))
+
+
 class TimmVisualEncoder(nn.Module):
     """trunk (timm features) + pooling + projection, like open_clip's TimmModel.
 
-    The backbone is a timm model name; `pool` is 'avg' or 'gem'."""
+    The backbone is a timm model name; `pool` is 'avg' or 'gem'; `columns` > 0 adds a `ColumnHead` of
+    that many channels per column (CNN backbones)."""
 
     def __init__(self, backbone: str = "mobilenetv3_small_100", embed_dim: int = 256, pool: str = "avg",
-                 img_size: tuple[int, int] = (64, 256), dropout: float = 0.0) -> None:
+                 img_size: tuple[int, int] = (64, 256), dropout: float = 0.0, columns: int = 0) -> None:
         super().__init__()
         if pool not in ("avg", "gem"):
             raise ValueError(f"pool {pool!r}: expected 'avg' or 'gem'")
@@ -42,25 +59,29 @@ class TimmVisualEncoder(nn.Module):
         self.gem_p = nn.Parameter(torch.tensor(3.0)) if pool == "gem" else None
         self.drop = nn.Dropout(dropout)
         self.proj = nn.Linear(ch, embed_dim)
+        self.columns = None
+        if columns:
+            if feat.ndim != 4:
+                raise ValueError(f"columns: backbone {backbone!r} gives tokens, not a feature map")
+            self.columns = ColumnHead(ch, feat.shape[2] if self.channels_last_out else feat.shape[-1],
+                                      columns, embed_dim)
 
     def forward(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        return self.project(self.pooled(x), normalize)
+        return self.embed(x, normalize)[1]
 
-    def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """Trunk features pooled to one vector per image (what the projection and training's
-        auxiliary heads read)."""
+    def embed(self, x: torch.Tensor, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(trunk features pooled to one vector per image, embedding); training's auxiliary heads read
+        the first."""
         f = self.trunk(x)
-        if f.ndim == 4:
-            if self.channels_last_out:
-                f = f.permute(0, 3, 1, 2)
-            if self.pool == "gem":
-                f = f.clamp(min=1e-6).pow(self.gem_p).mean((2, 3)).pow(1.0 / self.gem_p)
-            else:
-                f = f.mean((2, 3))
-        elif f.ndim == 3:  # tokens (B, N, C)
-            f = f.mean(1)
-        return f
-
-    def project(self, f: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        z = self.proj(self.drop(f))
-        return F.normalize(z, dim=-1) if normalize else z
+        if f.ndim == 4 and self.channels_last_out:
+            f = f.permute(0, 3, 1, 2)
+        if f.ndim == 3:  # tokens (B, N, C)
+            pooled = f.mean(1)
+        elif self.pool == "gem":
+            pooled = f.clamp(min=1e-6).pow(self.gem_p).mean((2, 3)).pow(1.0 / self.gem_p)
+        else:
+            pooled = f.mean((2, 3))
+        z = self.proj(self.drop(pooled))
+        if self.columns is not None:
+            z = z + self.columns(f, self.drop)
+        return pooled, F.normalize(z, dim=-1) if normalize else z
