@@ -9,6 +9,7 @@ from xmr_core.lexicon import Concept, Lexicon
 from xmr_core.model.config import ModelConfig
 from xmr_core.model.dual import DualEncoder
 from xmr_core.model.text import UseTextTower
+from xmr_core.model.vision import TimmVisualEncoder
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,21 @@ def test_tiny_swin_backbone_option():
     with torch.no_grad():
         v = m.encode_image(torch.rand(2, 1, 48, 192))
     assert v.shape == (2, 256) and torch.allclose(v.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_keep_width_samples_the_same_features_twice_as_densely():
+    """Same weights, final map twice as wide; without a global-context module (MobileNetV2 has no SE)
+    every other column is exactly the narrow trunk's feature map."""
+    torch.manual_seed(0)
+    narrow = TimmVisualEncoder("mobilenetv2_050", 64, img_size=(32, 128)).eval()
+    wide = TimmVisualEncoder("mobilenetv2_050", 64, img_size=(32, 128), keep_width=True).eval()
+    wide.load_state_dict(narrow.state_dict())
+    x = torch.rand(2, 1, 32, 128)
+    with torch.no_grad():
+        a, b = narrow.trunk(x), wide.trunk(x)
+    assert b.shape[-1] == 2 * a.shape[-1] and b.shape[:-1] == a.shape[:-1]
+    assert torch.allclose(b[..., ::2], a, atol=1e-5)
+    with pytest.raises(ValueError, match="keep_width"):
+        TimmVisualEncoder("resnet10t", 64, img_size=(32, 128), keep_width=True)
+    with pytest.raises(ValueError, match="keep_width"):
+        TimmVisualEncoder("swin_tiny_xmr", 64, img_size=(48, 192), keep_width=True)

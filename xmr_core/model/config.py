@@ -16,6 +16,7 @@ class VisionConfig:
     pool: str = "avg"  # 'avg' or 'gem'
     dropout: float = 0.1  # before the projection
     columns: int = 0  # channels per feature-map column in an order-keeping branch (0: off)
+    keep_width: bool = False  # the last downsampling halves height only: a final map twice as wide
 
 
 @dataclass

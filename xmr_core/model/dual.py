@@ -17,7 +17,7 @@ class DualEncoder(nn.Module):
         c = self.cfg
         self.visual = TimmVisualEncoder(c.vision.backbone, c.embed_dim, c.vision.pool,
                                         (c.preprocess.height, c.preprocess.width), c.vision.dropout,
-                                        c.vision.columns)
+                                        c.vision.columns, c.vision.keep_width)
         if c.text.backend == "use-m3":
             self.text = UseTextTower(c.embed_dim, c.text.trainable_top)
         else:

@@ -36,10 +36,13 @@ class TimmVisualEncoder(nn.Module):
     """trunk (timm features) + pooling + projection, like open_clip's TimmModel.
 
     The backbone is a timm model name; `pool` is 'avg' or 'gem'; `columns` > 0 adds a `ColumnHead` of
-    that many channels per column (CNN backbones)."""
+    that many channels per column (CNN backbones); `keep_width` makes the trunk's last stride-2
+    convolution stride in height only, so the final map is twice as wide (same weights, same receptive
+    fields)."""
 
     def __init__(self, backbone: str = "mobilenetv3_small_100", embed_dim: int = 256, pool: str = "avg",
-                 img_size: tuple[int, int] = (64, 256), dropout: float = 0.0, columns: int = 0) -> None:
+                 img_size: tuple[int, int] = (64, 256), dropout: float = 0.0, columns: int = 0,
+                 keep_width: bool = False) -> None:
         super().__init__()
         if pool not in ("avg", "gem"):
             raise ValueError(f"pool {pool!r}: expected 'avg' or 'gem'")
@@ -51,8 +54,28 @@ class TimmVisualEncoder(nn.Module):
                                            global_pool="", **kwargs)
         except RuntimeError as exc:  # timm's unknown-model error
             raise ValueError(f"unknown timm backbone {backbone!r}: {exc}") from exc
+        if keep_width:
+            strided = [m for m in self.trunk.modules() if isinstance(m, nn.Conv2d) and tuple(m.stride) == (2, 2)]
+            if not strided:
+                raise ValueError(f"keep_width: backbone {backbone!r} has no stride-2 convolution")
+            # stride in height only from the last downsampling on, and dilate every later convolution
+            # in width (DeepLab's atrous trick): each output keeps the receptive field it had, so a
+            # trained trunk computes the same features, sampled twice as densely across the word
+            convs = [m for m in self.trunk.modules() if isinstance(m, nn.Conv2d)]
+            last = convs.index(strided[-1])
+            strided[-1].stride = (2, 1)
+            for m in convs[last + 1:]:
+                if m.kernel_size[1] > 1:
+                    m.dilation = (m.dilation[0], 2 * m.dilation[1])
+                    m.padding = (m.padding[0], 2 * m.padding[1])
         with torch.no_grad():
-            feat = self.trunk(torch.zeros(1, 1, *img_size))
+            try:
+                feat = self.trunk(torch.zeros(1, 1, *img_size))
+            except RuntimeError as exc:
+                if not keep_width:
+                    raise
+                raise ValueError(f"keep_width: backbone {backbone!r} downsamples in more than one branch "
+                                 f"(a residual shortcut); use a MobileNet") from exc
         self.channels_last_out = feat.ndim == 4 and feat.shape[-1] != feat.shape[1] and name.startswith("swin")
         ch = feat.shape[-1] if self.channels_last_out else feat.shape[1]
         self.pool = pool
