@@ -33,9 +33,10 @@ def main() -> None:
     metrics = {"val": res}
     extra = {k: v for k, v in config.items() if k in ("train", "train_step", "train_seconds")}
     extra["visual_params"] = model.n_visual_params()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     for f in FILES.values():  # never keep another model's ONNX files
-        (Path(args.out) / f).unlink(missing_ok=True)
-    out = save_model_dir(model, lex, args.out, metrics=metrics, extra=extra)
+        (out / f).unlink(missing_ok=True)
 
     # the fast paths: ONNX FP32 and INT8 (calibrated on train-font renders), judged on the same val set
     calib = render_eval_set(lex, model.cfg.preprocess, "train", concepts=256, seed=7).x[:256]
@@ -52,7 +53,7 @@ def main() -> None:
     fast["use"] = choose(res, metrics["val_onnx-fp32"], metrics["val_int8"])
     metrics["fast_path"] = fast
     print("fast path:", fast["use"] or "torch")
-    out = save_model_dir(model, lex, args.out, metrics=metrics, extra=extra)
+    save_model_dir(model, lex, out, metrics=metrics, extra=extra)
     full = json.loads((out / "config.json").read_text())
     (out / "README.md").write_text(model_card("default", full, metrics, args.notes), encoding="utf-8")
     print(f"wrote {out}")

