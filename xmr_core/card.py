@@ -68,7 +68,9 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
         f"- Lexicon: {config['n_concepts']} concepts (sha256 `{config['lexicon_sha256'][:16]}`).",
         "",
         "## Training",
-        f"- Data: synthetic renders of the `train` fonts only (font styles {tr.get('kinds', {})}), rendered on the fly.",
+        f"- Data: synthetic renders of the `train` fonts only (font styles {tr.get('kinds', {})}"
+        + (f"; Latin letter case {tr['cases']}" if tr.get("cases") and set(tr["cases"]) != {"lower"} else "")
+        + "), rendered on the fly.",
         f"- Losses: ITC x{tr.get('itc')}, INV x{tr.get('inv')}, 1-to-K over the whole lexicon x{tr.get('one_to_k')}, "
         f"PCGrad {'on' if tr.get('pcgrad') else 'off'}"
         + (f"; PHOC spelling attributes x{tr['phoc']} (auxiliary head, not kept)." if tr.get("phoc") else "."),
