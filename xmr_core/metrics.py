@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .lexicon import LANGS
+
 
 def ranks_of_gold(sim: np.ndarray, gold: np.ndarray) -> np.ndarray:
     """0-based rank of each query's gold candidate (ties broken pessimistically)."""
@@ -67,9 +69,9 @@ def group_accuracy(correct: np.ndarray, groups: list, order=None) -> dict[str, d
 
 
 def bucket_order(bucket: str) -> tuple:
-    """Sort key of `length_bucket` names: by language as in LANGS order zh, en, es, then by length."""
+    """Sort key of `length_bucket` names: by language in LANGS order, then by length."""
     lang, rest = bucket.split(":")
-    return ({"zh": 0, "en": 1, "es": 2}.get(lang, 3), lang, int(rest.rstrip("+").split("-")[0]))
+    return (LANGS.index(lang) if lang in LANGS else len(LANGS), lang, int(rest.rstrip("+").split("-")[0]))
 
 
 def length_bucket(word: str, lang: str) -> str:

@@ -55,15 +55,15 @@ class TimmVisualEncoder(nn.Module):
         except RuntimeError as exc:  # timm's unknown-model error
             raise ValueError(f"unknown timm backbone {backbone!r}: {exc}") from exc
         if keep_width:
-            strided = [m for m in self.trunk.modules() if isinstance(m, nn.Conv2d) and tuple(m.stride) == (2, 2)]
+            convs = [m for m in self.trunk.modules() if isinstance(m, nn.Conv2d)]
+            strided = [i for i, m in enumerate(convs) if tuple(m.stride) == (2, 2)]
             if not strided:
                 raise ValueError(f"keep_width: backbone {backbone!r} has no stride-2 convolution")
             # stride in height only from the last downsampling on, and dilate every later convolution
             # in width (DeepLab's atrous trick): each output keeps the receptive field it had, so a
             # trained trunk computes the same features, sampled twice as densely across the word
-            convs = [m for m in self.trunk.modules() if isinstance(m, nn.Conv2d)]
-            last = convs.index(strided[-1])
-            strided[-1].stride = (2, 1)
+            last = strided[-1]
+            convs[last].stride = (2, 1)
             for m in convs[last + 1:]:
                 if m.kernel_size[1] > 1:
                     m.dilation = (m.dilation[0], 2 * m.dilation[1])
