@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from xmr_core.service import load_engine, model_available
@@ -17,9 +19,9 @@ def get_engine():
 
 def routed(page_file: str) -> None:
     """Send a page that runs without the router (a deep link before any session ran app.py) to
-    app.py, which routes on to `page_file` with the app's layout and sidebar."""
+    app.py, which routes on to that page (a page passes its `__file__`) with the app's layout and sidebar."""
     if not st.session_state.get("xmr_routed"):
-        st.session_state["xmr_goto"] = page_file
+        st.session_state["xmr_goto"] = f"pages/{Path(page_file).name}"
         st.switch_page("app.py")
 
 

@@ -5,7 +5,7 @@ import streamlit as st
 from pages._common import LANG_NAMES, engine_or_stop, routed
 from xmr_core.annotate import create_concept, export_manifest, save_annotation, suggest
 
-routed("pages/annotate.py")
+routed(__file__)
 st.title("Annotate samples")
 eng = engine_or_stop()
 fmt = lambda c: " / ".join(eng.lexicon.get(c).word(lg) for lg in LANG_NAMES)  # noqa: E731

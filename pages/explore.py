@@ -5,7 +5,7 @@ import streamlit as st
 from pages._common import engine_or_stop, routed
 from xmr_core.plots import accuracy_matrix_figure, embedding_figure
 
-routed("pages/explore.py")
+routed(__file__)
 st.title("Explore the embedding space")
 eng = engine_or_stop()
 collections = [c["name"] for c in eng.store.list_collections()]

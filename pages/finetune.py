@@ -18,7 +18,7 @@ def _pct(x: float) -> str:
     return "–" if x != x else f"{100 * x:.1f}"  # NaN: no sample of that kind
 
 
-routed("pages/finetune.py")
+routed(__file__)
 st.title("Fine-tune")
 eng = engine_or_stop()
 queue = eng.store.list_annotations()

@@ -5,7 +5,7 @@ import streamlit as st
 from pages._common import engine_or_stop, routed
 from xmr_core.registry import activate, list_models, rollback
 
-routed("pages/models.py")
+routed(__file__)
 st.title("Models")
 eng = engine_or_stop()
 models = list_models(eng.store)

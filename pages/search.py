@@ -5,7 +5,7 @@ import streamlit as st
 from pages._common import LANG_NAMES, engine_or_stop, routed, show_hits
 from xmr_core.preprocess import to_preview
 
-routed("pages/search.py")
+routed(__file__)
 st.title("Search handwriting")
 eng = engine_or_stop()
 

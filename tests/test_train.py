@@ -12,7 +12,7 @@ from xmr_core.evaluate import evaluate, render_eval_set
 from xmr_core.lexicon import LANGS, Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.model.config import ModelConfig
-from xmr_core.train import TrainConfig, train
+from xmr_core.train import TrainConfig, backward, train
 
 TINY_MODEL = {"embed_dim": 64, "vision": {"backbone": "mobilenetv3_small_050", "dropout": 0.0},
               "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}}
@@ -222,3 +222,20 @@ def test_init_adds_a_column_head_that_starts_silent_then_learns(tiny_lexicon, fo
     assert (out.numpy() * onnx).sum(1).min() > 0.9999
     with pytest.raises(ValueError, match="columns"):
         DualEncoder({"vision": {"backbone": "vit_tiny_patch16_224", "columns": 8}, "preprocess": {"height": 48, "width": 192}})
+
+
+def test_backward_sums_the_weighted_losses_or_combines_them_by_pcgrad():
+    def losses(p):
+        a, b = (p * torch.tensor([1.0, 0.0])).sum(), (p * torch.tensor([-1.0, 1.0])).sum()
+        return {"itc": a, "inv": b, "total": a + b}
+
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    backward(losses(p), None, [p])
+    assert torch.allclose(p.grad, torch.tensor([0.0, 1.0]))
+    p.grad = None
+    # gradients [1, 0] and [-1, 1] conflict (dot -1): [1, 0] + 0.5 [-1, 1] = [0.5, 0.5]; [-1, 1] + [1, 0] = [0, 1]
+    backward(losses(p), {"itc": 1.0, "inv": 1.0}, [p])
+    assert torch.allclose(p.grad, torch.tensor([0.5, 1.5]))
+    p.grad = None
+    backward(losses(p), {"itc": 2.0, "inv": 0.0}, [p])  # each loss is weighted before the surgery
+    assert torch.allclose(p.grad, torch.tensor([2.0, 0.0]))

@@ -158,6 +158,36 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def start_weights(model: DualEncoder, lexicon: Lexicon, init: Path | str | None) -> None:
+    """Weights of a new run: a model directory's (`init`; modules its config lacks keep their own
+    initialisation), else fresh, with the text head whitened over the lexicon's words."""
+    if init:
+        from .checkpoint import load_model_dir
+
+        start, _, _ = load_model_dir(init)  # its weights do not depend on the lexicon
+        missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+        if unexpected:
+            raise ValueError(f"{init}: its weights do not fit this config (unexpected {unexpected[:3]})")
+        if missing:  # modules the config adds (e.g. vision.columns) start from their own init
+            log.info("init %s: new in this config, initialised fresh: %s", init,
+                     sorted({k.rsplit(".", 1)[0] for k in missing}))
+    elif hasattr(model.text, "init_head_whitened"):
+        model.text.init_head_whitened(lexicon.words("zh") + lexicon.words("en") + lexicon.words("es"))
+
+
+def backward(losses: dict[str, torch.Tensor], pcgrad_weights: dict[str, float] | None, params: list) -> None:
+    """Gradients of the weighted total into `params`; with `pcgrad_weights`, of each weighted loss
+    separately, combined by PCGrad."""
+    if pcgrad_weights is None:
+        losses["total"].backward()
+        return
+    parts = [k for k in losses if k != "total"]
+    grads = [torch.autograd.grad(pcgrad_weights[k] * losses[k], params, retain_graph=True, allow_unused=True)
+             for k in parts]
+    for p, g in zip(params, pcgrad([list(g) for g in grads])):
+        p.grad = g
+
+
 def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Lexicon | None = None,
           progress: Callable[[dict], None] | None = None, probe: Callable[[DualEncoder], dict] | None = None,
           init: Path | str | None = None) -> Path:
@@ -187,18 +217,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
     state = load_checkpoint(out / "checkpoint", model, opt, extra)
     if state is None:
         state = {"step": 0, "history": [], "seconds": 0.0}
-        if init:
-            from .checkpoint import load_model_dir
-
-            start, _, _ = load_model_dir(init)  # its weights do not depend on the lexicon
-            missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
-            if unexpected:
-                raise ValueError(f"{init}: its weights do not fit this config (unexpected {unexpected[:3]})")
-            if missing:  # modules the config adds (e.g. vision.columns) start from their own init
-                log.info("init %s: new in this config, initialised fresh: %s", init,
-                         sorted({k.rsplit(".", 1)[0] for k in missing}))
-        elif hasattr(model.text, "init_head_whitened"):
-            model.text.init_head_whitened(lexicon.words("zh") + lexicon.words("en") + lexicon.words("es"))
+        start_weights(model, lexicon, init)
     (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
     loss_fn = XMRLoss(cfg.itc, cfg.inv, cfg.one_to_k)
     words = [c.word(lang) for c in lexicon for lang in cfg.langs]
@@ -228,15 +247,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
             losses["phoc"] = phoc_loss(extra["phoc"](pooled), targets[idx])
             losses["total"] = losses["total"] + cfg.phoc * losses["phoc"]
         opt.zero_grad(set_to_none=True)
-        if cfg.pcgrad:
-            parts = [v for k, v in losses.items() if k != "total"]
-            weights = {**loss_fn.w, "phoc": cfg.phoc}
-            grads = [torch.autograd.grad(w * v, params, retain_graph=True, allow_unused=True)
-                     for w, v in zip([weights[k] for k in losses if k != "total"], parts)]
-            for p, g in zip(params, pcgrad([list(g) for g in grads])):
-                p.grad = g
-        else:
-            losses["total"].backward()
+        backward(losses, {**loss_fn.w, "phoc": cfg.phoc} if cfg.pcgrad else None, params)
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         step += 1
