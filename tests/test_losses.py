@@ -24,6 +24,11 @@ def test_one_to_k_hand_computed():
     assert loss.item() == pytest.approx(math.log((2 * E + 1) / (2 * E)), abs=1e-6)
     with pytest.raises(ValueError):
         one_to_k_loss(img, texts, torch.tensor([5]), torch.tensor([0, 1, 0]), 1.0)
+    # an additive margin of 0.5 at scale 2 leaves the positives' logits at 2 * (1 - 0.5) = 1, the
+    # negative's at 0: the same value as above, where scale 2 alone would give a smaller loss
+    with_margin = one_to_k_loss(img, texts, torch.tensor([0]), torch.tensor([0, 1, 0]), 2.0, margin=0.5)
+    assert with_margin.item() == pytest.approx(math.log((2 * E + 1) / (2 * E)), abs=1e-6)
+    assert one_to_k_loss(img, texts, torch.tensor([0]), torch.tensor([0, 1, 0]), 2.0).item() < with_margin.item()
 
 
 def test_inv_hand_computed():

@@ -71,7 +71,8 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
         f"- Data: synthetic renders of the `train` fonts only (font styles {tr.get('kinds', {})}"
         + (f"; Latin letter case {tr['cases']}" if tr.get("cases") and set(tr["cases"]) != {"lower"} else "")
         + "), rendered on the fly.",
-        f"- Losses: ITC x{tr.get('itc')}, INV x{tr.get('inv')}, 1-to-K over the whole lexicon x{tr.get('one_to_k')}, "
+        f"- Losses: ITC x{tr.get('itc')}, INV x{tr.get('inv')}, 1-to-K over the whole lexicon x{tr.get('one_to_k')}"
+        + (f" (additive margin {tr['margin']})" if tr.get("margin") else "") + ", "
         f"PCGrad {'on' if tr.get('pcgrad') else 'off'}"
         + (f"; PHOC spelling attributes x{tr['phoc']} (auxiliary head, not kept)." if tr.get("phoc") else "."),
         f"- {config.get('train_step', tr.get('steps'))} steps of {tr.get('concepts_per_batch')} concepts x 3 languages, "

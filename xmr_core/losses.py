@@ -39,11 +39,12 @@ def inv_loss(features: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor |
 
 
 def one_to_k_loss(image: torch.Tensor, texts: torch.Tensor, image_labels: torch.Tensor, text_labels: torch.Tensor,
-                  scale: torch.Tensor | float) -> torch.Tensor:
+                  scale: torch.Tensor | float, margin: float = 0.0) -> torch.Tensor:
     """Each image against all candidate texts at once; its concept's texts in all K languages are the
-    positives (-log of their summed probability)."""
-    logits = scale * image @ texts.T
+    positives (-log of their summed probability). `margin` is subtracted from the positives' cosines
+    (CosFace's additive margin): an image must beat every other word by at least that much."""
     pos = image_labels[:, None] == text_labels[None, :]
+    logits = scale * (image @ texts.T - margin * pos)
     if not pos.any(1).all():
         raise ValueError("every image needs at least one positive text among the candidates")
     return (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~pos, float("-inf")), 1)).mean()
@@ -57,11 +58,13 @@ def phoc_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class XMRLoss(nn.Module):
-    """L = w_itc * L_ITC + w_inv * L_INV + w_1k * L_1toK (weights from the training config)."""
+    """L = w_itc * L_ITC + w_inv * L_INV + w_1k * L_1toK (weights from the training config); `margin`
+    is the 1-to-K loss's additive margin."""
 
-    def __init__(self, itc: float = 1.0, inv: float = 0.5, one_to_k: float = 1.0) -> None:
+    def __init__(self, itc: float = 1.0, inv: float = 0.5, one_to_k: float = 1.0, margin: float = 0.0) -> None:
         super().__init__()
         self.w = {"itc": itc, "inv": inv, "one_to_k": one_to_k}
+        self.margin = margin
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                 labels: torch.Tensor, candidate_features: torch.Tensor | None = None,
@@ -73,7 +76,8 @@ class XMRLoss(nn.Module):
             feats = torch.cat([image_features, text_features])
             out["inv"] = inv_loss(feats, torch.cat([labels, labels]), logit_scale)
         if self.w["one_to_k"] and candidate_features is not None:
-            out["one_to_k"] = one_to_k_loss(image_features, candidate_features, labels, candidate_labels, logit_scale)
+            out["one_to_k"] = one_to_k_loss(image_features, candidate_features, labels, candidate_labels, logit_scale,
+                                            self.margin)
         out["total"] = sum(self.w[k] * v for k, v in out.items())
         return out
 

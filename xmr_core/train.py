@@ -41,6 +41,7 @@ class TrainConfig:
     itc: float = 1.0  # loss weights
     inv: float = 0.5
     one_to_k: float = 1.0
+    margin: float = 0.0  # additive margin of the 1-to-K loss (cosine units); 0 = plain softmax
     phoc: float = 0.0  # auxiliary spelling-attribute loss on the trunk (phoc.py); 0 = off
     pcgrad: bool = False  # gradient surgery between the losses
     kinds: dict = field(default_factory=lambda: {"font": 0.7, "pen": 0.2, "canvas": 0.1})
@@ -219,7 +220,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
         state = {"step": 0, "history": [], "seconds": 0.0}
         start_weights(model, lexicon, init)
     (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
-    loss_fn = XMRLoss(cfg.itc, cfg.inv, cfg.one_to_k)
+    loss_fn = XMRLoss(cfg.itc, cfg.inv, cfg.one_to_k, cfg.margin)
     words = [c.word(lang) for c in lexicon for lang in cfg.langs]
     word_concept = torch.arange(len(lexicon), device=device).repeat_interleave(len(cfg.langs))
     loader = DataLoader(BatchStream(lexicon, cfg, model_cfg.preprocess, state["step"]), batch_size=None,
