@@ -64,9 +64,15 @@ def main() -> None:
     for name, bb, res, minutes in rows:
         lines.append(f"| {name} | {bb} | {100 * res['within_acc@1']:.2f} | {100 * res['cross_acc@1']:.2f} | "
                      f"{res['rd_ratio']['all']:.3f} | {minutes:.0f} |")
-    ref = json.loads((ROOT / "assets" / "models" / "default" / "metrics.json").read_text()).get("val")
+    bundled = ROOT / "assets" / "models" / "default"
+    ref = json.loads((bundled / "metrics.json").read_text()).get("val")
     if ref:  # for scale: the bundled model, trained far longer on the whole lexicon
-        lines += ["", f"For scale, the bundled default model (ITC + INV + 1-to-K, {base['model']['vision']['backbone']}, "
+        cfg = json.loads((bundled / "config.json").read_text())
+        margin = cfg.get("train", {}).get("margin")
+        head = " with the column head" if cfg["model"]["vision"].get("columns") else ""
+        lines += ["", "For scale, the bundled default model (ITC + INV + 1-to-K"
+                  + (f" with an additive margin of {margin} in its last run" if margin else "")
+                  + f", {cfg['model']['vision']['backbone']}{head}, "
                   f"trained far longer, evaluated against all {ref['n_candidates']} words per language): within "
                   f"{100 * ref['within_acc@1']:.2f}, cross {100 * ref['cross_acc@1']:.2f}, R/D {ref['rd_ratio']['all']:.3f}. "
                   "Runs this short are dominated by noise: read differences of a point or two as none."]
