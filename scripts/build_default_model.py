@@ -16,6 +16,7 @@ from xmr_core.checkpoint import load_model_dir, model_config, save_model_dir  # 
 from xmr_core.cli import format_eval  # noqa: E402
 from xmr_core.evaluate import evaluate, render_eval_set, torch_embedder  # noqa: E402
 from xmr_core.fastpath import FILES, OnnxVisual, build_fast_paths, choose  # noqa: E402
+from xmr_core.lexicon import LANGS  # noqa: E402
 from xmr_core.paths import ASSETS  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def main() -> None:
     # the fast paths: ONNX FP32 and INT8 (calibrated on train-font renders), judged on the same val set
     calib = render_eval_set(lex, model.cfg.preprocess, "train", concepts=256, seed=7).x[:256]
     onnx32, int8 = (OnnxVisual(p) for p in build_fast_paths(model, out, calib))
-    anchors = {lg: model.encode_text(lex.words(lg)).detach().numpy() for lg in ("zh", "en", "es")}
+    anchors = {lg: model.encode_text(lex.words(lg)).detach().numpy() for lg in LANGS}
     fast = {"calibration_images": len(calib)}
     for name, enc in (("onnx-fp32", onnx32), ("int8", int8)):
         metrics[f"val_{name}"] = evaluate(model, lex, data, embed=enc)
