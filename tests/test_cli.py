@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from xmr_core.cli import main
@@ -48,3 +49,18 @@ def test_eval_writes_the_contract_json(tmp_path, fonts_ready):
     within = sum(res["image_to_text"][f"{x}->{x}"]["acc@1"] for x in ("zh", "en", "es")) / 3
     assert abs(res["within_acc@1"] - within) < 1e-9
     assert (tmp_path / "tsne.html").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_train_overrides_steps_and_seed(tmp_path, fonts_ready):
+    import json
+
+    cfg = {"model": {"embed_dim": 32, "vision": {"backbone": "mobilenetv3_small_050", "dropout": 0.0},
+                     "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}},
+           "train": {"steps": 500, "concepts_per_batch": 2, "warmup": 1, "workers": 0, "eval_concepts": 0, "seed": 0}}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "cfg.json"), "--out", str(run), "--steps", "2", "--seed", "7"]) == 0
+    recorded = json.loads((run / "train_config.json").read_text())["train"]
+    assert (recorded["steps"], recorded["seed"]) == (2, 7)
+    assert json.loads((run / "checkpoint" / "checkpoint.json").read_text())["step"] == 2

@@ -239,3 +239,21 @@ def test_backward_sums_the_weighted_losses_or_combines_them_by_pcgrad():
     p.grad = None
     backward(losses(p), {"itc": 2.0, "inv": 0.0}, [p])  # each loss is weighted before the surgery
     assert torch.allclose(p.grad, torch.tensor([2.0, 0.0]))
+
+
+def test_a_batch_depends_only_on_seed_and_step(tiny_lexicon, fonts_ready):
+    from xmr_core.render import SyntheticWords
+    from xmr_core.train import make_batch
+
+    pre = ModelConfig.from_dict(TINY_MODEL).preprocess
+
+    def batch(seed: int, step: int):
+        cfg = TrainConfig(concepts_per_batch=3, seed=seed)
+        return make_batch(SyntheticWords(tiny_lexicon, "train", cfg.langs, cfg.kinds, seed, cfg.strength, cfg.cases),
+                          cfg, pre, step)
+
+    x, c, _ = batch(0, 5)
+    x2, c2, _ = batch(0, 5)
+    assert torch.equal(x, x2) and torch.equal(c, c2)  # a run resumes (or repeats) exactly
+    for other in (batch(1, 5), batch(0, 6)):  # a new seed, like a new step, renders other images
+        assert other[0].shape != x.shape or not torch.allclose(other[0], x)

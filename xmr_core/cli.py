@@ -75,6 +75,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model_cfg, train_cfg = ModelConfig.from_dict(cfg.get("model", {})), TrainConfig.from_dict(cfg.get("train", {}))
     if args.steps:
         train_cfg.steps = args.steps
+    if args.seed is not None:
+        train_cfg.seed = args.seed
     lex = load_lexicon()
     probe = make_probe(lex, model_cfg.preprocess, train_cfg.eval_concepts) if train_cfg.eval_concepts else None
 
@@ -351,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", required=True, help="JSON with 'model' and 'train' sections")
     t.add_argument("--out", required=True, help="run directory: checkpoints and the final model")
     t.add_argument("--steps", type=int, help="override the config's step count")
+    t.add_argument("--seed", type=int, help="override the config's seed: another stream of rendered batches "
+                   "(a continuation with a new seed sees fresh renders)")
     t.add_argument("--init", help="start from this model directory's weights (a checkpoint in --out wins)")
     t.set_defaults(func=_cmd_train)
     return p
