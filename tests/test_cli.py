@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import SMALL
 from xmr_core.cli import main
 
 
@@ -55,8 +56,7 @@ def test_eval_writes_the_contract_json(tmp_path, fonts_ready):
 def test_train_overrides_steps_and_seed(tmp_path, fonts_ready):
     import json
 
-    cfg = {"model": {"embed_dim": 32, "vision": {"backbone": "mobilenetv3_small_050", "dropout": 0.0},
-                     "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}},
+    cfg = {"model": SMALL,
            "train": {"steps": 500, "concepts_per_batch": 2, "warmup": 1, "workers": 0, "eval_concepts": 0, "seed": 0}}
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     run = tmp_path / "run"

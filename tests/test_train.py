@@ -242,15 +242,12 @@ def test_backward_sums_the_weighted_losses_or_combines_them_by_pcgrad():
 
 
 def test_a_batch_depends_only_on_seed_and_step(tiny_lexicon, fonts_ready):
-    from xmr_core.render import SyntheticWords
-    from xmr_core.train import make_batch
+    from xmr_core.train import BatchStream
 
     pre = ModelConfig.from_dict(TINY_MODEL).preprocess
 
-    def batch(seed: int, step: int):
-        cfg = TrainConfig(concepts_per_batch=3, seed=seed)
-        return make_batch(SyntheticWords(tiny_lexicon, "train", cfg.langs, cfg.kinds, seed, cfg.strength, cfg.cases),
-                          cfg, pre, step)
+    def batch(seed: int, step: int):  # the first batch of a stream starting at `step`, as training draws it
+        return next(iter(BatchStream(tiny_lexicon, TrainConfig(concepts_per_batch=3, seed=seed), pre, step)))
 
     x, c, _ = batch(0, 5)
     x2, c2, _ = batch(0, 5)
