@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from xmr_core.evaluate import evaluate, render_eval_set
 from xmr_core.lexicon import LANGS, Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.model.config import ModelConfig
-from xmr_core.train import TrainConfig, backward, train
+from xmr_core.train import TrainConfig, backward, read_config, train
 
 TINY_MODEL = {"embed_dim": 64, "vision": {"backbone": "mobilenetv3_small_050", "dropout": 0.0},
               "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}}
@@ -254,3 +255,35 @@ def test_a_batch_depends_only_on_seed_and_step(tiny_lexicon, fonts_ready):
     assert torch.equal(x, x2) and torch.equal(c, c2)  # a run resumes (or repeats) exactly
     for other in (batch(1, 5), batch(0, 6)):  # a new seed, like a new step, renders other images
         assert other[0].shape != x.shape or not torch.allclose(other[0], x)
+
+
+def test_a_config_extends_another_key_by_key(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "a.json").write_text(json.dumps(
+        {"model": {"embed_dim": 64, "vision": {"backbone": "b0", "dropout": 0.1}},
+         "train": {"steps": 100, "lr": 0.002, "cases": {"lower": 1.0}}}))
+    (tmp_path / "b.json").write_text(json.dumps(
+        {"extends": "base/a.json", "model": {"vision": {"columns": 32}}, "train": {"lr": 0.001}}))
+    (tmp_path / "c.json").write_text(json.dumps({"extends": "b.json", "train": {"steps": 5}}))
+    assert read_config(tmp_path / "c.json") == {
+        "model": {"embed_dim": 64, "vision": {"backbone": "b0", "dropout": 0.1, "columns": 32}},
+        "train": {"steps": 5, "lr": 0.001, "cases": {"lower": 1.0}}}
+    (tmp_path / "loop.json").write_text(json.dumps({"extends": "loop2.json"}))
+    (tmp_path / "loop2.json").write_text(json.dumps({"extends": "loop.json"}))
+    with pytest.raises(ValueError, match="extends itself"):
+        read_config(tmp_path / "loop.json")
+    (tmp_path / "orphan.json").write_text(json.dumps({"extends": "missing.json"}))
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        read_config(tmp_path / "orphan.json")
+
+
+def test_the_shipped_configs_resolve_to_the_recipes_they_name():
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for path in configs.rglob("*.json"):
+        cfg = read_config(path)
+        assert set(cfg) == {"model", "train"}, path
+        assert ModelConfig.from_dict(cfg["model"]).embed_dim > 0 and TrainConfig.from_dict(cfg["train"]).steps > 0
+    margin = read_config(configs / "continue_margin.json")
+    assert margin["train"]["margin"] == 0.1 and margin["model"]["vision"]["columns"] == 32
+    assert margin["train"]["lr"] == 0.001 and margin["train"]["cases"]["upper"] == 0.15
+    assert "margin" not in read_config(configs / "continue_columns.json")["train"]

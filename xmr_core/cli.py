@@ -64,14 +64,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import json
-
     from .lexicon import load_lexicon
     from .model.config import ModelConfig
     from .probe import make_probe
-    from .train import TrainConfig, train
+    from .train import TrainConfig, read_config, train
 
-    cfg = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    cfg = read_config(args.config)
     model_cfg, train_cfg = ModelConfig.from_dict(cfg.get("model", {})), TrainConfig.from_dict(cfg.get("train", {}))
     if args.steps:
         train_cfg.steps = args.steps

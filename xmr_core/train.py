@@ -66,6 +66,26 @@ class TrainConfig:
         return cls(**known)
 
 
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_config(path: Path | str, _seen: tuple = ()) -> dict:
+    """A run config: JSON with 'model' and 'train' sections. `"extends": "other.json"` (a path relative to
+    this file) starts from that config; this file's keys then replace its keys, section by section."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ValueError(f"config {path} extends itself (through {' -> '.join(p.name for p in _seen)})")
+    if not path.exists():
+        raise FileNotFoundError(f"no config at {path}")
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    base = cfg.pop("extends", None)
+    return _merge(read_config(path.parent / base, _seen + (path,)), cfg) if base else cfg
+
+
 class BatchStream(IterableDataset):
     """Yields (images, concept indices, language indices) for steps start, start+1, ..."""
 
