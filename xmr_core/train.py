@@ -75,7 +75,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 def read_config(path: Path | str, _seen: tuple = ()) -> dict:
     """A run config: JSON with 'model' and 'train' sections. `"extends": "other.json"` (a path relative to
-    this file) starts from that config; this file's keys then replace its keys, section by section."""
+    this file) starts from that config; this file's keys then replace its keys, nested objects merged key by key."""
     path = Path(path).resolve()
     if path in _seen:
         raise ValueError(f"config {path} extends itself (through {' -> '.join(p.name for p in _seen)})")
