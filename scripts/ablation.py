@@ -18,7 +18,7 @@ from xmr_core.checkpoint import load_model_dir  # noqa: E402
 from xmr_core.evaluate import evaluate, render_eval_set  # noqa: E402
 from xmr_core.lexicon import Lexicon, load_lexicon  # noqa: E402
 from xmr_core.model.config import ModelConfig  # noqa: E402
-from xmr_core.train import TrainConfig, train  # noqa: E402
+from xmr_core.train import TrainConfig, read_config, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = [
@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--out", default=str(ROOT / "runs" / "ablation"))
     args = ap.parse_args()
-    base = json.loads((ROOT / "configs" / "default.json").read_text())
+    base = read_config(ROOT / "configs" / "default.json")
     lex = Lexicon(load_lexicon().concepts[: args.concepts])
     rows = []
     for name, losses, vision in VARIANTS:
