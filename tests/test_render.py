@@ -123,3 +123,19 @@ def test_letter_case_of_latin_words(lexicon, fonts_ready):
         SyntheticWords(lexicon, "train", cases={"italic": 1.0})
     with pytest.raises(ValueError, match="cases"):
         SyntheticWords(lexicon, "train", cases={"upper": 0.0})
+
+
+def test_source_weights_steer_which_fonts_draw(lexicon, fonts_ready):
+    """Weighted sources are drawn in proportion to their weight; a weight of 0 never draws."""
+    plain = SyntheticWords(lexicon, "train", seed=3, kinds={"font": 1.0})
+    keys = plain.usable_sources("cat", "en", "font")
+    heavy, never = keys[0], keys[1]
+    weights = {heavy: 10.0 * len(keys), never: 0.0}  # heavy: about 10/11 of the draws
+    ds = SyntheticWords(lexicon, "train", seed=3, kinds={"font": 1.0}, source_weights=weights)
+    drawn = [ds.sample("cat", "en", np.random.default_rng(i)).style.source for i in range(200)]
+    assert never not in drawn
+    assert 0.8 < drawn.count(heavy) / len(drawn) < 0.98
+    assert drawn.count(heavy) / len(drawn) > 10 * sum(plain.sample("cat", "en", np.random.default_rng(i)).style.source
+                                                      == heavy for i in range(200)) / 200
+    with pytest.raises(ValueError, match="weights"):
+        SyntheticWords(lexicon, "train", source_weights={heavy: -1.0})

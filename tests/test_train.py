@@ -287,3 +287,42 @@ def test_the_shipped_configs_resolve_to_the_recipes_they_name():
     assert margin["train"]["margin"] == 0.1 and margin["model"]["vision"]["columns"] == 32
     assert margin["train"]["lr"] == 0.001 and margin["train"]["cases"]["upper"] == 0.15
     assert "margin" not in read_config(configs / "continue_columns.json")["train"]
+
+
+def test_hard_source_weights_by_hand():
+    from xmr_core.train import hard_source_weights
+
+    by_style = {"a.ttf": {"acc@1": 0.9, "n": 10}, "b.ttf": {"acc@1": 0.7, "n": 10}, "c.ttf": {"acc@1": 1.0, "n": 5}}
+    # errors 0.1, 0.3, 0.0, mean 0.4/3; weight = 0.5 + 0.5 * error / mean
+    w = hard_source_weights(by_style, floor=0.5)
+    assert w == pytest.approx({"a.ttf": 0.875, "b.ttf": 1.625, "c.ttf": 0.5})
+    assert sum(w.values()) / len(w) == pytest.approx(1.0)
+    assert hard_source_weights(by_style, floor=1.0) == pytest.approx({"a.ttf": 1.0, "b.ttf": 1.0, "c.ttf": 1.0})
+    assert hard_source_weights({"a.ttf": {"acc@1": 1.0, "n": 3}}) == {"a.ttf": 1.0}
+    with pytest.raises(ValueError, match="floor"):
+        hard_source_weights(by_style, floor=1.5)
+
+
+def test_hard_sources_script_writes_a_config_from_training_fonts_only(tmp_path):
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("hard_sources", root / "scripts" / "hard_sources.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    (tmp_path / "base.json").write_text(json.dumps({"model": {}, "train": {"steps": 10, "margin": 0.1}}))
+    styles = {"a.ttf": {"acc@1": 0.5, "n": 4}, "b.ttf": {"acc@1": 1.0, "n": 4}}
+    report = tmp_path / "eval.json"
+    report.write_text(json.dumps({"source": "renders of the 'train' fonts", "within_by_style": styles}))
+    out = tmp_path / "hard.json"
+    assert script.main([str(report), "--extends", "base.json", "--out", str(out)]) == 0
+    cfg = read_config(out)
+    assert cfg["train"]["margin"] == 0.1 and cfg["train"]["source_weights"] == {"a.ttf": 1.5, "b.ttf": 0.5}
+    assert TrainConfig.from_dict(cfg["train"]).source_weights == {"a.ttf": 1.5, "b.ttf": 0.5}
+    val = tmp_path / "val.json"
+    val.write_text(json.dumps({"source": "renders of the 'val' fonts", "within_by_style": styles}))
+    with pytest.raises(SystemExit, match="training fonts"):
+        script.main([str(val), "--extends", "base.json", "--out", str(tmp_path / "leak.json")])
+    assert not (tmp_path / "leak.json").exists()
+    with pytest.raises(FileNotFoundError):
+        script.main([str(report), "--extends", "nowhere.json", "--out", str(tmp_path / "x.json")])

@@ -47,6 +47,8 @@ class TrainConfig:
     kinds: dict = field(default_factory=lambda: {"font": 0.7, "pen": 0.2, "canvas": 0.1})
     strength: float = 1.0  # distortion strength of the renderer
     cases: dict = field(default_factory=lambda: {"lower": 1.0})  # letter case of Latin words, e.g. title/upper too
+    # sampling weight per source (font file or stroke set, named as `xmr eval` names styles); others 1
+    source_weights: dict = field(default_factory=dict)
     seed: int = 0
     threads: int = 2  # torch threads in the trainer
     workers: int = 1  # render processes
@@ -64,6 +66,19 @@ class TrainConfig:
         if "langs" in known:
             known["langs"] = tuple(known["langs"])
         return cls(**known)
+
+
+def hard_source_weights(by_style: dict[str, dict], floor: float = 0.5) -> dict[str, float]:
+    """Sampling weights that favour the sources a model reads worst: `floor` + (1 - floor) * error / mean
+    error, from an evaluation's per-style Acc@1 (`within_by_style` of `xmr eval --split train-fonts`).
+    They average 1, so the total stays as it was; a source read without error keeps `floor`."""
+    if not 0 <= floor <= 1:
+        raise ValueError(f"floor {floor}: expected a value in [0, 1]")
+    err = {k: 1.0 - float(v["acc@1"]) for k, v in by_style.items()}
+    mean = sum(err.values()) / len(err) if err else 0.0
+    if mean <= 0:
+        return {k: 1.0 for k in err}
+    return {k: round(floor + (1 - floor) * e / mean, 4) for k, e in sorted(err.items())}
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -96,7 +111,7 @@ class BatchStream(IterableDataset):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         ds = SyntheticWords(self.lexicon, "train", self.cfg.langs, self.cfg.kinds, self.cfg.seed, self.cfg.strength,
-                            self.cfg.cases)
+                            self.cfg.cases, self.cfg.source_weights)
         labelled = load_labelled(self.cfg.manifest, self.lexicon, self.cfg.langs, self.pre) if self.cfg.manifest else None
         step = self.start + wid
         while True:

@@ -36,8 +36,12 @@ class SyntheticWords:
 
     def __init__(self, lexicon: Lexicon, split: str = "train", langs: tuple[str, ...] = LANGS,
                  kinds: dict[str, float] | None = None, seed: int = 0, strength: float = 1.0,
-                 cases: dict[str, float] | None = None):
+                 cases: dict[str, float] | None = None, source_weights: dict[str, float] | None = None):
         self.lexicon, self.split, self.langs, self.seed, self.strength = lexicon, split, tuple(langs), seed, strength
+        # how often each source (font file or stroke set) is drawn against the others; unlisted ones 1
+        self.source_weights = dict(source_weights or {})
+        if any(not w >= 0 for w in self.source_weights.values()):
+            raise ValueError("source weights must be 0 or more")
         # letter case of Latin words (the lexicon is lowercase; people also write Title and UPPER case)
         self.cases = {k: w for k, w in (cases or {"lower": 1.0}).items() if w > 0}
         if not self.cases or set(self.cases) - set(CASES):
@@ -77,6 +81,15 @@ class SyntheticWords:
         p = np.array([weights[k] for k in names])
         return names[int(rng.choice(len(names), p=p / p.sum()))]
 
+    def _source(self, keys: list[str], rng: np.random.Generator) -> str:
+        """One of `keys`, uniformly unless source weights are set (old streams stay as they were)."""
+        if not self.source_weights:
+            return keys[int(rng.integers(len(keys)))]
+        p = np.array([self.source_weights.get(k, 1.0) for k in keys])
+        if p.sum() <= 0:
+            p = np.ones(len(keys))
+        return keys[int(rng.choice(len(keys), p=p / p.sum()))]
+
     def sample(self, concept_id: str, lang: str, rng: np.random.Generator, kind: str | None = None) -> Sample:
         text = self.lexicon.get(concept_id).word(lang)
         if SCRIPT_OF[lang] == "latin":
@@ -89,7 +102,7 @@ class SyntheticWords:
             if not keys:
                 continue
             for _ in range(3):
-                style = sample_style(k, keys[int(rng.integers(len(keys)))], rng, self.strength)
+                style = sample_style(k, self._source(keys, rng), rng, self.strength)
                 try:
                     return Sample(render_word(text, style, rng), concept_id, lang, text, style)
                 except MissingGlyph:
