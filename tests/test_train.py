@@ -326,3 +326,15 @@ def test_hard_sources_script_writes_a_config_from_training_fonts_only(tmp_path):
     assert not (tmp_path / "leak.json").exists()
     with pytest.raises(FileNotFoundError):
         script.main([str(report), "--extends", "nowhere.json", "--out", str(tmp_path / "x.json")])
+
+
+def test_the_model_card_names_what_the_training_data_drew():
+    from xmr_core.card import model_card
+
+    root = Path(__file__).resolve().parents[1] / "assets" / "models" / "default"
+    config, metrics = (json.loads((root / f).read_text()) for f in ("config.json", "metrics.json"))
+    plain = {**config, "train": {**config["train"], "source_weights": {}}}
+    weighted = {**config, "train": {**config["train"], "source_weights": {"a.ttf": 0.5, "b.ttf": 3.25}}}
+    assert "drawn by weight" not in model_card("m", plain, metrics)
+    assert "2 sources drawn by weight (x0.50 to x3.25" in model_card("m", weighted, metrics)
+    assert "| within-language Acc@1 | " in model_card("m", plain, metrics)

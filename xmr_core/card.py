@@ -70,7 +70,10 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
         "## Training",
         f"- Data: synthetic renders of the `train` fonts only (font styles {tr.get('kinds', {})}"
         + (f"; Latin letter case {tr['cases']}" if tr.get("cases") and set(tr["cases"]) != {"lower"} else "")
-        + "), rendered on the fly.",
+        + "), rendered on the fly"
+        + (f"; {len(tr['source_weights'])} sources drawn by weight (x{min(tr['source_weights'].values()):.2f} to "
+           f"x{max(tr['source_weights'].values()):.2f}, the ones the previous model read worst most often)"
+           if tr.get("source_weights") else "") + ".",
         f"- Losses: ITC x{tr.get('itc')}, INV x{tr.get('inv')}, 1-to-K over the whole lexicon x{tr.get('one_to_k')}"
         + (f" (additive margin {tr['margin']})" if tr.get("margin") else "") + ", "
         f"PCGrad {'on' if tr.get('pcgrad') else 'off'}"
