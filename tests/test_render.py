@@ -139,3 +139,6 @@ def test_source_weights_steer_which_fonts_draw(lexicon, fonts_ready):
                                                       == heavy for i in range(200)) / 200
     with pytest.raises(ValueError, match="weights"):
         SyntheticWords(lexicon, "train", source_weights={heavy: -1.0})
+    silenced = SyntheticWords(lexicon, "train", kinds={"font": 1.0}, source_weights={k: 0.0 for k in keys})
+    with pytest.raises(MissingGlyph, match="no source"):  # every font that can draw it weighted 0: none draws
+        silenced.sample("cat", "en", np.random.default_rng(0))

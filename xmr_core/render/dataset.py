@@ -86,8 +86,6 @@ class SyntheticWords:
         if not self.source_weights:
             return keys[int(rng.integers(len(keys)))]
         p = np.array([self.source_weights.get(k, 1.0) for k in keys])
-        if p.sum() <= 0:
-            p = np.ones(len(keys))
         return keys[int(rng.choice(len(keys), p=p / p.sum()))]
 
     def sample(self, concept_id: str, lang: str, rng: np.random.Generator, kind: str | None = None) -> Sample:
@@ -98,7 +96,7 @@ class SyntheticWords:
         p = np.array([self.kinds[k] for k in names])
         order = [kind] if kind else list(rng.choice(names, size=len(names), replace=False, p=p / p.sum()))
         for k in order:
-            keys = self.usable_sources(text, lang, k)
+            keys = [s for s in self.usable_sources(text, lang, k) if self.source_weights.get(s, 1.0) > 0]
             if not keys:
                 continue
             for _ in range(3):
