@@ -65,11 +65,12 @@ class SyntheticWords:
         return self.sample(c.concept_id, self.langs[i % len(self.langs)], np.random.default_rng([self.seed, i]))
 
     def usable_sources(self, text: str, lang: str, kind: str) -> list[str]:
-        """Sources of this split that have every glyph of `text` (cached per word)."""
+        """Sources of this split that have every glyph of `text` and a weight above 0 (cached per word)."""
         key = (text, lang, kind)
         if key not in self._usable:
             can = font_can_draw if kind == "font" else strokes_can_draw
-            self._usable[key] = [k for k in self.sources[(SCRIPT_OF[lang], kind)] if can(k, text)]
+            self._usable[key] = [k for k in self.sources[(SCRIPT_OF[lang], kind)]
+                                 if self.source_weights.get(k, 1.0) > 0 and can(k, text)]
         return self._usable[key]
 
     @staticmethod
@@ -96,7 +97,7 @@ class SyntheticWords:
         p = np.array([self.kinds[k] for k in names])
         order = [kind] if kind else list(rng.choice(names, size=len(names), replace=False, p=p / p.sum()))
         for k in order:
-            keys = [s for s in self.usable_sources(text, lang, k) if self.source_weights.get(s, 1.0) > 0]
+            keys = self.usable_sources(text, lang, k)
             if not keys:
                 continue
             for _ in range(3):
