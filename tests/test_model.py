@@ -75,6 +75,22 @@ def test_save_load_roundtrip_and_lexicon_check(model, lexicon, tmp_path):
         load_model_dir(out)
 
 
+def test_a_trained_text_top_is_saved_and_a_frozen_one_is_rebuilt(lexicon, tmp_path):
+    small = Lexicon(lexicon.concepts[:20])
+    words = ["猫", "gato", "cat"]
+    for trainable in (True, False):
+        torch.manual_seed(0)
+        m = DualEncoder({"text": {"trainable_top": trainable}}).eval()
+        with torch.no_grad():
+            m.text.top.d3.mul_(0.5)  # as if training had changed the DAN top
+        before = m.encode_text(words)
+        loaded, _, _ = load_model_dir(save_model_dir(m, small, tmp_path / str(trainable)), small)
+        after = loaded.encode_text(words)
+        # trained: its top is stored; frozen: the package's top is rebuilt, so the change is not kept
+        assert torch.allclose(before, after, atol=1e-6) is trainable
+        assert all(p.requires_grad is trainable for p in loaded.text.top.parameters())
+
+
 def test_tiny_swin_backbone_option():
     m = DualEncoder({"vision": {"backbone": "swin_tiny_xmr"}, "preprocess": {"height": 48, "width": 192, "pad": 3}})
     assert m.n_visual_params() <= 2_000_000
