@@ -15,6 +15,7 @@ import torch
 from .lexicon import LANGS, Lexicon
 from .metrics import bucket_order, group_accuracy, length_bucket, map_at_k, rank_metrics, ranks_of_gold, rd_ratio
 from .model.dual import DualEncoder
+from .paths import ASSETS
 from .preprocess import PreprocessConfig, preprocess
 from .render import MissingGlyph, SyntheticWords
 
@@ -176,3 +177,27 @@ def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedde
         **({"within_by_style": group_accuracy(own, data.styles)} if data.styles else {}),
         "latency_ms_p50": measure_latency(embed, data.raw or list(data.x[:, 0]), model.cfg.preprocess),
     }
+
+
+UNSEEN_WORDS = ASSETS / "unseen_words.tsv"
+
+
+def unseen_word_pairs(lexicon: Lexicon, path: Path | str = UNSEEN_WORDS) -> list[tuple[str, str]]:
+    """English-Spanish pairs of everyday nouns (assets/unseen_words.tsv), those in `lexicon` left out."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = [(r["en"], r["es"]) for r in csv.DictReader(f, delimiter="\t")]
+    en, es = set(lexicon.words("en")), set(lexicon.words("es"))
+    return [(a, b) for a, b in rows if a not in en and b not in es]
+
+
+@torch.no_grad()
+def translation_top1(embed_text: Callable[[list[str]], np.ndarray], lexicon: Lexicon,
+                     pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """en->es and es->en top-1 (%) of word pairs outside the lexicon, among the target language's
+    lexicon words plus the pairs' words: does a text tower still translate words it was not trained on?"""
+    out = {}
+    for a, b, src, dst in ((0, 1, "en", "es"), (1, 0, "es", "en")):
+        cand = lexicon.words(dst) + [p[b] for p in pairs]
+        top = (embed_text([p[a] for p in pairs]) @ embed_text(cand).T).argmax(1)
+        out[f"{src}->{dst}"] = 100 * float(np.mean([cand[j] == p[b] for j, p in zip(top, pairs)]))
+    return out
