@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from xmr_core.losses import XMRLoss, inv_loss, itc_loss, one_to_k_loss, pcgrad
+from xmr_core.losses import XMRLoss, anchor_drift_loss, inv_loss, itc_loss, one_to_k_loss, pcgrad
 
 E = math.e
 
@@ -41,6 +41,15 @@ def test_inv_hand_computed():
     spread = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     labels = torch.tensor([0, 0, 1, 1])
     assert inv_loss(spread, labels, 10.0) < inv_loss(collapsed, labels, 10.0)
+
+
+def test_anchor_drift_hand_computed():
+    ref = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    out = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    # row 1: |(0, -1)|^2 / |(1, 1)|^2 = 1/2; row 2: |(0, 1)|^2 / 1 = 1
+    assert anchor_drift_loss(out, ref).item() == pytest.approx(0.75)
+    assert anchor_drift_loss(ref, ref).item() == 0.0
+    assert anchor_drift_loss(2 * ref, ref).item() == pytest.approx(1.0)  # scale counts, not only direction
 
 
 def test_combined_loss_takes_model_output():

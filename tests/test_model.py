@@ -8,7 +8,7 @@ from xmr_core.checkpoint import load_model_dir, save_model_dir
 from xmr_core.lexicon import Concept, Lexicon
 from xmr_core.model.config import ModelConfig
 from xmr_core.model.dual import DualEncoder
-from xmr_core.model.text import UseTextTower
+from xmr_core.model.text import UseTextTower, tokenize, vocabulary_words
 from xmr_core.model.vision import TimmVisualEncoder
 
 
@@ -131,3 +131,22 @@ def test_bundled_text_tower_still_translates_words_outside_the_lexicon(use_model
     use = translation_top1(lambda w: use_model.encode([x.lower() for x in w]), lexicon, pairs)  # the package
     for pair in ("en->es", "es->en"):
         assert ours[pair] >= use[pair] - 6, (pair, ours, use)
+
+
+def test_vocabulary_words_are_use_words_outside_what_is_excluded():
+    """The words a trained DAN top is held to USE on: whole pieces of USE's vocabulary (so USE knows
+    them), Latin lowercase or Chinese, three to one, none excluded, the same for a seed."""
+    words = vocabulary_words(400, seed=3)
+    assert len(set(words)) == 400 and words == vocabulary_words(400, seed=3)
+    assert words != vocabulary_words(400, seed=4)
+    han = [w for w in words if "\u4e00" <= w[0] <= "\u9fff"]
+    assert len(han) == 100
+    latin = [w for w in words if w not in han]
+    assert all(w.islower() and w.isalpha() and len(w) >= 3 for w in latin)
+    assert all(len(tokenize(w)) == 3 for w in latin)  # <s>, the word as one known piece, </s>
+    assert all(0 not in tokenize(w) for w in words)
+    dropped = set(words[:50]) | set(words[-10:])
+    again = vocabulary_words(400, seed=3, exclude=dropped)
+    assert not dropped & set(again) and len(again) == 400
+    with pytest.raises(ValueError, match="vocabulary"):
+        vocabulary_words(10**6)

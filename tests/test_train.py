@@ -188,6 +188,37 @@ def test_training_with_phoc_resumes_exactly(tiny_lexicon, fonts_ready, tmp_path)
     assert b"phoc" not in saved
 
 
+def test_top_distill_holds_a_trained_top_near_use_on_words_outside_the_lexicon(tiny_lexicon, fonts_ready, tmp_path):
+    """The same short run with USE's DAN top trained, with and without the drift term: with it, the top
+    moves less on USE vocabulary words it was never shown (another seed's draw), and the term is in the
+    total; it asks for a trainable top and resumes exactly."""
+    from xmr_core.losses import anchor_drift_loss
+    from xmr_core.model.text import UseTop, vocabulary_words
+
+    mcfg = ModelConfig.from_dict({**TINY_MODEL, "text": {"trainable_top": True}})
+    base = dict(steps=6, concepts_per_batch=3, lr=1e-2, warmup=1, workers=0, threads=1, kinds={"font": 1.0},
+                ckpt_every=2, eval_every=1000, eval_concepts=0, seed=5, distill_words=2000, distill_batch=256)
+    unseen = vocabulary_words(300, seed=99)
+    drift, hist = {}, []
+    for w in (0.0, 20.0):
+        cfg = TrainConfig(**base, top_distill=w)
+        model = load_model_dir(train(mcfg, cfg, tmp_path / str(w), tiny_lexicon,
+                                     progress=hist.append if w else None))[0]
+        with torch.no_grad():
+            pooled = model.text.pooled(unseen)
+            drift[w] = anchor_drift_loss(model.text.top(pooled), UseTop(model.text.base)(pooled)).item()
+    assert drift[0.0] > 0.01, drift  # the run moves the top at all
+    assert drift[20.0] < 0.5 * drift[0.0], drift
+    assert all(h["drift"] >= 0 for h in hist)
+    assert hist[-1]["total"] == pytest.approx(hist[-1]["itc"] + 0.5 * hist[-1]["inv"] + hist[-1]["one_to_k"]
+                                              + 20.0 * hist[-1]["drift"], rel=1e-3)
+    assert_resumes_exactly(mcfg, TrainConfig(**base, top_distill=20.0), tiny_lexicon, tmp_path,
+                           load_model_dir(tmp_path / "20.0" / "model")[0])
+    with pytest.raises(ValueError, match="trainable_top"):
+        train(ModelConfig.from_dict(TINY_MODEL), TrainConfig(**base, top_distill=1.0), tmp_path / "frozen",
+              tiny_lexicon)
+
+
 def test_eval_set_in_capitals(tiny_lexicon, fonts_ready):
     pre = ModelConfig.from_dict(TINY_MODEL).preprocess
     lower = render_eval_set(tiny_lexicon, pre, split="train", per_word=1, seed=5)

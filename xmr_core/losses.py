@@ -50,6 +50,12 @@ def one_to_k_loss(image: torch.Tensor, texts: torch.Tensor, image_labels: torch.
     return (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~pos, float("-inf")), 1)).mean()
 
 
+def anchor_drift_loss(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """How far a trained text top has moved from the original on the same inputs: squared distance of
+    each output from its reference, relative to the reference's squared norm, averaged; 0 when unchanged."""
+    return (((out - ref) ** 2).sum(-1) / (ref ** 2).sum(-1).clamp(min=1e-12)).mean()
+
+
 def phoc_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Spelling attributes (phoc.py): binary cross-entropy summed over attributes, per image, divided by
     the mean number of attributes an image has, so the value does not grow with the attribute count."""

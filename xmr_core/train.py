@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_model_dir
 from .lexicon import LANGS, Lexicon, load_lexicon
-from .losses import XMRLoss, pcgrad, phoc_loss
+from .losses import XMRLoss, anchor_drift_loss, pcgrad, phoc_loss
 from .model.config import ModelConfig
 from .model.dual import DualEncoder
 from .phoc import lexicon_phoc
@@ -44,6 +44,10 @@ class TrainConfig:
     margin: float = 0.0  # additive margin of the 1-to-K loss (cosine units); 0 = plain softmax
     phoc: float = 0.0  # auxiliary spelling-attribute loss on the trunk (phoc.py); 0 = off
     pcgrad: bool = False  # gradient surgery between the losses
+    # a trained DAN top held near USE's on words outside the lexicon (anchor_drift_loss); 0 = off
+    top_distill: float = 0.0
+    distill_words: int = 20000  # pool of USE vocabulary words it is measured on
+    distill_batch: int = 512  # of them per step
     kinds: dict = field(default_factory=lambda: {"font": 0.7, "pen": 0.2, "canvas": 0.1})
     strength: float = 1.0  # distortion strength of the renderer
     cases: dict = field(default_factory=lambda: {"lower": 1.0})  # letter case of Latin words, e.g. title/upper too
@@ -183,6 +187,25 @@ def phoc_head(in_features: int, targets: torch.Tensor) -> torch.nn.Linear:
     return head
 
 
+def drift_reference(model: DualEncoder, lexicon: Lexicon, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """For `top_distill`: USE's frozen features of `distill_words` words of its vocabulary (neither the
+    lexicon's nor the unseen-word benchmark's) and what the original DAN top makes of them."""
+    from .evaluate import UNSEEN_WORDS
+    from .model.text import UseTop, normalize_text, vocabulary_words
+
+    top = getattr(model.text, "top", None)
+    if top is None or not any(p.requires_grad for p in top.parameters()):
+        raise ValueError("top_distill keeps a trained DAN top near USE's: it needs the use-m3 text backend "
+                         "with \"trainable_top\": true")
+    with open(UNSEEN_WORDS, encoding="utf-8") as f:
+        held = {normalize_text(w) for line in f.read().splitlines()[1:] for w in line.split("\t")}
+    known = {normalize_text(w) for lang in LANGS for w in lexicon.words(lang)}
+    words = vocabulary_words(cfg.distill_words, cfg.seed, known | held)
+    with torch.no_grad():
+        pooled = torch.cat([model.text.pooled(words[i:i + 2048]) for i in range(0, len(words), 2048)])
+        return pooled, UseTop(model.text.base).to(pooled.device)(pooled)
+
+
 def resolve_device(name: str) -> torch.device:
     """The torch device for a config's `device`; a clear error for a GPU that is not there."""
     if name == "auto":
@@ -254,6 +277,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
     if state is None:
         state = {"step": 0, "history": [], "seconds": 0.0}
         start_weights(model, lexicon, init)
+    drift = drift_reference(model, lexicon, cfg) if cfg.top_distill else None
     (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
     loss_fn = XMRLoss(cfg.itc, cfg.inv, cfg.one_to_k, cfg.margin)
     words = [c.word(lang) for c in lexicon for lang in cfg.langs]
@@ -282,8 +306,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
         if cfg.phoc:
             losses["phoc"] = phoc_loss(extra["phoc"](pooled), targets[idx])
             losses["total"] = losses["total"] + cfg.phoc * losses["phoc"]
+        if drift is not None:
+            n = len(drift[0])
+            pick = torch.from_numpy(np.random.default_rng([cfg.seed, step, 1]).choice(n, min(cfg.distill_batch, n),
+                                                                                      replace=False)).to(device)
+            losses["drift"] = anchor_drift_loss(model.text.top(drift[0][pick]), drift[1][pick])
+            losses["total"] = losses["total"] + cfg.top_distill * losses["drift"]
         opt.zero_grad(set_to_none=True)
-        backward(losses, {**loss_fn.w, "phoc": cfg.phoc} if cfg.pcgrad else None, params)
+        backward(losses, {**loss_fn.w, "phoc": cfg.phoc, "drift": cfg.top_distill} if cfg.pcgrad else None, params)
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         step += 1

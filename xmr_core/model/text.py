@@ -9,6 +9,7 @@ output is cached per word, so training only runs the small top.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -41,6 +42,23 @@ def normalize_text(text: str) -> str:
 
 def tokenize(text: str) -> list[int]:
     return use_tokenizer().encode(normalize_text(text), out_type=int, add_bos=True, add_eos=True)
+
+
+def vocabulary_words(n: int, seed: int = 0, exclude: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """`n` distinct words from USE's own vocabulary, three Latin-script word pieces (3+ lowercase letters,
+    Spanish accents allowed) to one Chinese piece (1-4 characters), none in `exclude`; the same for a
+    seed. They stand for the words outside a lexicon that a trained DAN top must not forget."""
+    latin = re.compile(r"^\u2581[a-z\u00e1\u00e9\u00ed\u00f3\u00fa\u00fc\u00f1]{3,}$")
+    han = re.compile(r"^\u2581?[\u4e00-\u9fff]{1,4}$")
+    pieces = use_tokenizer()._pieces
+    pools = [sorted({p[1:] for p in pieces if latin.match(p)} - set(exclude)),
+             sorted({p.lstrip("\u2581") for p in pieces if han.match(p)} - set(exclude))]
+    want = [n - n // 4, n // 4]
+    if any(w > len(pool) for w, pool in zip(want, pools)):
+        raise ValueError(f"USE's vocabulary has {len(pools[0])} Latin and {len(pools[1])} Chinese words to "
+                         f"draw from; {n} asked")
+    rng = np.random.default_rng(seed)
+    return [w for pool, k in zip(pools, want) for w in rng.choice(pool, k, replace=False).tolist()]
 
 
 def unknown_pieces(text: str) -> int:
