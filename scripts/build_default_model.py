@@ -28,7 +28,9 @@ def main() -> None:
     args = ap.parse_args()
     model, lex, config = load_model_dir(args.model)
     data = render_eval_set(lex, model.cfg.preprocess, "val", per_word=2)
-    res = evaluate(model, lex, data)
+    embed = torch_embedder(model)
+    a = embed(data.x)  # embedded once: for the metrics, and the reference for the fast paths' agreement check
+    res = evaluate(model, lex, data, embed=lambda x: a if x is data.x else embed(x))
     print(format_eval(res))
     metrics = {"val": res}
     extra = {k: v for k, v in config.items() if k in ("train", "train_step", "train_seconds")}
@@ -41,7 +43,6 @@ def main() -> None:
     # the fast paths: ONNX FP32 and INT8 (calibrated on train-font renders), judged on the same val set
     calib = render_eval_set(lex, model.cfg.preprocess, "train", concepts=256, seed=7).x[:256]
     onnx32, int8 = (OnnxVisual(p) for p in build_fast_paths(model, out, calib))
-    a = torch_embedder(model)(data.x)  # the reference for the fast paths' agreement check
     anchors = {lg: model.encode_text(lex.words(lg)).detach().numpy() for lg in LANGS}
     fast = {"calibration_images": len(calib)}
     for name, enc in (("onnx-fp32", onnx32), ("int8", int8)):

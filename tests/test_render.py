@@ -142,3 +142,47 @@ def test_source_weights_steer_which_fonts_draw(lexicon, fonts_ready):
     silenced = SyntheticWords(lexicon, "train", kinds={"font": 1.0}, source_weights={k: 0.0 for k in keys})
     with pytest.raises(MissingGlyph, match="no source"):  # every font that can draw it weighted 0: none draws
         silenced.sample("cat", "en", np.random.default_rng(0))
+
+
+def _pieces(img: Image.Image) -> int:
+    """Connected pieces of ink."""
+    import cv2
+
+    return cv2.connectedComponents((np.asarray(img) < 128).astype(np.uint8))[0] - 1
+
+
+@pytest.mark.parametrize("word, source", [("朋友", "hanzi-writer-data"), ("school", "hershey/HersheySans1.svg")])
+def test_running_hand_keeps_the_pen_down_between_strokes(fonts_ready, word, source):
+    """A cursive pen joins a stroke's end to the next stroke's start (when near), so the word falls into
+    fewer pieces of ink than the same strokes written print-style."""
+    from xmr_core.render.word import joins, smooth
+
+    st = Style(kind="pen", source=source, pen_width=0.05)
+    lines = word_polylines(word, st, np.random.default_rng(0))
+    hair = joins(lines, 1.0, np.random.default_rng(0))
+    ends = {(tuple(a[-1]), tuple(b[0])) for a, b in zip(lines, lines[1:])}
+    assert hair and all((tuple(h[0]), tuple(h[-1])) in ends for h in hair)  # stroke end -> next stroke's start
+    assert all(np.hypot(*(h[-1] - h[0])) <= 0.6 * EM for h in hair)
+    assert not joins(lines, 0.0, np.random.default_rng(0))
+    bent = np.array([[0, 0], [EM, 0], [EM, EM]], np.float32)  # a right angle
+    rounded = smooth(bent, 0.06 * EM)
+    assert np.allclose(rounded[[0, -1]], bent[[0, -1]])  # ends kept
+    assert np.hypot(*(rounded - [EM, 0]).T).min() > 1.0  # the corner is cut
+    cursive = Style(**{**st.to_dict(), "cursive": 1.0})
+    assert _pieces(render_word(word, cursive, np.random.default_rng(0))) < _pieces(render_word(word, st, np.random.default_rng(0)))
+
+
+def test_cursive_styles_are_drawn_only_when_asked(lexicon, fonts_ready):
+    """`cursive` is the share of pen and canvas styles written joined-up; at 0 the random stream is the
+    one of before (old training runs replay exactly), and fonts never get it."""
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    assert sample_style("pen", "x", a) == sample_style("pen", "x", b, cursive=0.0)
+    assert a.random() == b.random()
+    rng = np.random.default_rng(6)
+    pens = [sample_style("pen", "x", rng, cursive=0.5).cursive for _ in range(400)]
+    assert 0.4 < np.mean([c > 0 for c in pens]) < 0.6 and all(c == 0 or 0.4 <= c <= 1 for c in pens)
+    assert all(sample_style("font", "x", rng, cursive=1.0).cursive == 0 for _ in range(20))
+    ds = SyntheticWords(lexicon, "train", seed=3, kinds={"pen": 1.0}, cursive=1.0)
+    assert all(ds.sample("cat", lang, np.random.default_rng(i)).style.cursive > 0 for i, lang in enumerate("zh en es".split()))
+    with pytest.raises(ValueError, match="cursive"):
+        SyntheticWords(lexicon, "train", cursive=1.5)

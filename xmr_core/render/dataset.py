@@ -36,8 +36,12 @@ class SyntheticWords:
 
     def __init__(self, lexicon: Lexicon, split: str = "train", langs: tuple[str, ...] = LANGS,
                  kinds: dict[str, float] | None = None, seed: int = 0, strength: float = 1.0,
-                 cases: dict[str, float] | None = None, source_weights: dict[str, float] | None = None):
+                 cases: dict[str, float] | None = None, source_weights: dict[str, float] | None = None,
+                 cursive: float = 0.0):
         self.lexicon, self.split, self.langs, self.seed, self.strength = lexicon, split, tuple(langs), seed, strength
+        if not 0 <= cursive <= 1:
+            raise ValueError(f"cursive {cursive}: the share of pen renders written joined-up, in [0, 1]")
+        self.cursive = cursive
         # how often each source (font file or stroke set) is drawn against the others; unlisted ones 1
         self.source_weights = dict(source_weights or {})
         if any(not w >= 0 for w in self.source_weights.values()):
@@ -101,7 +105,7 @@ class SyntheticWords:
             if not keys:
                 continue
             for _ in range(3):
-                style = sample_style(k, self._source(keys, rng), rng, self.strength)
+                style = sample_style(k, self._source(keys, rng), rng, self.strength, self.cursive)
                 try:
                     return Sample(render_word(text, style, rng), concept_id, lang, text, style)
                 except MissingGlyph:

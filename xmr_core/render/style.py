@@ -32,6 +32,7 @@ class Style:
     pen_width: float = 0.06  # pen/canvas stroke width, fraction of size
     pressure: float = 0.0  # pen pressure variation (0..1)
     tremor: float = 0.0  # pen tremor, fraction of size
+    cursive: float = 0.0  # pen/canvas: chance that the pen stays down from one stroke to the next (0 = print)
     transparent: bool = False  # canvas only: RGBA with a transparent background
 
     def __post_init__(self) -> None:
@@ -45,8 +46,17 @@ class Style:
         return replace(self, source=source)
 
 
-def sample_style(kind: str, source: str, rng: np.random.Generator, strength: float = 1.0) -> Style:
-    """A random style of `kind` drawing with `source`; `strength` in [0, 1] scales distortions."""
+def sample_style(kind: str, source: str, rng: np.random.Generator, strength: float = 1.0,
+                 cursive: float = 0.0) -> Style:
+    """A random style of `kind` drawing with `source`; `strength` in [0, 1] scales distortions; a share
+    `cursive` of pen and canvas styles write joined-up (`rng` is drawn from for it only when above 0)."""
+    style = _sample_style(kind, source, rng, strength)
+    if cursive > 0 and kind != "font" and rng.random() < cursive:
+        style = replace(style, cursive=float(rng.uniform(0.4, 1.0)))
+    return style
+
+
+def _sample_style(kind: str, source: str, rng: np.random.Generator, strength: float) -> Style:
     if kind not in KINDS:
         raise ValueError(f"style kind {kind!r}: expected one of {KINDS}")
     s = float(strength)

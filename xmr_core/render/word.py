@@ -88,12 +88,47 @@ def _resample(line: np.ndarray, step: float) -> np.ndarray:
     return np.stack([np.interp(u, t, line[:, 0]), np.interp(u, t, line[:, 1])], 1).astype(np.float32)
 
 
+def smooth(line: np.ndarray, sigma: float) -> np.ndarray:
+    """A polyline with its corners rounded (Gaussian along its resampled points, `sigma` in EM-scale
+    pixels), ends kept: a hand writing fast does not stop at each corner."""
+    pts = _resample(line, step=EM * 0.02)
+    k = sigma / (EM * 0.02)
+    if len(pts) < 3 or k < 0.5:
+        return pts
+    r = int(3 * k)
+    g = np.exp(-0.5 * (np.arange(-r, r + 1) / k) ** 2)
+    g /= g.sum()
+    padded = np.pad(pts, ((r, r), (0, 0)), mode="edge")
+    out = np.stack([np.convolve(padded[:, i], g, mode="valid") for i in range(2)], 1).astype(np.float32)
+    out[0], out[-1] = pts[0], pts[-1]
+    return out
+
+
+def joins(lines: list[np.ndarray], chance: float, rng: np.random.Generator, reach: float = 0.6) -> list[np.ndarray]:
+    """Where the pen stays down between strokes (running hand): from the end of a stroke to the start of
+    the next, when it lies within `reach` EM, with probability `chance`; a curve bowing to one side."""
+    out = []
+    for a, b in zip(lines, lines[1:]):
+        p, q = a[-1], b[0]
+        d = q - p
+        if rng.random() >= chance or not 0 < np.hypot(*d) <= reach * EM:
+            continue
+        ctrl = (p + q) / 2 + np.array([-d[1], d[0]], np.float32) * rng.uniform(-0.3, 0.3)
+        t = np.linspace(0, 1, 16, dtype=np.float32)[:, None]
+        out.append((1 - t) ** 2 * p + 2 * (1 - t) * t * ctrl + t ** 2 * q)
+    return out
+
+
 def stroke_mask(lines: list[np.ndarray], style: Style, rng: np.random.Generator, shape: tuple[int, int],
-                scale: int = 2) -> np.ndarray:
-    """Draw polylines with a round pen whose width follows a random pressure profile."""
+                scale: int = 2, hairlines: list[np.ndarray] = ()) -> np.ndarray:
+    """Draw polylines with a round pen whose width follows a random pressure profile, and `hairlines`
+    (the pen's path between strokes) at a third of its width."""
     h, w = shape
     img = np.zeros((h * scale, w * scale), np.uint8)
     base = max(1.0, style.pen_width * EM * scale)
+    for line in hairlines:
+        pts = np.round(line * scale).astype(np.int32)
+        cv2.polylines(img, [pts.reshape(-1, 1, 2)], False, 255, max(1, int(round(base / 3))), cv2.LINE_AA)
     for line in lines:
         pts = np.round(line * scale).astype(np.int32)
         n = len(pts)
@@ -116,11 +151,16 @@ def render_mask(text: str, style: Style, rng: np.random.Generator) -> np.ndarray
         mask = augment.change_stroke(font_mask(text, style, rng), style.stroke)
     else:
         lines = word_polylines(text, style, rng)
+        hair = []
+        if style.cursive > 0:  # running hand: rounded strokes, the pen kept down between some of them
+            lines = [smooth(ln, 0.06 * EM * style.cursive) for ln in lines]
+            hair = joins(lines, style.cursive, rng)
         allp = np.concatenate(lines)
         w = int(allp[:, 0].max() + EM)
         h = int(max(EM * 3, allp[:, 1].max() + EM))
         shift = np.array([0, max(0.0, EM - allp[:, 1].min())], np.float32)
-        mask = stroke_mask([ln + shift for ln in lines], style, rng, (h + int(shift[1]), w))
+        mask = stroke_mask([ln + shift for ln in lines], style, rng, (h + int(shift[1]), w),
+                           hairlines=[ln + shift for ln in hair])
     mask = _crop(mask, EM // 4)
     mask = augment.slant(mask, style.slant)
     mask = augment.wave(mask, style.wave * EM, rng)
