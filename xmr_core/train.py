@@ -191,17 +191,15 @@ def phoc_head(in_features: int, targets: torch.Tensor) -> torch.nn.Linear:
 def drift_reference(model: DualEncoder, lexicon: Lexicon, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """For `top_distill`: USE's frozen features of `distill_words` words of its vocabulary (neither the
     lexicon's nor the unseen-word benchmark's) and what the original DAN top makes of them."""
-    from .evaluate import UNSEEN_WORDS
+    from .evaluate import unseen_word_pairs
     from .model.text import UseTop, normalize_text, vocabulary_words
 
     top = getattr(model.text, "top", None)
     if top is None or not any(p.requires_grad for p in top.parameters()):
         raise ValueError("top_distill keeps a trained DAN top near USE's: it needs the use-m3 text backend "
                          "with \"trainable_top\": true")
-    with open(UNSEEN_WORDS, encoding="utf-8") as f:
-        held = {normalize_text(w) for line in f.read().splitlines()[1:] for w in line.split("\t")}
-    known = {normalize_text(w) for lang in LANGS for w in lexicon.words(lang)}
-    words = vocabulary_words(cfg.distill_words, cfg.seed, known | held)
+    held = [w for pair in unseen_word_pairs(lexicon) for w in pair] + [w for lg in LANGS for w in lexicon.words(lg)]
+    words = vocabulary_words(cfg.distill_words, cfg.seed, {normalize_text(w) for w in held})
     with torch.no_grad():
         pooled = torch.cat([model.text.pooled(words[i:i + 2048]) for i in range(0, len(words), 2048)])
         return pooled, UseTop(model.text.base).to(pooled.device)(pooled)
