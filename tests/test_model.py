@@ -123,8 +123,7 @@ def test_bundled_text_tower_still_translates_words_outside_the_lexicon(use_model
     from xmr_core.evaluate import translation_top1, unseen_word_pairs
     from xmr_core.registry import DEFAULT_MODEL
 
-    model, lexicon, _ = load_model_dir(DEFAULT_MODEL)
-    model.eval()
+    model, lexicon, _ = load_model_dir(DEFAULT_MODEL)  # in eval mode
     pairs = unseen_word_pairs(lexicon)
     assert len(pairs) >= 50 and not {a for a, _ in pairs} & set(lexicon.words("en"))
     ours = translation_top1(lambda w: model.encode_text(w).numpy(), lexicon, pairs)

@@ -201,7 +201,7 @@ def drift_reference(model: DualEncoder, lexicon: Lexicon, cfg: TrainConfig) -> t
     held = [w for pair in unseen_word_pairs(lexicon) for w in pair] + [w for lg in LANGS for w in lexicon.words(lg)]
     words = vocabulary_words(cfg.distill_words, cfg.seed, {normalize_text(w) for w in held})
     with torch.no_grad():
-        pooled = torch.cat([model.text.pooled(words[i:i + 2048]) for i in range(0, len(words), 2048)])
+        pooled = torch.cat([model.text.features(words[i:i + 2048]) for i in range(0, len(words), 2048)])
         return pooled, UseTop(model.text.base).to(pooled.device)(pooled)
 
 

@@ -150,19 +150,20 @@ class UseTextTower(nn.Module):
         self._cache: dict[str, torch.Tensor] = {}
         self._top_cache: dict[str, torch.Tensor] = {}
 
+    def features(self, texts: list[str]) -> torch.Tensor:
+        """Frozen features of each text, computed now and not cached (for texts seen once)."""
+        toks = [tokenize(t) for t in texts]
+        ids = torch.zeros(len(toks), max(len(t) for t in toks), dtype=torch.long)
+        for i, t in enumerate(toks):
+            ids[i, :len(t)] = torch.tensor(t)
+        dev = self.base.table.device
+        return self.base(ids.to(dev), torch.tensor([len(t) for t in toks]).to(dev))
+
     def pooled(self, texts: list[str]) -> torch.Tensor:
         """Frozen features per text, computed once per distinct text."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            toks = [tokenize(t) for t in missing]
-            L = max(len(t) for t in toks)
-            ids = torch.zeros(len(toks), L, dtype=torch.long)
-            for i, t in enumerate(toks):
-                ids[i, :len(t)] = torch.tensor(t)
-            lengths = torch.tensor([len(t) for t in toks])
-            dev = self.base.table.device
-            out = self.base(ids.to(dev), lengths.to(dev))
-            for t, v in zip(missing, out):
+            for t, v in zip(missing, self.features(missing)):
                 self._cache[t] = v
         return torch.stack([self._cache[t] for t in texts])
 
