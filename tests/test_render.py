@@ -186,3 +186,33 @@ def test_cursive_styles_are_drawn_only_when_asked(lexicon, fonts_ready):
     assert all(ds.sample("cat", lang, np.random.default_rng(i)).style.cursive > 0 for i, lang in enumerate("zh en es".split()))
     with pytest.raises(ValueError, match="cursive"):
         SyntheticWords(lexicon, "train", cursive=1.5)
+
+
+def test_abbreviated_running_hand_leaves_out_chinese_strokes(lexicon, fonts_ready):
+    """`abbreviate` drops strokes after a Chinese character's first (characters of 3 strokes or more), as a
+    running or grass hand merges and leaves them out; Latin strokes and short characters are kept, and
+    at 0 the strokes and the random stream are those of before."""
+    st = Style(kind="pen", source="hanzi-writer-data")
+    full = word_polylines("朋友", st, np.random.default_rng(0))
+    a, b = np.random.default_rng(0), np.random.default_rng(0)
+    word_polylines("朋友", st, a)
+    short = word_polylines("朋友", Style(**{**st.to_dict(), "abbreviate": 0.5}), b)
+    assert 2 <= len(short) < len(full)
+    assert np.array_equal(short[0], full[0])  # a character's first stroke always stays
+    terse = Style(**{**st.to_dict(), "abbreviate": 0.99})  # at most, all but each character's first stroke go
+    assert len(word_polylines("朋友", terse, np.random.default_rng(1))) == 2
+    assert len(word_polylines("二", Style(**{**st.to_dict(), "abbreviate": 0.99}), np.random.default_rng(1))) == 2
+    latin = Style(kind="pen", source="hershey/HersheySans1.svg")
+    assert len(word_polylines("school", Style(**{**latin.to_dict(), "abbreviate": 0.99}), np.random.default_rng(1))) \
+        == len(word_polylines("school", latin, np.random.default_rng(1)))
+    # sampled only for running-hand styles, up to the share asked for; the stream unchanged at 0
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    assert sample_style("pen", "x", a, cursive=0.5) == sample_style("pen", "x", b, cursive=0.5, abbreviate=0.0)
+    assert a.random() == b.random()
+    rng = np.random.default_rng(6)
+    styles = [sample_style("pen", "x", rng, cursive=0.5, abbreviate=0.3) for _ in range(400)]
+    assert all((s.cursive > 0) == (s.abbreviate > 0) and s.abbreviate <= 0.3 for s in styles)
+    with pytest.raises(ValueError, match="abbreviate"):
+        SyntheticWords(lexicon, "train", abbreviate=0.3)  # without a running hand
+    with pytest.raises(ValueError, match="abbreviate"):
+        SyntheticWords(lexicon, "train", cursive=0.5, abbreviate=1.0)

@@ -374,5 +374,8 @@ def test_the_model_card_names_what_the_training_data_drew():
     assert "DAN top trainable (held near the original's outputs on 20,000 words" in model_card("m", held, metrics)
     assert "drift loss x10.0" in model_card("m", held, metrics)
     assert "50% of pen and canvas renders written joined-up" in model_card("m", held, metrics)
-    free = {**config, "train": {**config["train"], "top_distill": 0.0, "cursive": 0.0}}
+    terse = {**held, "train": {**held["train"], "abbreviate": 0.3}}
+    assert "joined-up (running hand), leaving out up to 30% of a Chinese character's strokes" in model_card("m", terse, metrics)
+    free = {**config, "train": {**config["train"], "top_distill": 0.0, "cursive": 0.0, "abbreviate": 0.0}}
     assert "held near" not in model_card("m", free, metrics) and "joined-up" not in model_card("m", free, metrics)
+    assert "leaving out" not in model_card("m", free, metrics) + model_card("m", held, metrics)

@@ -77,6 +77,7 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
            f"x{max(tr['source_weights'].values()):.2f}, the ones the previous model read worst most often)"
            if tr.get("source_weights") else "")
         + (f"; {tr['cursive']:.0%} of pen and canvas renders written joined-up (running hand)" if tr.get("cursive") else "")
+        + (f", leaving out up to {tr['abbreviate']:.0%} of a Chinese character's strokes" if tr.get("abbreviate") else "")
         + ".",
         f"- Losses: ITC x{tr.get('itc')}, INV x{tr.get('inv')}, 1-to-K over the whole lexicon x{tr.get('one_to_k')}"
         + (f" (additive margin {tr['margin']})" if tr.get("margin") else "") + ", "

@@ -51,6 +51,7 @@ class TrainConfig:
     kinds: dict = field(default_factory=lambda: {"font": 0.7, "pen": 0.2, "canvas": 0.1})
     strength: float = 1.0  # distortion strength of the renderer
     cursive: float = 0.0  # share of pen and canvas renders written joined-up (running hand)
+    abbreviate: float = 0.0  # most Chinese strokes such a running hand leaves out (a share per render)
     cases: dict = field(default_factory=lambda: {"lower": 1.0})  # letter case of Latin words, e.g. title/upper too
     # sampling weight per source (font file or stroke set, named as `xmr eval` names styles); others 1
     source_weights: dict = field(default_factory=dict)
@@ -116,7 +117,8 @@ class BatchStream(IterableDataset):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         ds = SyntheticWords(self.lexicon, "train", self.cfg.langs, self.cfg.kinds, self.cfg.seed, self.cfg.strength,
-                            self.cfg.cases, self.cfg.source_weights, self.cfg.cursive)
+                            self.cfg.cases, self.cfg.source_weights, self.cfg.cursive,
+                            self.cfg.abbreviate)
         labelled = load_labelled(self.cfg.manifest, self.lexicon, self.cfg.langs, self.pre) if self.cfg.manifest else None
         step = self.start + wid
         while True:

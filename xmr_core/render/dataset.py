@@ -37,11 +37,14 @@ class SyntheticWords:
     def __init__(self, lexicon: Lexicon, split: str = "train", langs: tuple[str, ...] = LANGS,
                  kinds: dict[str, float] | None = None, seed: int = 0, strength: float = 1.0,
                  cases: dict[str, float] | None = None, source_weights: dict[str, float] | None = None,
-                 cursive: float = 0.0):
+                 cursive: float = 0.0, abbreviate: float = 0.0):
         self.lexicon, self.split, self.langs, self.seed, self.strength = lexicon, split, tuple(langs), seed, strength
         if not 0 <= cursive <= 1:
             raise ValueError(f"cursive {cursive}: the share of pen renders written joined-up, in [0, 1]")
-        self.cursive = cursive
+        if not 0 <= abbreviate < 1 or (abbreviate and not cursive):
+            raise ValueError(f"abbreviate {abbreviate}: the most Chinese strokes a running hand leaves out, "
+                             "in [0, 1), and only with cursive above 0")
+        self.cursive, self.abbreviate = cursive, abbreviate
         # how often each source (font file or stroke set) is drawn against the others; unlisted ones 1
         self.source_weights = dict(source_weights or {})
         if any(not w >= 0 for w in self.source_weights.values()):
@@ -105,7 +108,8 @@ class SyntheticWords:
             if not keys:
                 continue
             for _ in range(3):
-                style = sample_style(k, self._source(keys, rng), rng, self.strength, self.cursive)
+                style = sample_style(k, self._source(keys, rng), rng, self.strength, self.cursive,
+                                     self.abbreviate)
                 try:
                     return Sample(render_word(text, style, rng), concept_id, lang, text, style)
                 except MissingGlyph:

@@ -33,6 +33,7 @@ class Style:
     pressure: float = 0.0  # pen pressure variation (0..1)
     tremor: float = 0.0  # pen tremor, fraction of size
     cursive: float = 0.0  # pen/canvas: chance that the pen stays down from one stroke to the next (0 = print)
+    abbreviate: float = 0.0  # pen/canvas, Chinese: chance that a stroke after a character's first is left out
     transparent: bool = False  # canvas only: RGBA with a transparent background
 
     def __post_init__(self) -> None:
@@ -47,12 +48,15 @@ class Style:
 
 
 def sample_style(kind: str, source: str, rng: np.random.Generator, strength: float = 1.0,
-                 cursive: float = 0.0) -> Style:
+                 cursive: float = 0.0, abbreviate: float = 0.0) -> Style:
     """A random style of `kind` drawing with `source`; `strength` in [0, 1] scales distortions; a share
-    `cursive` of pen and canvas styles write joined-up (`rng` is drawn from for it only when above 0)."""
+    `cursive` of pen and canvas styles write joined-up, and those leave out up to a share `abbreviate` of
+    Chinese strokes (`rng` is drawn from for either only when it is above 0)."""
     style = _sample_style(kind, source, rng, strength)
     if cursive > 0 and kind != "font" and rng.random() < cursive:
         style = replace(style, cursive=float(rng.uniform(0.4, 1.0)))
+        if abbreviate > 0:
+            style = replace(style, abbreviate=float(rng.uniform(0, abbreviate)))
     return style
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from . import augment
+from ..lexicon import is_han
 from .glyphs import EM, MissingGlyph, font_can_draw, font_glyph, stroke_glyph
 from .style import Style
 
@@ -55,11 +56,15 @@ def font_mask(text: str, style: Style, rng: np.random.Generator) -> np.ndarray:
 
 
 def word_polylines(text: str, style: Style, rng: np.random.Generator) -> list[np.ndarray]:
-    """Pen strokes of `text` (in drawing order) in EM-scale pixels, jittered and trembling."""
+    """Pen strokes of `text` (in drawing order) in EM-scale pixels, jittered and trembling; a Chinese
+    character of 3 strokes or more loses each stroke after its first with chance `style.abbreviate`."""
     out: list[np.ndarray] = []
     x, base = float(EM), float(EM * 2)
     for ch in text:
         lines, adv = stroke_glyph(style.source, ch) if not ch.isspace() else ((), EM * 0.4)
+        if style.abbreviate > 0 and len(lines) >= 3 and is_han(ch):
+            keep = rng.random(len(lines)) >= style.abbreviate
+            lines = [ln for i, ln in enumerate(lines) if i == 0 or keep[i]]
         s, a, dx, dy = _jitter(style, rng)
         rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], np.float32) * s
         centre = np.array([adv / 2, -EM * 0.35], np.float32)
