@@ -30,7 +30,7 @@ def main() -> None:
     data = render_eval_set(lex, model.cfg.preprocess, "val", per_word=2)
     embed = torch_embedder(model)
     a = embed(data.x)  # embedded once: for the metrics, and the reference for the fast paths' agreement check
-    res = evaluate(model, lex, data, embed=lambda x: a if x is data.x else embed(x))
+    res = evaluate(model, lex, data, embed, vectors=a)
     print(format_eval(res))
     metrics = {"val": res}
     extra = {k: v for k, v in config.items() if k in ("train", "train_step", "train_seconds")}
@@ -46,8 +46,8 @@ def main() -> None:
     anchors = {lg: model.encode_text(lex.words(lg)).detach().numpy() for lg in LANGS}
     fast = {"calibration_images": len(calib)}
     for name, enc in (("onnx-fp32", onnx32), ("int8", int8)):
-        metrics[f"val_{name}"] = evaluate(model, lex, data, embed=enc)
         b = enc(data.x)
+        metrics[f"val_{name}"] = evaluate(model, lex, data, enc, vectors=b)
         same = [(a[i] @ anchors[lg].T).argmax() == (b[i] @ anchors[lg].T).argmax() for i, lg in enumerate(data.langs)]
         fast[name] = {"min_cosine": float((a * b).sum(1).min()), "top1_identical": float(sum(same) / len(same))}
         print(name, format_eval(metrics[f"val_{name}"]), fast[name], sep="\n")

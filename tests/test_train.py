@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from xmr_core.checkpoint import load_model_dir
-from xmr_core.evaluate import evaluate, render_eval_set
+from xmr_core.evaluate import evaluate, render_eval_set, torch_embedder
 from xmr_core.lexicon import LANGS, Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.model.config import ModelConfig
@@ -100,7 +100,12 @@ def test_eval_breakdowns_agree_with_the_language_matrix(tiny_lexicon, fonts_read
     torch.manual_seed(1)
     mcfg = ModelConfig.from_dict(TINY_MODEL)
     data = render_eval_set(tiny_lexicon, mcfg.preprocess, split="train", per_word=2, seed=3)
-    res = evaluate(DualEncoder(mcfg).eval(), tiny_lexicon, data)
+    model = DualEncoder(mcfg).eval()
+    res = evaluate(model, tiny_lexicon, data)
+    given = evaluate(model, tiny_lexicon, data, vectors=torch_embedder(model)(data.x))  # embeddings at hand
+    assert {k: v for k, v in given.items() if k != "latency_ms_p50"} == {k: v for k, v in res.items() if k != "latency_ms_p50"}
+    with pytest.raises(ValueError, match="vectors for"):
+        evaluate(model, tiny_lexicon, data, vectors=np.zeros((3, 8), np.float32))
     diag = res["image_to_text"]
     n_own = sum(diag[f"{q}->{q}"]["n"] for q in LANGS)
     correct = sum(diag[f"{q}->{q}"]["acc@1"] * diag[f"{q}->{q}"]["n"] for q in LANGS)

@@ -127,12 +127,16 @@ def measure_latency(embed: Embedder, images: list, pre: PreprocessConfig, repeat
         torch.set_num_threads(threads)
 
 
-def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedder | None = None) -> dict:
+def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedder | None = None,
+             vectors: np.ndarray | None = None) -> dict:
     """All metrics of the eval contract for one model on one labelled image set; `embed` replaces the
-    model's own visual encoder (an ONNX path, fastpath.py)."""
+    model's own visual encoder (an ONNX path, fastpath.py); `vectors` are the set's embeddings by it when
+    the caller already has them (`embed` is then used only to time single queries)."""
     model.eval()
     embed = embed or torch_embedder(model)
-    v = embed(data.x)
+    v = embed(data.x) if vectors is None else vectors
+    if len(v) != len(data.x):
+        raise ValueError(f"{len(v)} vectors for {len(data.x)} images")
     ids = lexicon.ids()
     cidx = np.array([ids.index(c) for c in data.concept_ids])
     langs = np.array(data.langs)
