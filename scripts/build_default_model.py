@@ -33,7 +33,7 @@ def main() -> None:
     res = evaluate(model, lex, data, embed, vectors=a)
     print(format_eval(res))
     metrics = {"val": res}
-    extra = {k: v for k, v in config.items() if k in ("train", "train_step", "train_seconds")}
+    extra = {k: v for k, v in config.items() if k in ("train", "train_step", "train_seconds", "soup")}
     extra["visual_params"] = model.n_visual_params()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

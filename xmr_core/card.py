@@ -85,9 +85,15 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
         + (f"; PHOC spelling attributes x{tr['phoc']} (auxiliary head, not kept)." if tr.get("phoc") else "."),
         f"- {config.get('train_step', tr.get('steps'))} steps of {tr.get('concepts_per_batch')} concepts x 3 languages, "
         f"AdamW lr {tr.get('lr')} cosine; seed {tr.get('seed')}.",
-        f"- Hardware and time: {hours:.2f} h on a 2-core CPU (no GPU).",
-        "",
+        f"- Hardware and time: {hours:.2f} h on a 2-core CPU (no GPU)"
+        + (" for all the runs averaged" if config.get("soup") else "") + ".",
     ]
+    if config.get("soup"):
+        runs = [f"seed {i['seed']}" + ("".join(f", {k} {v}" for k, v in i["differs"].items()) if i["differs"] else "")
+                for i in config["soup"]]
+        parts.append(f"- Weights: the average of {len(runs)} runs continued from the same model (a model soup, "
+                     f"`xmr soup`): {'; '.join(runs)}. The settings above are the first run's.")
+    parts.append("")
     if val:
         parts += ["## Evaluation on held-out fonts (`val` split, whole lexicon as candidates)", "",
                   f"{val['n_images']} images of {val['n_concepts']} concepts; cells are Acc@1 (%) / MRR.", "",

@@ -130,6 +130,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_soup(args: argparse.Namespace) -> int:
+    from .soup import soup
+
+    print(f"wrote {soup(args.models, args.out)} (the average of {len(args.models)} models)")
+    return 0
+
+
 def format_eval(res: dict) -> str:
     from .lexicon import LANGS
 
@@ -346,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write the metrics JSON here")
     e.add_argument("--tsne", help="write an interactive t-SNE of the embeddings (HTML)")
     e.set_defaults(func=_cmd_eval)
+
+    sp = sub.add_parser("soup", help="average the weights of runs continued from the same model")
+    sp.add_argument("models", nargs="+", help="model directories of one architecture and lexicon")
+    sp.add_argument("--out", required=True, help="model directory to write")
+    sp.set_defaults(func=_cmd_soup)
 
     t = sub.add_parser("train", help="train (or resume) a model from a JSON config")
     t.add_argument("--config", required=True, help="JSON with 'model' and 'train' sections")
