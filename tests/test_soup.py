@@ -27,7 +27,7 @@ def _run(lex, out, seed, **train):
 
 def test_a_soup_is_the_mean_of_its_ingredients(lexicon, tmp_path):
     lex = Lexicon(lexicon.concepts[:20])
-    a, b = _run(lex, tmp_path / "a", 0), _run(lex, tmp_path / "b", 1, cursive=0.5)
+    a, b = _run(lex, tmp_path / "a", 0, abbreviate=0.0), _run(lex, tmp_path / "b", 1, cursive=0.5)
     out = soup([a, b], tmp_path / "soup")
     (ma, _, _), (mb, _, _), (ms, _, cfg) = (load_model_dir(p) for p in (a, b, out))
     sa, sb, ss = model_state(ma), model_state(mb), model_state(ms)
@@ -36,11 +36,12 @@ def test_a_soup_is_the_mean_of_its_ingredients(lexicon, tmp_path):
     for k in floats:
         assert torch.allclose(ss[k], (sa[k] + sb[k]) / 2, atol=1e-6), k
     assert sum(not torch.equal(sa[k], sb[k]) for k in floats) > len(floats) / 2  # the two runs do differ
-    assert cfg["train"] == {"seed": 0, "lr": 1e-3} and cfg["train_seconds"] == pytest.approx(3 * 3600.0)
+    assert cfg["train"] == {"seed": 0, "lr": 1e-3, "abbreviate": 0.0} and cfg["train_seconds"] == pytest.approx(3 * 3600.0)
     assert [i["seed"] for i in cfg["soup"]] == [0, 1]
+    # b's config lacks "abbreviate" (an older run): its default, as a's, so not a difference
     assert cfg["soup"][1]["differs"] == {"cursive": 0.5, "seed": 1} and cfg["soup"][0]["differs"] == {}
     card = model_card("m", cfg, {})
-    assert "the average of 2 runs continued from the same model" in card and "seed 1, cursive 0.5" in card
+    assert "the average of 2 models of one training chain" in card and "seed 1, cursive 0.5" in card
     assert "for all the runs averaged" in card
     assert "average of" not in model_card("m", load_model_dir(a)[2], {})
 

@@ -91,8 +91,8 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
     if config.get("soup"):
         runs = [f"seed {i['seed']}" + ("".join(f", {k} {v}" for k, v in i["differs"].items()) if i["differs"] else "")
                 for i in config["soup"]]
-        parts.append(f"- Weights: the average of {len(runs)} runs continued from the same model (a model soup, "
-                     f"`xmr soup`): {'; '.join(runs)}. The settings above are the first run's.")
+        parts.append(f"- Weights: the average of {len(runs)} models of one training chain (a model soup, "
+                     f"`xmr soup`), trained with: {'; '.join(runs)}. The settings above are the first's.")
     parts.append("")
     if val:
         parts += ["## Evaluation on held-out fonts (`val` split, whole lexicon as candidates)", "",

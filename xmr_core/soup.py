@@ -7,15 +7,20 @@ query time. BatchNorm running statistics are averaged like the weights.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from .checkpoint import load_model_dir, model_state, save_model_dir
+from .train import TrainConfig
 
 
 def _differences(base: dict, other: dict) -> dict:
-    """The training settings of `other` that differ from `base`'s (source weights left out)."""
+    """The training settings of `other` that differ from `base`'s (source weights left out; a setting an
+    older config lacks has its default)."""
+    defaults = asdict(TrainConfig())
+    base, other = {**defaults, **base}, {**defaults, **other}
     keys = (set(base) | set(other)) - {"source_weights", "steps"}
     return {k: other.get(k) for k in sorted(keys) if base.get(k) != other.get(k)}
 
