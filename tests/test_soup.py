@@ -41,7 +41,7 @@ def test_a_soup_is_the_mean_of_its_ingredients(lexicon, tmp_path):
     # b's config lacks "abbreviate" (an older run): its default, as a's, so not a difference
     assert cfg["soup"][1]["differs"] == {"cursive": 0.5, "seed": 1} and cfg["soup"][0]["differs"] == {}
     card = model_card("m", cfg, {})
-    assert "the average of 2 models of one training chain" in card and "seed 1, cursive 0.5" in card
+    assert "the average of 2 models of one training chain" in card and "trained with: seed 0; seed 1, cursive 0.5. The" in card
     assert "for all the runs averaged" in card
     assert "average of" not in model_card("m", load_model_dir(a)[2], {})
 

@@ -89,7 +89,7 @@ def model_card(name: str, config: dict, metrics: dict, notes: str = "") -> str:
         + (" for all the runs averaged" if config.get("soup") else "") + ".",
     ]
     if config.get("soup"):
-        runs = [f"seed {i['seed']}" + ("".join(f", {k} {v}" for k, v in i["differs"].items()) if i["differs"] else "")
+        runs = [f"seed {i['seed']}" + "".join(f", {k} {v}" for k, v in i["differs"].items() if k != "seed")
                 for i in config["soup"]]
         parts.append(f"- Weights: the average of {len(runs)} models of one training chain (a model soup, "
                      f"`xmr soup`), trained with: {'; '.join(runs)}. The settings above are the first's.")
