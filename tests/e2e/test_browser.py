@@ -142,6 +142,23 @@ def upload(page, path: Path) -> None:
     settle(page)
 
 
+def click_until(page, button: str, shows, timeout: int = 60_000, tries: int = 3) -> None:
+    """Click `button` until the locator `shows` is visible: a click that lands while the uploader's own
+    rerun is still starting is dropped by Streamlit (seen on a slow machine), and a search may be
+    clicked again without harm. Fails as a plain wait does when it never shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(tries - 1):
+        page.get_by_role("button", name=button).click()
+        try:
+            shows.wait_for(timeout=timeout // tries)
+            return
+        except PlaywrightTimeout:
+            settle(page)
+    page.get_by_role("button", name=button).click()
+    shows.wait_for(timeout=timeout // tries)
+
+
 def captions(page) -> list[str]:
     return page.locator("[data-testid='stCaptionContainer']").all_inner_texts()
 
@@ -225,21 +242,19 @@ def test_bad_inputs_show_messages(page, server, tmp_path):
     bad.write_bytes(b"this is not an image")
     page.get_by_role("tab", name="Upload").click()
     upload(page, bad)
-    page.get_by_role("button", name="Search upload").click()
-    page.locator("[data-testid='stAlertContentError']").filter(has_text="not a readable image").wait_for(timeout=30_000)
+    error = page.locator("[data-testid='stAlertContentError']")
+    click_until(page, "Search upload", error.filter(has_text="not a readable image"))
     huge = tmp_path / "huge.png"  # 11,000 x 11,000 pixels: over the 120 MP limit
     Image.new("1", (11_000, 11_000), 1).save(huge)
     upload(page, huge)
-    page.get_by_role("button", name="Search upload").click()
-    page.locator("[data-testid='stAlertContentError']").filter(has_text="the limit is").wait_for(timeout=60_000)
+    click_until(page, "Search upload", error.filter(has_text="the limit is"), timeout=90_000)
     scan = tmp_path / "scan.png"  # a 50 MP scan with one word on it is searched, not refused
     sheet = Image.new("L", (8_660, 5_774), 255)
     ink = rasterise(word_strokes("silla", "es", 640, 220, seed=0), 640, 220, pen=10)
     sheet.paste(Image.fromarray(255 - ink[..., 3]), (4_000, 2_800))
     sheet.save(scan)
     upload(page, scan)
-    page.get_by_role("button", name="Search upload").click()
-    page.get_by_text("Recognised as").wait_for(timeout=60_000)
+    click_until(page, "Search upload", page.get_by_text("Recognised as"), timeout=90_000)
     assert_no_exception(page)
 
 
