@@ -148,15 +148,15 @@ def click_until(page, button: str, shows, timeout: int = 60_000, tries: int = 3)
     clicked again without harm. Fails as a plain wait does when it never shows."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    for _ in range(tries - 1):
+    for attempt in range(1, tries + 1):
         page.get_by_role("button", name=button).click()
         try:
             shows.wait_for(timeout=timeout // tries)
             return
         except PlaywrightTimeout:
+            if attempt == tries:
+                raise
             settle(page)
-    page.get_by_role("button", name=button).click()
-    shows.wait_for(timeout=timeout // tries)
 
 
 def captions(page) -> list[str]:
