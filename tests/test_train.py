@@ -384,3 +384,43 @@ def test_the_model_card_names_what_the_training_data_drew():
     free = {**config, "train": {**config["train"], "top_distill": 0.0, "cursive": 0.0, "abbreviate": 0.0}}
     assert "held near" not in model_card("m", free, metrics) and "joined-up" not in model_card("m", free, metrics)
     assert "leaving out" not in model_card("m", free, metrics) + model_card("m", held, metrics)
+
+
+def test_resize_columns_keeps_a_constant_column_profile_and_its_sum():
+    """A column head's projection carried to more or fewer columns: a weight constant along the columns
+    stays constant (so a word whose columns all read alike gets the same output), a ramp stays a ramp
+    from the same first to the same last column (before the scaling), and the channel-major layout of
+    the flattened (channel, column) inputs is kept."""
+    from xmr_core.train import resize_columns
+
+    dim, embed = 3, 4
+    per_channel = torch.arange(1.0, embed * dim + 1).reshape(embed, dim, 1)
+    const = per_channel.expand(embed, dim, 6).reshape(embed, dim * 6)
+    wide = resize_columns(const, dim, 8)
+    assert wide.shape == (embed, dim * 8)
+    assert torch.allclose(wide.reshape(embed, dim, 8), per_channel.expand(embed, dim, 8) * 6 / 8)
+    feats = torch.rand(2, dim, 1)  # a word whose columns all read alike
+    assert torch.allclose(feats.expand(2, dim, 6).flatten(1) @ const.T, feats.expand(2, dim, 8).flatten(1) @ wide.T,
+                          atol=1e-4)
+    ramp = torch.linspace(0, 5, 6).repeat(embed, dim, 1).reshape(embed, dim * 6)
+    narrow = resize_columns(ramp, dim, 4).reshape(embed, dim, 4) * 4 / 6
+    assert torch.allclose(narrow[0, 0], torch.tensor([0.0, 5 / 3, 10 / 3, 5.0]), atol=1e-5)
+    assert resize_columns(ramp, dim, 6) is ramp
+
+
+def test_init_from_a_model_trained_at_another_input_size(tiny_lexicon, fonts_ready, tmp_path):
+    """A run at a larger input starts from a model trained at a smaller one: the column head is
+    carried over to the new number of columns and the run trains, saves and reloads at the new size."""
+    cfg = TrainConfig(steps=1, concepts_per_batch=3, lr=1e-3, warmup=1, workers=0, threads=1, kinds={"font": 1.0},
+                      ckpt_every=100, eval_every=1000, eval_concepts=0, seed=6)
+    small = {**TINY_MODEL, "vision": {**TINY_MODEL["vision"], "columns": 8}}
+    start_dir = train(ModelConfig.from_dict(small), cfg, tmp_path / "a", tiny_lexicon)
+    large = ModelConfig.from_dict({**small, "preprocess": {"height": 48, "width": 192, "pad": 3}})
+    out_dir = train(large, TrainConfig(**{**asdict(cfg), "steps": 0}), tmp_path / "b", tiny_lexicon, init=start_dir)
+    start, moved = load_model_dir(start_dir)[0], load_model_dir(out_dir)[0]
+    assert moved.cfg.preprocess.width == 192
+    old, new = start.visual.columns.proj.weight, moved.visual.columns.proj.weight
+    assert new.shape[1] == old.shape[1] * 6 // 4
+    assert torch.equal(moved.visual.columns.reduce.weight, start.visual.columns.reduce.weight)
+    with torch.no_grad():
+        assert moved.encode_image(torch.rand(2, 1, 48, 192)).shape == (2, TINY_MODEL["embed_dim"])

@@ -218,6 +218,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resize_columns(weight: torch.Tensor, dim: int, columns: int) -> torch.Tensor:
+    """A column head's projection (embed_dim x dim*columns_old, flattened channel-major) carried to
+    `columns` columns, for a run that starts from a model trained at another input width: each reduced
+    channel's weights interpolated linearly along the columns and scaled so that their sum stays the same."""
+    embed_dim, n_old = weight.shape
+    old = n_old // dim
+    if old == columns:
+        return weight
+    w = torch.nn.functional.interpolate(weight.reshape(embed_dim * dim, 1, old), size=columns, mode="linear",
+                                        align_corners=True)
+    return (w * (old / columns)).reshape(embed_dim, dim * columns)
+
+
 def start_weights(model: DualEncoder, lexicon: Lexicon, init: Path | str | None) -> None:
     """Weights of a new run: a model directory's (`init`; modules its config lacks keep their own
     initialisation), else fresh, with the text head whitened over the lexicon's words."""
@@ -225,7 +238,13 @@ def start_weights(model: DualEncoder, lexicon: Lexicon, init: Path | str | None)
         from .checkpoint import load_model_dir
 
         start, _, _ = load_model_dir(init)  # its weights do not depend on the lexicon
-        missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+        weights = start.state_dict()
+        head = getattr(model.visual, "columns", None)
+        if head is not None and "visual.columns.proj.weight" in weights:
+            dim = head.reduce.out_channels
+            weights["visual.columns.proj.weight"] = resize_columns(weights["visual.columns.proj.weight"], dim,
+                                                                   head.proj.in_features // dim)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
         if unexpected:
             raise ValueError(f"{init}: its weights do not fit this config (unexpected {unexpected[:3]})")
         if missing:  # modules the config adds (e.g. vision.columns) start from their own init
