@@ -233,7 +233,8 @@ def resize_columns(weight: torch.Tensor, dim: int, columns: int) -> torch.Tensor
 
 def start_weights(model: DualEncoder, lexicon: Lexicon, init: Path | str | None) -> None:
     """Weights of a new run: a model directory's (`init`; modules its config lacks keep their own
-    initialisation), else fresh, with the text head whitened over the lexicon's words."""
+    initialisation, and a column head trained at another input width is carried to this one's columns),
+    else fresh, with the text head whitened over the lexicon's words."""
     if init:
         from .checkpoint import load_model_dir
 
