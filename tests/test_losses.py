@@ -69,3 +69,13 @@ def test_pcgrad_projects_conflicts_only():
     assert torch.allclose(total, torch.tensor([0.5, 1.5]))
     (agree,) = pcgrad([[torch.tensor([1.0, 0.0])], [torch.tensor([1.0, 1.0])]])
     assert torch.allclose(agree, torch.tensor([2.0, 1.0]))
+
+
+def test_distill_hand_computed():
+    """Teacher softmax (3/4, 1/4) against a uniform student: KL = 3/4 ln(3/2) + 1/4 ln(1/2); 0 when equal."""
+    from xmr_core.losses import distill_loss
+
+    teacher = torch.tensor([[math.log(3.0), 0.0]])
+    student = torch.tensor([[0.0, 0.0]])
+    assert distill_loss(student, teacher).item() == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5), abs=1e-6)
+    assert distill_loss(teacher + 7.0, teacher).item() == pytest.approx(0.0, abs=1e-6)

@@ -224,6 +224,42 @@ def test_top_distill_holds_a_trained_top_near_use_on_words_outside_the_lexicon(t
               tiny_lexicon)
 
 
+def test_teachers_pull_the_student_towards_their_averaged_answers(tiny_lexicon, fonts_ready, tmp_path):
+    """Two frozen teachers (one at another input size, fed resized ink maps): the same short run with the
+    distillation term ends nearer their averaged image->word distribution than without it, on renders
+    it never saw; the term is in the total, the run resumes exactly, and a weight without teachers is refused."""
+    from xmr_core.checkpoint import save_model_dir
+    from xmr_core.losses import distill_loss
+    from xmr_core.train import Teachers
+
+    dirs = []
+    for seed, size in ((11, (32, 128)), (12, (40, 160))):
+        torch.manual_seed(seed)
+        cfg = {**TINY_MODEL, "preprocess": {"height": size[0], "width": size[1], "pad": 2}}
+        dirs.append(str(save_model_dir(DualEncoder(ModelConfig.from_dict(cfg)).eval(), tiny_lexicon,
+                                       tmp_path / f"teacher{seed}")))
+    mcfg = ModelConfig.from_dict(TINY_MODEL)
+    base = dict(steps=24, concepts_per_batch=3, lr=3e-3, warmup=1, workers=0, threads=1, kinds={"font": 1.0},
+                ckpt_every=2, eval_every=1000, eval_concepts=0, seed=6, teachers=dirs, teacher_scale=20.0)
+    words = [c.word(lang) for c in tiny_lexicon for lang in LANGS]
+    data = render_eval_set(tiny_lexicon, mcfg.preprocess, split="train", per_word=2, seed=9)
+    x = torch.from_numpy(data.x)
+    target = 20.0 * Teachers(dirs, tiny_lexicon, words, torch.device("cpu")).cosines(x)
+    gap, hist = {}, []
+    for w in (0.0, 5.0):
+        model = load_model_dir(train(mcfg, TrainConfig(**base, teacher=w), tmp_path / str(w), tiny_lexicon,
+                                     progress=hist.append if w else None))[0]
+        with torch.no_grad():
+            gap[w] = distill_loss(20.0 * model.encode_image(x) @ model.encode_text(words).T, target).item()
+    assert gap[5.0] < 0.7 * gap[0.0], gap
+    assert hist[-1]["total"] == pytest.approx(hist[-1]["itc"] + 0.5 * hist[-1]["inv"] + hist[-1]["one_to_k"]
+                                              + 5.0 * hist[-1]["teacher"], rel=1e-3)
+    assert_resumes_exactly(mcfg, TrainConfig(**base, teacher=5.0), tiny_lexicon, tmp_path,
+                           load_model_dir(tmp_path / "5.0" / "model")[0])
+    with pytest.raises(ValueError, match="teachers"):
+        train(mcfg, TrainConfig(**{**base, "teachers": []}, teacher=1.0), tmp_path / "none", tiny_lexicon)
+
+
 def test_eval_set_in_capitals(tiny_lexicon, fonts_ready):
     pre = ModelConfig.from_dict(TINY_MODEL).preprocess
     lower = render_eval_set(tiny_lexicon, pre, split="train", per_word=1, seed=5)

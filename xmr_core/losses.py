@@ -56,6 +56,13 @@ def anchor_drift_loss(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (((out - ref) ** 2).sum(-1) / (ref ** 2).sum(-1).clamp(min=1e-12)).mean()
 
 
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al. 2015): KL(p_teacher || p_student) of the softmax of each row of
+    logits over the same candidates, averaged over rows; 0 when the two agree."""
+    p = F.softmax(teacher, dim=-1)
+    return (p * (F.log_softmax(teacher, dim=-1) - F.log_softmax(student, dim=-1))).sum(-1).mean()
+
+
 def phoc_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Spelling attributes (phoc.py): binary cross-entropy summed over attributes, per image, divided by
     the mean number of attributes an image has, so the value does not grow with the attribute count."""

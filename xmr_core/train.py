@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_model_dir
 from .lexicon import LANGS, Lexicon, load_lexicon
-from .losses import XMRLoss, anchor_drift_loss, pcgrad, phoc_loss
+from .losses import XMRLoss, anchor_drift_loss, distill_loss, pcgrad, phoc_loss
 from .model.config import ModelConfig
 from .model.dual import DualEncoder
 from .phoc import lexicon_phoc
@@ -48,6 +48,10 @@ class TrainConfig:
     top_distill: float = 0.0
     distill_words: int = 20000  # pool of USE vocabulary words it is measured on
     distill_batch: int = 512  # of them per step
+    # model directories whose averaged image->word cosines the student learns to match (distill_loss); [] = off
+    teachers: list = field(default_factory=list)
+    teacher: float = 0.0  # weight of that loss
+    teacher_scale: float = 20.0  # logit scale of both sides' cosines in it
     kinds: dict = field(default_factory=lambda: {"font": 0.7, "pen": 0.2, "canvas": 0.1})
     strength: float = 1.0  # distortion strength of the renderer
     cursive: float = 0.0  # share of pen and canvas renders written joined-up (running hand)
@@ -207,6 +211,35 @@ def drift_reference(model: DualEncoder, lexicon: Lexicon, cfg: TrainConfig) -> t
         return pooled, UseTop(model.text.base).to(pooled.device)(pooled)
 
 
+class Teachers:
+    """Frozen models (same lexicon) whose image->word cosines, averaged, are a distillation target: an
+    ensemble of models trained at other input sizes scores better than any one of them (docs/diagnosis.md),
+    and one student can learn its answers at one model's query cost. A teacher that reads another input size
+    gets the student's ink maps resized to its own."""
+
+    def __init__(self, dirs: list, lexicon: Lexicon, words: list[str], device: torch.device) -> None:
+        from .checkpoint import load_model_dir
+
+        self.models, self.texts = [], []
+        for d in dirs:
+            model, _, _ = load_model_dir(d, lexicon)
+            model.to(device).eval().requires_grad_(False)
+            with torch.no_grad():
+                self.texts.append(model.encode_text(words))
+            self.models.append(model)
+
+    @torch.no_grad()
+    def cosines(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) ink maps -> (N, words) mean cosine over the teachers."""
+        total = 0
+        for model, text in zip(self.models, self.texts):
+            p = model.cfg.preprocess
+            x = images if images.shape[-2:] == (p.height, p.width) else torch.nn.functional.interpolate(
+                images, size=(p.height, p.width), mode="bilinear", align_corners=False)
+            total = total + model.encode_image(x) @ text.T
+        return total / len(self.models)
+
+
 def resolve_device(name: str) -> torch.device:
     """The torch device for a config's `device`; a clear error for a GPU that is not there."""
     if name == "auto":
@@ -299,10 +332,13 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
         state = {"step": 0, "history": [], "seconds": 0.0}
         start_weights(model, lexicon, init)
     drift = drift_reference(model, lexicon, cfg) if cfg.top_distill else None
+    if cfg.teacher and not cfg.teachers:
+        raise ValueError("teacher > 0 needs teacher model directories in \"teachers\"")
     (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
     loss_fn = XMRLoss(cfg.itc, cfg.inv, cfg.one_to_k, cfg.margin)
     words = [c.word(lang) for c in lexicon for lang in cfg.langs]
     word_concept = torch.arange(len(lexicon), device=device).repeat_interleave(len(cfg.langs))
+    teachers = Teachers(cfg.teachers, lexicon, words, device) if cfg.teacher else None
     loader = DataLoader(BatchStream(lexicon, cfg, model_cfg.preprocess, state["step"]), batch_size=None,
                         num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
                         persistent_workers=False, pin_memory=device.type == "cuda")
@@ -333,8 +369,13 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
                                                                                       replace=False)).to(device)
             losses["drift"] = anchor_drift_loss(model.text.top(drift[0][pick]), drift[1][pick])
             losses["total"] = losses["total"] + cfg.top_distill * losses["drift"]
+        if teachers is not None:
+            losses["teacher"] = distill_loss(cfg.teacher_scale * img @ all_text.T,
+                                             cfg.teacher_scale * teachers.cosines(images))
+            losses["total"] = losses["total"] + cfg.teacher * losses["teacher"]
         opt.zero_grad(set_to_none=True)
-        backward(losses, {**loss_fn.w, "phoc": cfg.phoc, "drift": cfg.top_distill} if cfg.pcgrad else None, params)
+        backward(losses, {**loss_fn.w, "phoc": cfg.phoc, "drift": cfg.top_distill, "teacher": cfg.teacher}
+                 if cfg.pcgrad else None, params)
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         step += 1
