@@ -213,9 +213,10 @@ def drift_reference(model: DualEncoder, lexicon: Lexicon, cfg: TrainConfig) -> t
 
 class Teachers:
     """Frozen models (same lexicon) whose image->word cosines, averaged, are a distillation target: an
-    ensemble of models trained at other input sizes scores better than any one of them (docs/diagnosis.md),
-    and one student can learn its answers at one model's query cost. A teacher that reads another input size
-    gets the student's ink maps resized to its own."""
+    ensemble of models trained at other input sizes scores better than any one of them, and distilling it
+    aims at its answers for one model's query cost (not reached in the one A/B so far: docs/diagnosis.md,
+    "Two input sizes together"). A teacher that reads another input size gets the student's ink maps resized
+    to its own."""
 
     def __init__(self, dirs: list, lexicon: Lexicon, words: list[str], device: torch.device) -> None:
         from .checkpoint import load_model_dir
