@@ -60,7 +60,7 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Knowledge distillation (Hinton et al. 2015): KL(p_teacher || p_student) of the softmax of each row of
     logits over the same candidates, averaged over rows; 0 when the two agree."""
     p = F.softmax(teacher, dim=-1)
-    return (p * (F.log_softmax(teacher, dim=-1) - F.log_softmax(student, dim=-1))).sum(-1).mean()
+    return _soft_ce(student, p) - _soft_ce(teacher, p)
 
 
 def phoc_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

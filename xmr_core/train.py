@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from .checkpoint import load_checkpoint, save_checkpoint, save_model_dir
+from .checkpoint import load_checkpoint, load_model_dir, save_checkpoint, save_model_dir
 from .lexicon import LANGS, Lexicon, load_lexicon
 from .losses import XMRLoss, anchor_drift_loss, distill_loss, pcgrad, phoc_loss
 from .model.config import ModelConfig
@@ -219,8 +219,6 @@ class Teachers:
     to its own."""
 
     def __init__(self, dirs: list, lexicon: Lexicon, words: list[str], device: torch.device) -> None:
-        from .checkpoint import load_model_dir
-
         self.models, self.texts = [], []
         for d in dirs:
             model, _, _ = load_model_dir(d, lexicon)
@@ -270,8 +268,6 @@ def start_weights(model: DualEncoder, lexicon: Lexicon, init: Path | str | None)
     initialisation, and a column head trained at another input width is carried to this one's columns),
     else fresh, with the text head whitened over the lexicon's words."""
     if init:
-        from .checkpoint import load_model_dir
-
         start, _, _ = load_model_dir(init)  # its weights do not depend on the lexicon
         weights = start.state_dict()
         head = getattr(model.visual, "columns", None)
@@ -309,6 +305,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
 
     `init` starts a new run (step 0, fresh schedule) from a model directory's weights (same
     architecture), as fine-tuning does; an existing checkpoint in `out` always takes precedence."""
+    if cfg.teacher and not cfg.teachers:
+        raise ValueError("teacher > 0 needs teacher model directories in \"teachers\"")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lexicon = lexicon or load_lexicon()
@@ -333,8 +331,6 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
         state = {"step": 0, "history": [], "seconds": 0.0}
         start_weights(model, lexicon, init)
     drift = drift_reference(model, lexicon, cfg) if cfg.top_distill else None
-    if cfg.teacher and not cfg.teachers:
-        raise ValueError("teacher > 0 needs teacher model directories in \"teachers\"")
     (out / "train_config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=2))
     loss_fn = XMRLoss(cfg.itc, cfg.inv, cfg.one_to_k, cfg.margin)
     words = [c.word(lang) for c in lexicon for lang in cfg.langs]
