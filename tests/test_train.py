@@ -329,6 +329,36 @@ def test_a_batch_depends_only_on_seed_and_step(tiny_lexicon, fonts_ready):
         assert other[0].shape != x.shape or not torch.allclose(other[0], x)
 
 
+def test_refit_puts_the_word_at_other_sizes_and_proportions_in_the_box(tiny_lexicon, fonts_ready):
+    from xmr_core.preprocess import PreprocessConfig, preprocess
+    from xmr_core.render import SyntheticWords
+    from xmr_core.train import BatchStream, refit
+
+    pre = PreprocessConfig(48, 192, 3)
+    image = SyntheticWords(tiny_lexicon, "train", seed=0).sample(tiny_lexicon.ids()[0], "en", np.random.default_rng(0)).image
+
+    def box(x):  # ink bounding box in the model's input
+        ys, xs = np.nonzero(x[0] > 0.05)
+        return ys.min(), ys.max(), xs.min(), xs.max()
+
+    def fills(x):  # preprocess scales the ink until it spans the box, less its pad, in height or width
+        y0, y1, x0, x1 = box(x)
+        return y1 - y0 >= pre.height - 2 * pre.pad - 3 or x1 - x0 >= pre.width - 2 * pre.pad - 3
+
+    plain = preprocess(image, pre)
+    outs = [refit(image, pre, np.random.default_rng(i)) for i in range(12)]
+    assert all(x.shape == plain.shape and x.dtype == np.float32 for x in outs)
+    assert fills(plain) and not all(fills(x) for x in outs)  # some are smaller in the box
+    assert len({box(x) for x in outs}) > 3  # sizes and proportions vary from draw to draw
+    assert np.array_equal(refit(image, pre, np.random.default_rng(5)), outs[5])  # deterministic for a seed
+    # in training, a share `rescale` of the synthetic inputs is refit; a batch still depends only on seed and step
+    stream = lambda r: BatchStream(tiny_lexicon, TrainConfig(concepts_per_batch=4, rescale=r), pre, 2)  # noqa: E731
+    x, _, _ = next(iter(stream(1.0)))
+    assert torch.equal(x, next(iter(stream(1.0)))[0])
+    assert all(fills(xi.numpy()) for xi in next(iter(stream(0.0)))[0])
+    assert not all(fills(xi.numpy()) for xi in x)
+
+
 def test_a_config_extends_another_key_by_key(tmp_path):
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "a.json").write_text(json.dumps(

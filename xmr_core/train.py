@@ -24,7 +24,7 @@ from .losses import XMRLoss, anchor_drift_loss, distill_loss, pcgrad, phoc_loss
 from .model.config import ModelConfig
 from .model.dual import DualEncoder
 from .phoc import lexicon_phoc
-from .preprocess import PreprocessConfig, preprocess
+from .preprocess import PreprocessConfig, crop_to_ink, fit, ink_map, open_image, preprocess, to_gray
 from .render import MissingGlyph, SyntheticWords
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class TrainConfig:
     cursive: float = 0.0  # share of pen and canvas renders written joined-up (running hand)
     abbreviate: float = 0.0  # most Chinese strokes such a running hand leaves out (a share per render)
     cases: dict = field(default_factory=lambda: {"lower": 1.0})  # letter case of Latin words, e.g. title/upper too
+    rescale: float = 0.0  # share of synthetic inputs refit at a random pad and width stretch (see refit)
     # sampling weight per source (font file or stroke set, named as `xmr eval` names styles); others 1
     source_weights: dict = field(default_factory=dict)
     seed: int = 0
@@ -149,6 +150,20 @@ def jitter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.warpAffine(x[0], m, (w, h), flags=cv2.INTER_LINEAR)[None]
 
 
+def refit(image, pre: PreprocessConfig, rng: np.random.Generator, stretch: float = 1.25) -> np.ndarray:
+    """`preprocess` with the ink stretched in width by a random factor in [1/stretch, stretch] and fit at
+    a random pad in [1, 2 x pad]: the word at other sizes and proportions in the input box than the one
+    `preprocess` gives every image of it."""
+    import cv2
+
+    ink = crop_to_ink(ink_map(to_gray(open_image(image))))
+    f = math.exp(rng.uniform(-math.log(stretch), math.log(stretch)))
+    h, w = ink.shape
+    ink = cv2.resize(ink, (max(1, int(round(w * f))), h), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    pad = int(rng.integers(1, 2 * max(pre.pad, 1) + 1))
+    return fit(ink, PreprocessConfig(pre.height, pre.width, pad))[None]
+
+
 def make_batch(ds: SyntheticWords, cfg: TrainConfig, pre: PreprocessConfig, step: int, labelled=None):
     rng = np.random.default_rng([cfg.seed, step])
     n = len(ds.lexicon)
@@ -167,7 +182,8 @@ def make_batch(ds: SyntheticWords, cfg: TrainConfig, pre: PreprocessConfig, step
         cid = ds.lexicon.concepts[ci].concept_id
         for li, lang in enumerate(cfg.langs):
             try:
-                x = preprocess(ds.sample(cid, lang, rng).image, pre)
+                image = ds.sample(cid, lang, rng).image
+                x = refit(image, pre, rng) if cfg.rescale and rng.random() < cfg.rescale else preprocess(image, pre)
             except (MissingGlyph, ValueError):
                 continue
             xs.append(x)
