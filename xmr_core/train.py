@@ -153,7 +153,8 @@ def jitter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def refit(image, pre: PreprocessConfig, rng: np.random.Generator, stretch: float = 1.25) -> np.ndarray:
     """`preprocess` with the ink stretched in width by a random factor in [1/stretch, stretch] and fit at
     a random pad in [1, 2 x pad]: the word at other sizes and proportions in the input box than the one
-    `preprocess` gives every image of it."""
+    `preprocess` gives every image of it. (One A/B from the bundled model, half the inputs refit: no gain;
+    docs/diagnosis.md, "Two views of one image".)"""
     import cv2
 
     ink = crop_to_ink(ink_map(to_gray(open_image(image))))
