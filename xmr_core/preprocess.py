@@ -186,8 +186,12 @@ def preprocess(src: ImageInput, cfg: PreprocessConfig | dict | None = None) -> n
 
     Raises ValueError with a message fit for a person when the input is unreadable or blank."""
     cfg = PreprocessConfig.from_dict(cfg)
-    ink = ink_map(to_gray(open_image(src)))
-    return fit(crop_to_ink(ink), cfg)[None]
+    return fit(word_ink(src), cfg)[None]
+
+
+def word_ink(src: ImageInput) -> np.ndarray:
+    """The image's ink intensity (float32, H x W) cropped to the ink: what `fit` scales into the input box."""
+    return crop_to_ink(ink_map(to_gray(open_image(src))))
 
 
 def to_preview(x: np.ndarray) -> Image.Image:

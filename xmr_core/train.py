@@ -24,7 +24,7 @@ from .losses import XMRLoss, anchor_drift_loss, distill_loss, pcgrad, phoc_loss
 from .model.config import ModelConfig
 from .model.dual import DualEncoder
 from .phoc import lexicon_phoc
-from .preprocess import PreprocessConfig, crop_to_ink, fit, ink_map, open_image, preprocess, to_gray
+from .preprocess import PreprocessConfig, fit, preprocess, word_ink
 from .render import MissingGlyph, SyntheticWords
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def refit(image, pre: PreprocessConfig, rng: np.random.Generator, stretch: float
     docs/diagnosis.md, "Two views of one image".)"""
     import cv2
 
-    ink = crop_to_ink(ink_map(to_gray(open_image(image))))
+    ink = word_ink(image)
     f = math.exp(rng.uniform(-math.log(stretch), math.log(stretch)))
     h, w = ink.shape
     ink = cv2.resize(ink, (max(1, int(round(w * f))), h), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
