@@ -351,6 +351,8 @@ def test_refit_puts_the_word_at_other_sizes_and_proportions_in_the_box(tiny_lexi
     assert fills(plain) and not all(fills(x) for x in outs)  # some are smaller in the box
     assert len({box(x) for x in outs}) > 3  # sizes and proportions vary from draw to draw
     assert np.array_equal(refit(image, pre, np.random.default_rng(5)), outs[5])  # deterministic for a seed
+    small = PreprocessConfig(16, 64, 3)  # twice its pad would not fit this box: the pad stays within what it allows
+    assert all(refit(image, small, np.random.default_rng(i)).shape == (1, 16, 64) for i in range(30))
     # in training, a share `rescale` of the synthetic inputs is refit; a batch still depends only on seed and step
     stream = lambda r: BatchStream(tiny_lexicon, TrainConfig(concepts_per_batch=4, rescale=r), pre, 2)  # noqa: E731
     x, _, _ = next(iter(stream(1.0)))

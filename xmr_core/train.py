@@ -152,7 +152,7 @@ def jitter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def refit(image, pre: PreprocessConfig, rng: np.random.Generator, stretch: float = 1.25) -> np.ndarray:
     """`preprocess` with the ink stretched in width by a random factor in [1/stretch, stretch] and fit at
-    a random pad in [1, 2 x pad]: the word at other sizes and proportions in the input box than the one
+    a random pad in [1, 2 x pad] (at most what PreprocessConfig allows the box): the word at other sizes and proportions in the input box than the one
     `preprocess` gives every image of it. (One A/B from the bundled model, half the inputs refit: no gain;
     docs/diagnosis.md, "Two views of one image".)"""
     import cv2
@@ -161,7 +161,7 @@ def refit(image, pre: PreprocessConfig, rng: np.random.Generator, stretch: float
     f = math.exp(rng.uniform(-math.log(stretch), math.log(stretch)))
     h, w = ink.shape
     ink = cv2.resize(ink, (max(1, int(round(w * f))), h), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-    pad = int(rng.integers(1, 2 * max(pre.pad, 1) + 1))
+    pad = int(rng.integers(1, min(2 * max(pre.pad, 1), min(pre.height, pre.width) // 4 - 1) + 1))
     return fit(ink, PreprocessConfig(pre.height, pre.width, pad))[None]
 
 
