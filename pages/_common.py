@@ -26,11 +26,25 @@ def routed(page_file: str) -> None:
 
 
 def engine_or_stop():
+    """The engine, or a message saying why there is none and what to do (never a traceback)."""
     if not model_available():
         st.warning("No model is installed yet: the bundled default model (assets/models/default) is missing. "
                    "Train one with `xmr train --config configs/default.json --out runs/default`.")
         st.stop()
-    return get_engine()
+    try:
+        return get_engine()
+    except Exception as exc:  # a bad model or a damaged store must not take every page down
+        st.error(f"The search engine could not start: {type(exc).__name__}: {exc}")
+        st.page_link("pages/models.py", label="Open Models to roll back or activate another model", icon="🧠")
+        st.stop()
+
+
+def md(text: str) -> str:
+    """User text made safe to show inside markdown: shown as typed, never as links, images or formatting."""
+    out = []
+    for ch in str(text):
+        out.append("\\" + ch if ch in "\\`*_{}[]<>()#+-.!|~$:" else ch)
+    return "".join(out)
 
 
 def show_hits(hits, by_script: bool, columns: int = 5) -> None:
@@ -47,6 +61,9 @@ def show_hits(hits, by_script: bool, columns: int = 5) -> None:
         cols = st.columns(columns)
         for i, h in enumerate(group):
             with cols[i % columns]:
-                st.image(str(h.path), width="stretch")
-                words = " · ".join(h.words.values()) if h.words else "unlabelled"
+                if h.missing:
+                    st.warning(f"Image file of item {h.item_id} is missing (run `xmr doctor`).")
+                else:
+                    st.image(str(h.path), width="stretch")
+                words = " · ".join(md(w) for w in h.words.values()) if h.words else "unlabelled"
                 st.caption(f"**{LANG_NAMES.get(h.lang or '', '?')}** · {words} · score {h.score:.3f}")

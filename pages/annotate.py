@@ -1,8 +1,11 @@
 """Annotate: label new samples into the fine-tune queue; manage the queue."""
 
+import hashlib
+
+import numpy as np
 import streamlit as st
 
-from pages._common import LANG_NAMES, engine_or_stop, routed
+from pages._common import LANG_NAMES, engine_or_stop, md, routed
 from xmr_core.annotate import create_concept, export_manifest, save_annotation, suggest
 
 routed(__file__)
@@ -32,15 +35,20 @@ if sample is not None:
         st.error(str(exc))
         top = []
     if top:
+        # every widget about this sample is keyed by its content: a new sample starts from its own
+        # suggestions, never from the previous sample's choices
+        raw = sample.tobytes() if isinstance(sample, np.ndarray) else sample
+        tag = hashlib.sha256(raw).hexdigest()[:12]
         options = [c for c, _, _ in top]
         st.markdown("The model suggests:")
-        choice = st.radio("Concept", options, key="annotate_choice",
+        choice = st.radio("Concept", options, key=f"annotate_choice_{tag}",
                           format_func=lambda c: f"{fmt(c)} ({dict((x, s) for x, _, s in top)[c]:.2f})")
         other = st.selectbox("...or another concept (search by any of its words)", [""] + eng.lexicon.ids(),
-                             format_func=lambda c: fmt(c) if c else "", key="annotate_other")
-        guess = dict((c, lg) for c, lg, _ in top).get(choice, "en")
-        lang = st.radio("Script of the sample", list(LANG_NAMES), format_func=LANG_NAMES.get, horizontal=True,
-                        index=list(LANG_NAMES).index(guess), key="annotate_lang")
+                             format_func=lambda c: fmt(c) if c else "", key=f"annotate_other_{tag}")
+        guess = top[0][1]  # the script of the word the image matches best
+        lang = st.radio(f"Script of the sample (looks like {LANG_NAMES[guess]})", list(LANG_NAMES),
+                        format_func=LANG_NAMES.get, horizontal=True, index=list(LANG_NAMES).index(guess),
+                        key=f"annotate_lang_{tag}")
         author = st.text_input("Your name (optional)", key="annotate_author")
         if st.button("Save to the fine-tune queue", type="primary", key="annotate_save"):
             try:
@@ -64,15 +72,21 @@ with st.expander("Create a new concept"):
 st.subheader("Fine-tune queue")
 queue = eng.store.list_annotations()
 st.caption(f"{len(queue)} samples")
+ids = eng.lexicon.ids()
 for a in queue[:60]:
-    cols = st.columns([1, 3, 2, 1])
+    cols = st.columns([1, 3, 3, 1])
     cols[0].image(str(eng.store.root / a["path"]), width=120)
-    cols[1].write(f"{fmt(a['concept_id'])} · {LANG_NAMES[a['lang']]}" + (f" · by {a['author']}" if a["author"] else ""))
-    new = cols[2].selectbox("Relabel", [""] + eng.lexicon.ids(), format_func=lambda c: fmt(c) if c else "",
-                            key=f"annotate_relabel_{a['id']}", label_visibility="collapsed")
-    if new:
-        eng.store.relabel_annotation(a["id"], new, a["lang"])
-        st.rerun()
+    cols[1].write(f"{md(fmt(a['concept_id']))} · {LANG_NAMES[a['lang']]}"
+                  + (f" · by {md(a['author'])}" if a["author"] else ""))
+    with cols[2].popover("Relabel"), st.form(f"annotate_relabel_{a['id']}", border=False):
+        # a form: the new label is applied once, when its button is pressed, not on every rerun
+        concept = st.selectbox("Concept", ids, index=ids.index(a["concept_id"]) if a["concept_id"] in ids else 0,
+                               format_func=fmt, key=f"annotate_relabel_concept_{a['id']}")
+        script = st.radio("Script", list(LANG_NAMES), index=list(LANG_NAMES).index(a["lang"]),
+                          format_func=LANG_NAMES.get, horizontal=True, key=f"annotate_relabel_lang_{a['id']}")
+        if st.form_submit_button("Apply"):
+            eng.store.relabel_annotation(a["id"], concept, script)
+            st.rerun()
     if cols[3].button("Delete", key=f"annotate_delete_{a['id']}"):
         eng.store.delete_annotation(a["id"])
         st.rerun()

@@ -34,13 +34,16 @@ except ValueError as exc:
     st.stop()
 event = st.plotly_chart(embedding_figure(df, color), key="explore_chart", on_select="rerun",
                         selection_mode=("points", "box", "lasso"))
-paths = [p["customdata"][0] for p in (event.selection.points if event else []) if p.get("customdata")]
-paths = [p for p in paths if p][:20]
-if paths:
-    st.caption(f"{len(paths)} selected images (click, box or lasso on the map)")
+# the browser sends back item ids only; the store says which file each is (a forged event gets nothing)
+selected = eng.selected_items([p.get("customdata") for p in (event.selection.points if event else [])])[:20]
+if selected:
+    st.caption(f"{len(selected)} selected images (click, box or lasso on the map)")
     cols = st.columns(5)
-    for i, path in enumerate(paths):
-        cols[i % 5].image(path, width="stretch")
+    for i, it in enumerate(selected):
+        if it.path.exists():
+            cols[i % 5].image(str(it.path), width="stretch")
+        else:
+            cols[i % 5].warning(f"item {it.id}: image file missing")
 else:
     st.caption("Hover a point for its word; click, box or lasso points to see their images.")
 left, right = st.columns(2)

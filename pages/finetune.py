@@ -1,14 +1,12 @@
 """Fine-tune: train on the annotation queue in a separate process; compare; promote or discard."""
 
-import shutil
 from collections import Counter
-from pathlib import Path
 
 import streamlit as st
 
 from pages._common import LANG_NAMES, engine_or_stop, routed
 from xmr_core.jobs import refresh_dead_jobs, start_job
-from xmr_core.registry import promote
+from xmr_core.registry import discard_model, promote
 
 PARTS = {"val_fonts": "held-out fonts", "queue_heldout": "held-out part of the queue"}
 METRICS = {"within_acc@1": "within a script", "cross_acc@1": "across scripts"}
@@ -80,8 +78,10 @@ def job_panel() -> None:
             except (ValueError, RuntimeError) as exc:
                 st.error(str(exc))
         if b2.button("Discard", key="finetune_discard"):
-            shutil.rmtree(Path(res["model_dir"]).parent, ignore_errors=True)
-            st.success("Discarded.")
+            try:
+                st.success(f"Discarded {discard_model(eng.store, res['model_dir']).name}.")
+            except (ValueError, OSError) as exc:
+                st.error(str(exc))
 
 
 job_panel()

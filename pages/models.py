@@ -1,14 +1,17 @@
-"""Models: the registry with each model's metrics and size; activate or roll back."""
+"""Models: the registry with each model's metrics and size; activate or roll back.
+
+Works from the store alone, so a model that fails to load can always be rolled back here."""
 
 import streamlit as st
 
-from pages._common import engine_or_stop, routed
-from xmr_core.registry import activate, list_models, rollback
+from pages._common import get_engine, routed
+from xmr_core.registry import activate, active_model_dir, list_models, rollback
+from xmr_core.service import open_store
 
 routed(__file__)
 st.title("Models")
-eng = engine_or_stop()
-models = list_models(eng.store)
+store = open_store()
+models = list_models(store)
 rows = []
 for m in models:
     val = m["metrics"].get("val", {})
@@ -21,18 +24,18 @@ for m in models:
                  "R/D": round(val.get("rd_ratio", {}).get("all", float("nan")), 3),
                  "latency ms": round(fast.get("latency_ms_p50", float("nan")), 2)})
 st.dataframe(rows, hide_index=True)
-st.caption(f"Active: {eng.model_dir.name}, inference path {eng.fast_path} (metrics on the held-out `val` fonts; "
+st.caption(f"Active: {active_model_dir(store)} (metrics on the held-out `val` fonts; "
            "latency is preprocess + embed of one image on one thread).")
 names = [m["name"] for m in models]
 choice = st.selectbox("Model", names, key="models_choice")
 c1, c2 = st.columns(2)
 if c1.button("Activate", key="models_activate"):
-    activate(eng.store, next(m["path"] for m in models if m["name"] == choice))
-    st.cache_resource.clear()
+    activate(store, next(m["path"] for m in models if m["name"] == choice))
+    get_engine.clear()
     st.success(f"{choice} is active; the index is rebuilt for it on next use.")
 if c2.button("Roll back", key="models_rollback"):
     try:
-        st.success(f"rolled back to {rollback(eng.store).name}")
-        st.cache_resource.clear()
+        st.success(f"rolled back to {rollback(store).name}")
+        get_engine.clear()
     except ValueError as exc:
         st.error(str(exc))

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._common import LANG_NAMES, engine_or_stop, routed, show_hits
+from pages._common import LANG_NAMES, engine_or_stop, md, routed, show_hits
 from xmr_core.preprocess import to_preview
 
 routed(__file__)
@@ -50,12 +50,12 @@ if query is not None:
 if "search_last" in st.session_state:
     hits, info = st.session_state["search_last"]
     if info.kind == "text":
-        st.markdown(f"Query **{info.text}** · detected language: **{LANG_NAMES.get(info.detected_lang, 'other')}**")
+        st.markdown(f"Query **{md(info.text)}** · detected language: **{LANG_NAMES.get(info.detected_lang, 'other')}**")
     else:
         cols = st.columns([3, 1] if show_view else [1])
         with cols[0]:
             st.markdown("Recognised as: " + " · ".join(
-                f"**{LANG_NAMES[lg]}** " + ", ".join(f"{w} ({s:.2f})" for _, w, s in info.recognized[lg][:3])
+                f"**{LANG_NAMES[lg]}** " + ", ".join(f"{md(w)} ({s:.2f})" for _, w, s in info.recognized[lg][:3])
                 for lg in info.recognized))
         if show_view and info.preview is not None:
             with cols[1]:

@@ -67,11 +67,36 @@ def test_save_load_checks_record(tmp_path, approx):
     idx = VectorIndex.build(ids, v, 32, IndexConfig(exact_limit=100 if approx else 10_000))
     rec = {"model_id": "m1", "count": 300, "checksum": "abc"}
     idx.save(tmp_path / "i.faiss", rec)
-    back = load_index(tmp_path / "i.faiss", rec)
-    assert back.approximate == approx
+    back, got = load_index(tmp_path / "i.faiss", {"model_id": "m1"})
+    assert back.approximate == approx and got["count"] == 300
     assert (back.search(v[:3], 4)[1] == idx.search(v[:3], 4)[1]).all()
-    with pytest.raises(ValueError, match="stale"):
-        load_index(tmp_path / "i.faiss", {**rec, "count": 301})
+    assert (back.ids() == np.sort(ids)).all()
+    with pytest.raises(ValueError, match="another state"):
+        load_index(tmp_path / "i.faiss", {"model_id": "m2"})
     (tmp_path / "i.faiss").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="damaged"):
         load_index(tmp_path / "i.faiss", rec)
+
+
+@pytest.mark.parametrize("approx", [False, True])
+def test_a_garbled_body_is_refused(tmp_path, approx):
+    """Bytes flipped inside the vectors keep FAISS's header valid: only the checksum of the content tells."""
+    ids, v = _data(300)
+    VectorIndex.build(ids, v, 32, IndexConfig(exact_limit=100 if approx else 10_000)).save(tmp_path / "i.faiss", {})
+    raw = bytearray((tmp_path / "i.faiss").read_bytes())
+    mid = len(raw) // 2
+    raw[mid:mid + 64] = b"\x7f" * 64  # floats of about 3e38 in the middle of the data
+    (tmp_path / "i.faiss").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="damaged"):
+        load_index(tmp_path / "i.faiss", {})
+
+
+def test_an_id_given_twice_is_held_once():
+    ids, v = _data(10)
+    idx = VectorIndex(32)
+    idx.add(np.array([3, 3, 3, 4]), v[:4])
+    assert len(idx) == 2 and idx.ids().tolist() == [3, 4]
+    _, got = idx.search(v[2:3], 2)  # the last vector given for id 3 is the one kept
+    assert got[0][0] == 3
+    idx.add(np.array([4]), v[5:6])
+    assert len(idx) == 2

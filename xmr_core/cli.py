@@ -269,6 +269,23 @@ def _cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import check, restore
+    from .paths import data_dir
+
+    root = args.data or data_dir()
+    if args.restore:
+        used = restore(root, args.backup)
+        print(f"restored the store from {used}")
+    rep = check(root, fix=args.fix, grace_s=args.grace)
+    for line in rep.fixed:
+        print(f"fixed: {line}")
+    for line in rep.problems:
+        print(f"problem: {line}")
+    print("healthy" if rep.healthy else f"{len(rep.problems)} problems")
+    return 0 if rep.healthy else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import build_demo
 
@@ -334,6 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     ri = sub.add_parser("reindex", help="embed missing items and rebuild the index")
     data_args(ri)
     ri.set_defaults(func=_cmd_reindex)
+
+    dr = sub.add_parser("doctor", help="check the data folder; --fix repairs, --restore puts the latest backup back")
+    dr.add_argument("--data", help="data folder (default: $XMR_DATA or ./data)")
+    dr.add_argument("--fix", action="store_true", help="remove orphan image files, delete damaged indexes")
+    dr.add_argument("--restore", action="store_true", help="replace the store with its newest backup first")
+    dr.add_argument("--backup", help="with --restore: this backup file instead of the newest")
+    dr.add_argument("--grace", type=float, default=3600.0, help="seconds an orphan file must be old to be removed")
+    dr.set_defaults(func=_cmd_doctor)
 
     dm = sub.add_parser("demo", help="build the demo collection (renders of held-out fonts)")
     dm.add_argument("--concepts", type=int, default=300)

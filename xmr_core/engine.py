@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
 import threading
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -22,7 +24,7 @@ from .lexicon import LANGS, Concept, Lexicon, is_han, normalize_word
 from .paths import data_dir as default_data_dir
 from .preprocess import ImageInput, open_image, preprocess, to_gray
 from .registry import active_model_dir, model_id
-from .store import Item, Store
+from .store import Item, Store, ids_checksum
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class Hit:
     words: dict[str, str] | None  # the concept's zh/en/es words, when labelled
     bbox: tuple[int, int, int, int] | None
     page_sha256: str
+    missing: bool = False  # the image file is gone from the data folder (`xmr doctor` finds these)
 
 
 @dataclass
@@ -88,7 +91,10 @@ def validate_query_text(text: str) -> str:
 
 
 class Engine:
-    """Model + store + index for one data folder. Thread-safe for searches; writes are serialised."""
+    """Model + store + index for one data folder. Thread-safe for searches; writes are serialised, also
+    across processes: the index is changed and saved only under a file lock, after catching up by id
+    with what the store holds (`_sync_index`), so any interleaving of writers leaves it exact, and a
+    long-running engine picks up what other processes added before it answers a query."""
 
     def __init__(self, data: Path | str | None = None, model_dir: Path | str | None = None,
                  index_cfg: IndexConfig | None = None, progress: Progress | None = None,
@@ -101,13 +107,17 @@ class Engine:
         fast = load_fast_path(self.model_dir, torch.get_num_threads()) if fast_path else None
         self.fast_path, self.fast = fast if fast else ("torch", None)
         self.model_id = model_id(self.model_dir) + ("-int8" if self.fast_path == "int8" else "")
+        # a fine-tuned model's lexicon already holds the user concepts it was trained with
         self.lexicon = base_lexicon.with_concepts(
-            Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in self.store.list_concepts())
+            Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in self.store.list_concepts()
+            if c["concept_id"] not in base_lexicon)
         self.pre = self.model.cfg.preprocess
         self.index_cfg = index_cfg or IndexConfig()
         self.fusion = fusion  # None: the index holds image embeddings only
         self._lock = threading.RLock()
         self._anchors: dict[str, np.ndarray] = {}
+        self._synced = -1  # the store version the index last caught up with
+        self._allowed: dict[tuple, np.ndarray] = {}  # search filters at self._synced
         self.index = self._open_index(progress)
 
     # ------------------------------------------------------------------ embedding
@@ -131,10 +141,26 @@ class Engine:
     def _index_path(self) -> Path:
         return self.store.root / "index" / f"{self.model_id}.faiss"
 
-    def _record(self) -> dict:
-        count, checksum = self.store.state_checksum(self.model_id)
-        return {"model_id": self.model_id, "count": count, "checksum": checksum,
-                "fusion": asdict(self.fusion) if self.fusion else None}
+    def _made_by(self) -> dict:
+        """What the index file must have been made by to be usable for this engine."""
+        return {"model_id": self.model_id, "fusion": asdict(self.fusion) if self.fusion else None}
+
+    @contextmanager
+    def _index_lock(self):
+        """This engine's threads and every other process writing this model's index, one at a time."""
+        with self._lock:
+            path = self._index_path().with_suffix(".lock")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _save_index(self) -> None:
+        count, checksum = ids_checksum(self.index.ids())
+        self.index.save(self._index_path(), {**self._made_by(), "count": count, "checksum": checksum})
 
     def _index_vectors(self, ids: np.ndarray, vecs: np.ndarray, labels: dict[int, str] | None = None) -> np.ndarray:
         """What the index holds for these items: with fusion on, labelled items' embeddings fused
@@ -155,11 +181,16 @@ class Engine:
         missing = self.store.items_missing_embedding(self.model_id)
         if missing:
             self._embed_items(missing, progress)
-        try:
-            return load_index(self._index_path(), self._record())
-        except ValueError as exc:
-            log.info("rebuilding the index: %s", exc)
-            return self._rebuild_index()
+        with self._index_lock():
+            try:
+                self.index, rec = load_index(self._index_path(), self._made_by())
+                if (rec.get("count"), rec.get("checksum")) != ids_checksum(self.index.ids()):
+                    raise ValueError("index file is damaged: the ids it holds are not those of its record")
+            except ValueError as exc:
+                log.info("rebuilding the index: %s", exc)
+                self.index = self._rebuild_index()
+            self._sync_index()
+        return self.index
 
     def _embed_items(self, items: list[Item], progress: Progress | None = None, batch: int = 256) -> None:
         for start in range(0, len(items), batch):
@@ -180,14 +211,40 @@ class Engine:
         ids, vecs = self.store.embeddings(self.model_id)
         vecs = self._index_vectors(ids, vecs) if len(ids) else np.zeros((0, self.model.cfg.embed_dim), np.float32)
         idx = VectorIndex.build(ids, vecs, self.model.cfg.embed_dim, self.index_cfg)
-        idx.save(self._index_path(), self._record())
+        self.index = idx
+        self._save_index()
         return idx
+
+    def _sync_index(self) -> bool:
+        """Bring the index to exactly the store's items embedded by this model (adding what others
+        added, dropping what they removed) and save it if it changed. Call under `_index_lock`."""
+        version = self.store.version()  # read first: a change after it is caught by the next sync
+        want, have = self.store.embedded_ids(self.model_id), self.index.ids()
+        new, gone = np.setdiff1d(want, have), np.setdiff1d(have, want)
+        if len(gone):
+            self.index.remove(gone)
+        if len(new):
+            ids, vecs = self.store.embeddings(self.model_id, new.tolist())
+            if len(ids):
+                self.index.add(ids, self._index_vectors(ids, vecs, self.store.labels(ids.tolist())))
+        changed = bool(len(new) or len(gone))
+        if changed or not self._index_path().exists():
+            self._save_index()
+        self._synced, self._allowed = version, {}
+        return changed
+
+    def refresh(self) -> None:
+        """Catch up with changes other processes made to the store since the last look (cheap when none)."""
+        if self.store.version() != self._synced:
+            with self._index_lock():
+                self._sync_index()
 
     def reindex(self, progress: Progress | None = None) -> int:
         """Embed any item lacking this model's embedding and rebuild the index from the store."""
-        with self._lock:
+        with self._index_lock():
             self._embed_items(self.store.items_missing_embedding(self.model_id), progress)
-            self.index = self._rebuild_index()
+            self._rebuild_index()
+            self._sync_index()
             return len(self.index)
 
     # ------------------------------------------------------------------ queries
@@ -230,8 +287,11 @@ class Engine:
             t = validate_query_text(text)
             q = self.embed_text([t])[0]
             info = QueryInfo("text", text=t, detected_lang=detect_language(t, self.lexicon))
-        allowed = self._allowed_ids(languages, collection)
+        if collection is not None:
+            self.check_collection(collection)
+        self.refresh()
         with self._lock:
+            allowed = self._allowed_ids(languages, collection)
             scores, ids = self.index.search(q[None], int(k), allowed=allowed)
         items = self.store.get_items([int(i) for i in ids[0] if i >= 0])
         hits = []
@@ -244,12 +304,27 @@ class Engine:
                 c = self.lexicon.get(it.concept_id)
                 words = {lang: c.word(lang) for lang in LANGS}
             hits.append(Hit(it.id, float(s), it.path, it.collection, it.concept_id, it.lang, words, it.bbox,
-                            it.page_sha256))
+                            it.page_sha256, missing=not it.path.exists()))
         return hits, info
 
+    def check_collection(self, name: str) -> None:
+        """ValueError naming the collections there are, when `name` is not one of them."""
+        names = [c["name"] for c in self.store.list_collections()]
+        if name not in names:
+            have = ", ".join(names) if names else "none yet"
+            raise ValueError(f"no collection named {name!r} (collections: {have}); add images with "
+                             "`xmr add NAME FILES` or build the demo collection with `xmr demo`")
+
     def _allowed_ids(self, languages: list[str], collection: str | None) -> np.ndarray | None:
+        """The item ids a filtered search may return, cached until the store changes."""
         if set(languages) == set(LANGS) and collection is None:
             return None
+        key = (tuple(sorted(languages)), collection)
+        if key not in self._allowed:
+            self._allowed[key] = self._query_allowed(languages, collection)
+        return self._allowed[key]
+
+    def _query_allowed(self, languages: list[str], collection: str | None) -> np.ndarray:
         where, args = [], []
         if collection:
             where.append("c.name = ?")
@@ -301,12 +376,10 @@ class Engine:
             scripts = self.concept_scores(vecs[unlabelled]).max(-1).argmax(-1)
             for n, s in zip(unlabelled, scripts):
                 records[n]["lang"] = LANGS[int(s)]
-        with self._lock:
-            ids = self.store.add_items(collection, records, self.model_id, vecs)
-            # labels as stored: an image already in the collection keeps its item and label
-            self.index.add(np.array(ids, np.int64), self._index_vectors(np.array(ids), vecs, self.store.labels(ids)))
-            self.index.save(self._index_path(), self._record())
-        report.added = ids
+        ids = self.store.add_items(collection, records, self.model_id, vecs)
+        with self._index_lock():  # the index takes the new items (and any other writer's) by id
+            self._sync_index()
+        report.added = list(dict.fromkeys(ids))  # one id per item, when a batch repeats an image
         return report
 
     def add_page(self, collection: str, source: str, page: bytes | Image.Image,
@@ -359,12 +432,12 @@ class Engine:
         if not keep:
             raise ValueError("nothing to show: the collection has no items (with those concepts)")
         rows = [{"item_id": int(ids[n]), "lang": items[ids[n]].lang or "?", "style": _style(items[ids[n]].source),
-                 "concept": items[ids[n]].concept_id or "unlabelled", "path": str(items[ids[n]].path),
+                 "concept": items[ids[n]].concept_id or "unlabelled",
                  "label": self.lexicon.get(items[ids[n]].concept_id).word(items[ids[n]].lang)
                  if items[ids[n]].concept_id in self.lexicon and items[ids[n]].lang else "?"} for n in keep]
         shown = sorted({r["concept"] for r in rows if r["concept"] in self.lexicon})
         anchor_vecs = np.array([self.anchors(lg)[self.lexicon.index(c)] for c in shown for lg in LANGS])
-        anchor_rows = [{"item_id": -1, "lang": lg, "style": "text anchor", "concept": c, "path": "",
+        anchor_rows = [{"item_id": -1, "lang": lg, "style": "text anchor", "concept": c,
                         "label": self.lexicon.get(c).word(lg)}
                        for c in shown for lg in LANGS]
         df = embedding_frame(vecs[keep], rows, anchor_vecs, anchor_rows, method)
@@ -379,12 +452,24 @@ class Engine:
                 rd[lg] = rd_ratio(v[m], c[m]) if m.sum() >= 2 else float("nan")
         return df, rd
 
+    def selected_items(self, points: list) -> list[Item]:
+        """The stored items a map selection names. Each point carries an item id (the browser's custom
+        data); anything else (a path, a string, a forged value) names nothing. Order kept, no repeats."""
+        ids = []
+        for p in points:
+            v = p[0] if isinstance(p, (list, tuple)) and len(p) == 1 else p
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 0:
+                continue
+            ids.append(int(v))
+        ids = list(dict.fromkeys(ids))
+        items = self.store.get_items(ids)
+        return [items[i] for i in ids if i in items]
+
     def remove(self, ids: list[int]) -> int:
-        with self._lock:
-            n = self.store.remove_items(ids)
-            self.index.remove(np.array(ids, np.int64))
-            self.index.save(self._index_path(), self._record())
-            return n
+        n = self.store.remove_items(ids)
+        with self._index_lock():
+            self._sync_index()
+        return n
 
 
 def _style(source: str) -> str:

@@ -11,6 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
+from .registry import new_model_dir
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ def start_job(store: Store, kind: str, params: dict) -> int:
     """Queue a job and start its process (detached); RuntimeError while another job runs."""
     if kind not in KINDS:
         raise ValueError(f"job kind {kind!r}: expected one of {KINDS}")
+    if kind == "finetune":
+        new_model_dir(store, params.get("name", ""))  # refuses a path or a taken name before anything runs
     refresh_dead_jobs(store)
     job_id = store.create_job(kind, params)
     logs = store.root / "jobs"
@@ -70,7 +73,7 @@ def run_job(root: Path | str, job_id: int) -> None:
             from .finetune import FinetuneConfig, finetune
 
             p = job["params"]
-            out = store.root / "models" / p["name"]
+            out = new_model_dir(store, p["name"])  # the parameters come from the store: checked again
             result = finetune(store, p["base"], out, FinetuneConfig.from_dict(p.get("config", {})), progress)
         else:
             from .engine import Engine

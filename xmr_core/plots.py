@@ -32,11 +32,11 @@ def embedding_frame(images: np.ndarray, image_rows: list[dict], anchors: np.ndar
 
 
 def embedding_figure(df: pd.DataFrame, color: str = "lang") -> go.Figure:
-    """Scatter of a frame with columns x, y, lang, concept, kind ('image'/'anchor') and label (and path,
-    carried as custom data so a selection can show the images)."""
+    """Scatter of a frame with columns x, y, lang, concept, kind ('image'/'anchor') and label (and
+    item_id, carried as custom data so a selection can show the images; never a file path)."""
     hover = [c for c in ("label", "concept", "lang", "style") if c in df]
     fig = px.scatter(df, x="x", y="y", color=color, symbol="kind", hover_data=hover,
-                     custom_data=["path"] if "path" in df else None, symbol_map={"image": "circle", "anchor": "star"})
+                     custom_data=["item_id"] if "item_id" in df else None, symbol_map={"image": "circle", "anchor": "star"})
     fig.update_traces(marker={"size": 7, "opacity": 0.8})
     fig.update_layout(legend_title_text=color, xaxis_visible=False, yaxis_visible=False, height=650)
     return fig

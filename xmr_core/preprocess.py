@@ -56,19 +56,25 @@ def open_image(src: ImageInput) -> Image.Image:
     if isinstance(src, Image.Image):
         img = src
     elif isinstance(src, np.ndarray):
-        if src.ndim not in (2, 3) or src.size == 0:
-            raise ValueError(f"array of shape {src.shape} is not an image")
-        arr = src
+        if src.ndim not in (2, 3) or src.size == 0 or (src.ndim == 3 and src.shape[2] not in (1, 3, 4)):
+            raise ValueError(f"an array of shape {src.shape} is not an image (H x W, or H x W x 1, 3 or 4 channels)")
+        if src.dtype.kind not in "biuf":
+            raise ValueError(f"an array of {src.dtype} is not an image (numbers expected)")
+        arr = src[..., 0] if src.ndim == 3 and src.shape[2] == 1 else src
         if arr.dtype != np.uint8:
-            arr = _to_uint8(arr.astype(np.float64))
+            arr = _to_uint8(np.nan_to_num(arr.astype(np.float64)))
         img = Image.fromarray(arr)
-    else:
+    elif isinstance(src, (bytes, bytearray, memoryview, str, Path)):
         try:
-            img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
+            img = Image.open(io.BytesIO(bytes(src)) if isinstance(src, (bytes, bytearray, memoryview)) else src)
         except FileNotFoundError:
             raise
-        except (UnidentifiedImageError, OSError) as exc:
+        except Image.DecompressionBombError as exc:  # the header claims far more pixels than the limit
+            raise ValueError(f"image is too large to open ({exc}); the limit is {MAX_PIXELS / 1e6:.0f} MP") from exc
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise ValueError("not a readable image file (PNG, JPEG, WebP, BMP, TIFF, GIF, HEIC)") from exc
+    else:
+        raise ValueError(f"an image is a path, bytes, a PIL image or an array, not {type(src).__name__}")
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise ValueError(f"image is {w}x{h} ({w * h / 1e6:.0f} MP); the limit is {MAX_PIXELS / 1e6:.0f} MP")
@@ -147,11 +153,20 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     ink = (bg - g) / np.maximum(bg, 0.15)
     if ink.max() <= 0:
         return np.zeros_like(ink)
-    ink = ink / max(float(ink.max()), 1e-6)
+    # scale by the strokes' own strength, not by the darkest pixel: one dark speck must not make faint
+    # writing vanish below the threshold (the 99.5th percentile is the maximum wherever there are strokes)
+    ink = np.clip(ink / max(_stroke_strength(ink), 1e-6), 0, 1)
     u8 = (ink * 255).astype(np.uint8)
     t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     floor = min(0.5, max(0.2, 0.5 * t / 255.0))
     return np.clip((ink - floor) / (1 - floor), 0, 1)
+
+
+def _stroke_strength(ink: np.ndarray) -> float:
+    """The ink level of the strokes: a high percentile of the visibly inked pixels, robust to specks."""
+    top = float(ink.max())
+    inked = ink[ink > 0.1 * top]
+    return float(np.percentile(inked, 99.5)) if len(inked) >= 200 else top
 
 
 def crop_to_ink(ink: np.ndarray, min_ink: float = 0.3) -> np.ndarray:

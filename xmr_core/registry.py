@@ -4,12 +4,60 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shutil
 from pathlib import Path
 
 from .paths import ASSETS
 from .store import Store
 
 DEFAULT_MODEL = ASSETS / "models" / "default"
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def models_dir(store: Store) -> Path:
+    """The one folder model jobs write into and Discard deletes from."""
+    return (store.root / "models").resolve()
+
+
+def new_model_dir(store: Store, name: str) -> Path:
+    """The folder for a new model called `name`, inside the data folder's models directory.
+
+    A name is a slug (1-64 letters, digits, '_', '-', '.', starting with a letter or digit): never a
+    path, '.', '..' or a name already taken. ValueError otherwise."""
+    name = str(name).strip()
+    if not _SLUG.fullmatch(name):
+        raise ValueError(f"a model name is 1-64 letters, digits, '_', '-' or '.', starting with a letter or "
+                         f"digit (no paths): {name[:80]!r} is not one")
+    root = models_dir(store)
+    out = (root / name).resolve()
+    if out.parent != root:
+        raise ValueError(f"model name {name!r} leaves the models folder")
+    if out.exists():
+        raise ValueError(f"a model named {name!r} exists already: pick another name")
+    return out
+
+
+def inside_models(store: Store, path: Path | str) -> Path:
+    """The folder of the data folder's models directory that holds `path` (a model or its `model/`
+    subfolder); ValueError for anything else."""
+    root = models_dir(store)
+    p = Path(path).resolve()
+    if p == root or root not in p.parents:
+        raise ValueError(f"{path} is not inside the models folder {root}")
+    return root / p.relative_to(root).parts[0]
+
+
+def discard_model(store: Store, path: Path | str) -> Path:
+    """Delete a fine-tuned model's folder. Only a folder inside the models directory, and never the
+    active model or the one a rollback returns to."""
+    folder = inside_models(store, path)
+    for key, what in (("active_model", "the active model"), ("previous_model", "the model a roll back returns to")):
+        held = store.get_meta(key)
+        if held and (Path(held).resolve() == folder or folder in Path(held).resolve().parents):
+            raise ValueError(f"{folder.name} is {what}: activate another model first")
+    shutil.rmtree(folder)
+    return folder
 
 
 def model_id(model_dir: Path | str) -> str:
@@ -24,12 +72,14 @@ def model_id(model_dir: Path | str) -> str:
 def list_models(store: Store) -> list[dict]:
     """The bundled default and every model directory in the data folder, with their metrics."""
     dirs = [DEFAULT_MODEL] if (DEFAULT_MODEL / "config.json").exists() else []
-    dirs += sorted(p for p in (store.root / "models").glob("*") if (p / "config.json").exists())
+    found = [p for p in (store.root / "models").glob("*") if (p / "config.json").exists()]
+    found += [p / "model" for p in (store.root / "models").glob("*") if (p / "model" / "config.json").exists()]
+    dirs += sorted(found)
     active = active_model_dir(store)
     out = []
     for d in dirs:
         metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else {}
-        out.append({"name": d.name, "path": str(d), "id": model_id(d), "active": d.resolve() == active.resolve(),
+        out.append({"name": d.parent.name if d.name == "model" else d.name, "path": str(d), "id": model_id(d), "active": d.resolve() == active.resolve(),
                     "size_mb": round(sum(p.stat().st_size for p in d.iterdir() if p.is_file()) / 1e6, 2),
                     "metrics": metrics})
     return out

@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 from .engine import Engine
+from .paths import data_dir
 from .registry import DEFAULT_MODEL
+from .store import Store
 
 
 def model_available(model_dir: Path | str | None = None) -> bool:
@@ -21,3 +23,8 @@ def load_engine(data: Path | str | None = None, demo_concepts: int | None = None
     eng = Engine(data)
     ensure_demo(eng, demo_concepts or int(os.environ.get("XMR_DEMO_CONCEPTS", "300")))
     return eng
+
+
+def open_store(data: Path | str | None = None) -> Store:
+    """The data folder's store alone, for pages that must work when no model loads (Models: roll back)."""
+    return Store(data or data_dir())

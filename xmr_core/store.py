@@ -3,6 +3,9 @@ jobs and the active model; image files content-addressed by sha256 under `<data>
 
 Every write is one transaction, so a process killed mid-way leaves either all of an add or none of it.
 Two processes adding the same image to a collection at once still get one item (a unique constraint).
+Every change to items or embeddings bumps a version counter in the same transaction, so an index can
+tell cheaply that another process moved the store. A rolling backup (SQLite's online backup API) is
+taken before each migration and once a day; `restore_backup` puts the latest one back.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +25,8 @@ from typing import Iterator
 import numpy as np
 
 SCHEMA_VERSION = 1
+BACKUP_EVERY_S = 24 * 3600
+BACKUPS_KEPT = 5
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. ")
 
 MIGRATIONS = {
@@ -76,6 +82,17 @@ MIGRATIONS = {
 }
 
 
+class StoreDamaged(ValueError):
+    """The SQLite file cannot be read: the message says what is wrong and how to recover."""
+
+
+def ids_checksum(ids) -> tuple[int, str]:
+    """(count, sha256 of the sorted ids): the one fingerprint of a set of item ids that an index and
+    the store are compared by."""
+    ids = sorted(int(i) for i in ids)
+    return len(ids), hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Item:
     id: int
@@ -97,9 +114,18 @@ class Store:
         self.images = self.root / "images"
         self.images.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "store.sqlite"
-        with self.tx() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._migrate()
+        self.backups = self.root / "backups"
+        try:
+            with self.tx() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # reads the schema pages
+            self._migrate()
+            self._daily_backup()
+        except sqlite3.DatabaseError as exc:
+            raise StoreDamaged(
+                f"the store {self.db_path} is damaged ({exc}). Restore the latest backup with "
+                f"`xmr doctor --data {self.root} --restore` (backups in {self.backups}), "
+                "or move the file away to start an empty store") from exc
 
     # ------------------------------------------------------------------ plumbing
     def _connect(self) -> sqlite3.Connection:
@@ -132,16 +158,63 @@ class Store:
             db.close()
 
     def _migrate(self) -> None:
+        row = self.read("SELECT value FROM meta WHERE key='schema_version'")
+        current = int(row[0]["value"]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.db_path} has schema {current}; this XMR knows up to {SCHEMA_VERSION}")
+        if 0 < current < SCHEMA_VERSION:
+            self.backup(f"schema{current}")
         with self.tx() as db:
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             current = int(row["value"]) if row else 0
-            if current > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.db_path} has schema {current}; this XMR knows up to {SCHEMA_VERSION}")
             for v in range(current + 1, SCHEMA_VERSION + 1):
                 for stmt in MIGRATIONS[v].split(";"):
                     if stmt.strip() and "CREATE TABLE meta" not in stmt:
                         db.execute(stmt)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(v),))
+
+    # ------------------------------------------------------------------ backups
+    def list_backups(self) -> list[Path]:
+        """Backups, newest first."""
+        return sorted(self.backups.glob("store-*.sqlite"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+    def backup(self, tag: str = "daily") -> Path:
+        """A consistent copy of the database (online backup API, safe while others write); the
+        `BACKUPS_KEPT` newest are kept."""
+        self.backups.mkdir(exist_ok=True)
+        dest = self.backups / f"store-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-{tag}.sqlite"
+        tmp = dest.with_suffix(".part")
+        src, dst = sqlite3.connect(self.db_path, timeout=30), sqlite3.connect(tmp)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        os.replace(tmp, dest)
+        for old in self.list_backups()[BACKUPS_KEPT:]:
+            old.unlink(missing_ok=True)
+        return dest
+
+    def _daily_backup(self) -> None:
+        latest = self.list_backups()
+        if not latest or time.time() - latest[0].stat().st_mtime > BACKUP_EVERY_S:
+            self.backup()
+
+    def integrity(self) -> str:
+        """'ok', or what SQLite's integrity check found."""
+        rows = self.read("PRAGMA integrity_check")
+        return "; ".join(r[0] for r in rows)
+
+    # ------------------------------------------------------------------ state
+    def version(self) -> int:
+        """A counter bumped by every change to items or embeddings (any process)."""
+        rows = self.read("SELECT value FROM meta WHERE key='version'")
+        return int(rows[0]["value"]) if rows else 0
+
+    @staticmethod
+    def _bump(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO meta VALUES ('version', '1') ON CONFLICT(key) DO UPDATE "
+                   "SET value = CAST(value AS INTEGER) + 1")
 
     def schema_version(self) -> int:
         return int(self.read("SELECT value FROM meta WHERE key='schema_version'")[0]["value"])
@@ -210,6 +283,7 @@ class Store:
                 db.execute("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
                            (item_id, model_id, np.asarray(vec, np.float32).tobytes()))
                 ids.append(item_id)
+            self._bump(db)
         return ids
 
     def remove_items(self, ids: list[int]) -> int:
@@ -217,6 +291,7 @@ class Store:
             n = 0
             for i in ids:
                 n += db.execute("DELETE FROM items WHERE id=?", (int(i),)).rowcount
+            self._bump(db)
         return n
 
     def _item(self, r: sqlite3.Row) -> Item:
@@ -249,9 +324,21 @@ class Store:
                                  "WHERE c.name=?", (collection,))[0]["n"])
         return int(self.read("SELECT COUNT(*) AS n FROM items")[0]["n"])
 
-    def embeddings(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """(item ids, vectors) of every item embedded by `model_id`."""
-        rows = self.read("SELECT item_id, vector FROM embeddings WHERE model_id=? ORDER BY item_id", (model_id,))
+    def embedded_ids(self, model_id: str) -> np.ndarray:
+        """Ids of the items embedded by `model_id`, sorted."""
+        rows = self.read("SELECT item_id FROM embeddings WHERE model_id=? ORDER BY item_id", (model_id,))
+        return np.array([r["item_id"] for r in rows], np.int64)
+
+    def embeddings(self, model_id: str, ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(item ids, vectors) of every item embedded by `model_id` (of those `ids`)."""
+        sql = "SELECT item_id, vector FROM embeddings WHERE model_id=?"
+        if ids is None:
+            rows = self.read(sql + " ORDER BY item_id", (model_id,))
+        else:
+            rows = []
+            for s in range(0, len(ids), 900):
+                chunk = tuple(int(i) for i in ids[s:s + 900])
+                rows += self.read(f"{sql} AND item_id IN ({','.join('?' * len(chunk))})", (model_id, *chunk))
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         ids = np.array([r["item_id"] for r in rows], np.int64)
@@ -273,12 +360,20 @@ class Store:
         with self.tx() as db:
             db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
                            [(int(i), model_id, np.asarray(v, np.float32).tobytes()) for i, v in zip(ids, vectors)])
+            self._bump(db)
 
     def state_checksum(self, model_id: str) -> tuple[int, str]:
-        """(count, sha256 of sorted item ids) of the items embedded by `model_id`: what an index must match."""
-        ids = [r["item_id"] for r in self.read(
-            "SELECT item_id FROM embeddings WHERE model_id=? ORDER BY item_id", (model_id,))]
-        return len(ids), hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
+        """`ids_checksum` of the items embedded by `model_id`: what an index must match."""
+        return ids_checksum(self.embedded_ids(model_id))
+
+    def referenced_files(self) -> set[str]:
+        """Paths (relative to the root) of every image file the store refers to: items, their pages,
+        queued samples."""
+        rows = self.read("SELECT path FROM items UNION SELECT path FROM annotations")
+        files = {str(r["path"]) for r in rows}
+        pages = self.read("SELECT DISTINCT page_sha256 FROM items WHERE page_sha256 != ''")
+        files |= {f"images/{r['page_sha256'][:2]}/{r['page_sha256']}.png" for r in pages}
+        return files
 
     # ------------------------------------------------------------------ user concepts and annotations
     def add_concept(self, concept_id: str, zh: str, en: str, es: str) -> None:
@@ -339,3 +434,31 @@ class Store:
 
     def list_jobs(self, limit: int = 20) -> list[dict]:
         return [self.get_job(r["id"]) for r in self.read("SELECT id FROM jobs ORDER BY id DESC LIMIT ?", (limit,))]
+
+
+def restore_backup(root: Path | str, backup: Path | str | None = None) -> Path:
+    """Put a backup (the newest by default) back as the store; the file it replaces is kept beside it
+    as `store.sqlite.damaged-<time>`. Returns the backup used."""
+    root = Path(root)
+    backups = sorted((root / "backups").glob("store-*.sqlite"), key=lambda p: p.stat().st_mtime, reverse=True)
+    src = Path(backup) if backup else (backups[0] if backups else None)
+    if src is None or not src.exists():
+        raise ValueError(f"no backup to restore in {root / 'backups'}")
+    check = sqlite3.connect(src)
+    try:
+        ok = check.execute("PRAGMA integrity_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        ok = str(exc)
+    finally:
+        check.close()
+    if ok != "ok":
+        raise ValueError(f"the backup {src} is damaged too ({ok})")
+    db = root / "store.sqlite"
+    if db.exists():
+        os.replace(db, db.with_name(f"store.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}"))
+    for side in ("-wal", "-shm"):
+        Path(f"{db}{side}").unlink(missing_ok=True)
+    tmp = db.with_suffix(".restoring")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, db)
+    return src

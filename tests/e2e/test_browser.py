@@ -272,9 +272,9 @@ def annotate_upload(page, url: str, word_lang: tuple[str, str], path: Path, clic
     page.get_by_role("tab", name="Upload").click()
     upload(page, path)
     page.get_by_text("The model suggests").wait_for(timeout=60_000)
-    page.locator(".st-key-annotate_other input").wait_for(timeout=60_000)
+    page.locator("[class*='st-key-annotate_other_'] input").wait_for(timeout=60_000)
     if concept:
-        page.locator(".st-key-annotate_other input").click()
+        page.locator("[class*='st-key-annotate_other_'] input").click()
         page.keyboard.type(concept)
         page.get_by_role("option").filter(has_text=f"/ {concept} /").first.click()
         settle(page)
