@@ -9,6 +9,7 @@ import streamlit as st
 from xmr_core.service import load_engine, model_available
 
 LANG_NAMES = {"zh": "Chinese", "en": "English", "es": "Spanish"}
+ZWSP = "\u200b"
 
 
 @st.cache_resource(show_spinner="Loading the model, the store and the index...")
@@ -35,16 +36,19 @@ def engine_or_stop():
         return get_engine()
     except Exception as exc:  # a bad model or a damaged store must not take every page down
         st.error(f"The search engine could not start: {type(exc).__name__}: {exc}")
-        st.page_link("pages/models.py", label="Open Models to roll back or activate another model", icon="🧠")
+        st.info("Open **Models** in the sidebar to roll back or activate another model; "
+                "`xmr doctor` checks the data folder.")
         st.stop()
 
 
 def md(text: str) -> str:
-    """User text made safe to show inside markdown: shown as typed, never as links, images or formatting."""
-    out = []
-    for ch in str(text):
-        out.append("\\" + ch if ch in "\\`*_{}[]<>()#+-.!|~$:" else ch)
-    return "".join(out)
+    """User text made safe to show inside markdown: shown as typed, never as links, images or formatting.
+    Markdown syntax is backslash-escaped; bare URLs and e-mail addresses, which GitHub-flavoured markdown
+    links after parsing, are broken with an invisible zero-width space."""
+    out = "".join("\\" + ch if ch in "\\`*_{}[]<>()#+-.!|~$:" else ch for ch in str(text))
+    for mark, broken in (("//", "/" + ZWSP + "/"), ("www", "w" + ZWSP + "ww"), ("@", ZWSP + "@")):
+        out = out.replace(mark, broken)
+    return out
 
 
 def show_hits(hits, by_script: bool, columns: int = 5) -> None:

@@ -24,7 +24,8 @@ for m in models:
                  "R/D": round(val.get("rd_ratio", {}).get("all", float("nan")), 3),
                  "latency ms": round(fast.get("latency_ms_p50", float("nan")), 2)})
 st.dataframe(rows, hide_index=True)
-st.caption(f"Active: {active_model_dir(store)} (metrics on the held-out `val` fonts; "
+active = next((m["name"] for m in models if m["active"]), active_model_dir(store).name)
+st.caption(f"Active: {active} (metrics on the held-out `val` fonts; "
            "latency is preprocess + embed of one image on one thread).")
 names = [m["name"] for m in models]
 choice = st.selectbox("Model", names, key="models_choice")

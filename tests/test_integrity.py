@@ -270,3 +270,27 @@ def test_an_unknown_collection_is_an_error_that_lists_them(model_dir, tmp_path, 
     code = main(["search", "no_such_collection", "--text", "perro", "--data", str(tmp_path / "data"),
                  "--model", str(model_dir)])
     assert code == 2 and "letters" in capsys.readouterr().err
+
+
+def test_a_writer_killed_mid_add_leaves_a_consistent_folder(model_dir, tmp_path):
+    """SIGKILL while adding: the next engine's index is exact and doctor clears what the add left."""
+    import signal
+    import time
+
+    data = tmp_path / "data"
+    Engine(data, model_dir=model_dir)
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(tests=str(PROJECT_ROOT / "tests")))
+    p = subprocess.Popen([sys.executable, str(script), str(data), str(model_dir), "7", "400"])
+    store = Store(data)
+    deadline = time.time() + 300
+    while store.count_items() < 20 and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert store.integrity() == "ok"
+    eng = Engine(data, model_dir=model_dir)
+    assert eng.index.ids().tolist() == store_ids(eng) and len(store_ids(eng)) >= 20
+    check(data, fix=True, grace_s=0)
+    rep = check(data)
+    assert rep.healthy and not rep.orphans, rep.problems

@@ -15,11 +15,19 @@ from .preprocess import ImageInput, preprocess
 
 
 def suggest(engine: Engine, image: ImageInput, top: int = 5) -> list[tuple[str, str, float]]:
-    """The model's top concepts for a sample, as (concept_id, most likely language, score)."""
-    scores = engine.concept_scores(engine.embed_query(image)[1])  # (languages, concepts)
-    best_lang, best = scores.argmax(0), scores.max(0)
+    """Concepts for a sample as (concept_id, language its word is written in, model score): first the
+    lexicon word the reader finds most likely, then the model's nearest concepts.
+
+    The language comes from the reader (which of the concept's three words the image shows): the
+    model's embedding is the same for a concept in every script, so its best-scoring language was a
+    guess (on 600 `val` renders it matched the written script 34% of the time; the reader's most likely
+    word 99% of 300, docs/diagnosis.md)."""
+    sem = engine.concept_scores(engine.embed_query(image)[1]).max(0)  # (concepts,)
+    read = np.stack([engine.read_words(image)[lang] for lang in LANGS])  # (languages, concepts)
     ids = engine.lexicon.ids()
-    return [(ids[i], LANGS[best_lang[i]], float(best[i])) for i in np.argsort(-best)[:top]]
+    first = int(np.unravel_index(np.argmax(read), read.shape)[1])
+    order = [first] + [int(i) for i in np.argsort(-sem) if i != first][:top - 1]
+    return [(ids[i], LANGS[int(read[:, i].argmax())], float(sem[i])) for i in order]
 
 
 def save_annotation(engine: Engine, image: ImageInput, concept_id: str, lang: str, author: str = "") -> int:

@@ -22,7 +22,7 @@ from .fusion import FusionConfig, fuse
 from .index import IndexConfig, VectorIndex, load_index
 from .lexicon import LANGS, Concept, Lexicon, is_han, normalize_word
 from .paths import data_dir as default_data_dir
-from .preprocess import ImageInput, open_image, preprocess, to_gray
+from .preprocess import ImageInput, open_image, preprocess, to_gray, word_ink
 from .registry import active_model_dir, model_id
 from .store import Item, Store, ids_checksum
 
@@ -116,6 +116,7 @@ class Engine:
         self.fusion = fusion  # None: the index holds image embeddings only
         self._lock = threading.RLock()
         self._anchors: dict[str, np.ndarray] = {}
+        self._reader = None  # the pretrained reader (model/reader.py), loaded on first use
         self._synced = -1  # the store version the index last caught up with
         self._allowed: dict[tuple, np.ndarray] = {}  # search filters at self._synced
         self.index = self._open_index(progress)
@@ -257,6 +258,24 @@ class Engine:
         """(3, n_concepts) similarity of an embedding to every concept's anchor in zh, en, es;
         (n, 3, n_concepts) for n embeddings."""
         return np.stack([v @ self.anchors(lang).T for lang in LANGS], axis=-2)
+
+    @property
+    def reader(self):
+        """The pretrained reader (PP-OCRv6 recognition, from the rapidocr package), loaded once."""
+        if self._reader is None:
+            from .model.reader import Reader
+
+            with self._lock:
+                self._reader = self._reader or Reader(threads=torch.get_num_threads())
+        return self._reader
+
+    def read_words(self, image: ImageInput) -> dict[str, np.ndarray]:
+        """The reader's CTC log-likelihood of every lexicon concept's word, per language: {lang: (n_concepts,)}.
+        Says which word, and so which script, the image shows."""
+        post = self.reader.posteriors([word_ink(image)])[0]
+        words = [w for lang in LANGS for w in self.lexicon.words(lang)]
+        scores = self.reader.score(post, words).reshape(len(LANGS), len(self.lexicon))
+        return dict(zip(LANGS, scores))
 
     def recognize(self, image: ImageInput, top: int = 5) -> dict[str, list[tuple[str, str, float]]]:
         """What the image says: the top lexicon words per language as (concept_id, word, score)."""

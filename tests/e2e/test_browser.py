@@ -316,11 +316,19 @@ def test_two_browsers_annotating_at_once_lose_nothing(browser, server, tmp_path)
         c.close()
 
 
-def test_finetune_job_runs_to_the_end(page, server, tmp_path):
+def test_finetune_on_a_new_concept_then_promote(page, server, tmp_path):
+    """Issue 23: a promote of a model fine-tuned on a user concept re-indexed with `duplicate concept_id`
+    and then every page, Models included, showed that traceback."""
     url, _ = server
+    open_page(page, url + "/annotate", "Annotate samples")
+    page.get_by_text("Create a new concept").click()
+    for label, word in (("Chinese (simplified)", "风筝"), ("English", "kite"), ("Spanish", "cometa")):
+        page.get_by_label(label).fill(word)
+    page.get_by_role("button", name="Create concept").click()
+    page.get_by_text("Created user.kite").wait_for(timeout=30_000)
     for n, wl in enumerate([("mano", "es"), ("hand", "en")]):  # two of one concept: one is held out
-        annotate_upload(page, url, wl, tmp_path / f"{n}.png", concept="hand")
-        page.get_by_text("Saved as 手 / hand / mano").wait_for(timeout=30_000)
+        annotate_upload(page, url, wl, tmp_path / f"{n}.png", concept="kite")
+        page.get_by_text("Saved as 风筝 / kite / cometa").wait_for(timeout=30_000)
     open_page(page, url + "/finetune", "Fine-tune")
     page.get_by_label("Steps").fill("5")
     t = time.perf_counter()
@@ -334,6 +342,77 @@ def test_finetune_job_runs_to_the_end(page, server, tmp_path):
     table = page.locator("[data-testid='stTable']").inner_text()
     assert "held-out fonts" in table and "held-out part of the queue" in table, table
     shot(page, "finetune")
+    page.get_by_text("Promote even if it is worse").click()
+    page.get_by_role("button", name="Promote and re-index").click()
+    page.get_by_text("re-indexing in the background").wait_for(timeout=60_000)
+    page.get_by_text("reindex · done").wait_for(timeout=300_000)
+    for path, title in (("/models", "Models"), ("/", "Search handwriting"), ("/annotate", "Annotate samples")):
+        open_page(page, url + path, title)
+        settle(page)
+        assert_no_exception(page)
+        assert page.get_by_text("could not start").count() == 0
+    open_page(page, url + "/models", "Models")
+    page.get_by_text("Active: finetune-").wait_for(timeout=LOAD)  # the promoted model is listed and active
+
+
+def test_markdown_in_a_query_is_shown_as_typed(page, server):
+    url, _ = server
+    open_page(page, url, "Search handwriting")
+    page.get_by_role("tab", name="Type").click()
+    page.get_by_label("A word in any language").fill("[gato](http://evil.example/x) **perro**")
+    page.get_by_role("button", name="Search text").click()
+    page.get_by_text("detected language").wait_for(timeout=60_000)
+    assert page.locator("a[href*='evil.example']").count() == 0  # before: a link, and "perro" in bold
+    query = page.locator("[data-testid='stMarkdownContainer']").filter(has_text="detected language").first
+    assert "[gato](http://evil.example/x) **perro**" in query.inner_text().replace("\u200b", "")
+    assert query.locator("strong").filter(has_text="perro").count() == 0
+    assert_no_exception(page)
+
+
+def _upgrade_status(url: str, host: str) -> str:
+    """The status line the server answers a websocket upgrade with, for a given Host header."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall((f"GET /_stcore/stream HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: streamlit\r\n\r\n").encode())
+        return s.recv(4096).decode(errors="replace").split("\r\n")[0]
+
+
+def test_a_websocket_for_another_host_is_refused(server):
+    """DNS rebinding: a page on evil.example that resolves to 127.0.0.1 must not reach the app."""
+    url, _ = server
+    port = url.rsplit(":", 1)[1]
+    assert " 101 " in _upgrade_status(url, f"127.0.0.1:{port}")
+    assert " 101 " in _upgrade_status(url, f"localhost:{port}")
+    assert " 403 " in _upgrade_status(url, "evil.example")
+    assert " 403 " in _upgrade_status(url, f"evil.example:{port}")
+
+
+def test_a_forged_map_selection_reads_no_file(page, server):
+    """Before: a plotly_selected event whose customdata was a path made the server open that file."""
+    from xmr_core.store import Store
+
+    url, data = server
+    item = Store(data).list_items(limit=1)[0]
+    open_page(page, url + "/explore", "Explore the embedding space")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=LOAD)
+    settle(page)
+
+    def forge(value) -> None:
+        page.evaluate("""v => { const gd = document.querySelector('.js-plotly-plot');
+            gd.emit('plotly_selected', {points: [{curveNumber: 0, pointNumber: 0, pointIndex: 0, x: 0, y: 0,
+                                                  customdata: [v], data: gd.data[0], fullData: gd._fullData[0]}]}); }""",
+                      value)
+        settle(page)
+
+    forge(item.id)  # a real point: its image is shown, so forged events do reach the server
+    page.get_by_text("1 selected images").wait_for(timeout=30_000)
+    for bad in ("/etc/ssl/certs/ca-certificates.crt", str(item.path), "../../store.sqlite"):
+        forge(bad)
+        page.get_by_text("Hover a point for its word").wait_for(timeout=30_000)
+        assert page.locator("[data-testid='stImage']").count() == 0
+        assert_no_exception(page)
 
 
 @pytest.mark.parametrize("path,title,ready,name", [

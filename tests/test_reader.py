@@ -1,0 +1,68 @@
+"""The reader (PP-OCRv6 recognition from the rapidocr wheel): CTC scoring against brute force, the
+file check, and reading real renders."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from xmr_core.lexicon import Lexicon
+from xmr_core.model.reader import Reader, ctc_log_likelihood, reader_input
+from xmr_core.preprocess import word_ink
+from xmr_core.render import SyntheticWords
+
+
+def brute_force(logp: np.ndarray, label: list[int]) -> float:
+    """log of the sum over every path of T symbols that collapses (repeats merged, blanks dropped) to label."""
+    T, C = logp.shape
+    total = []
+    for path in itertools.product(range(C), repeat=T):
+        merged = [s for n, s in enumerate(path) if s != 0 and (n == 0 or s != path[n - 1])]
+        if merged == label:
+            total.append(sum(logp[t, s] for t, s in enumerate(path)))
+    return float(np.logaddexp.reduce(total)) if total else -np.inf
+
+
+def test_ctc_matches_brute_force_on_a_tiny_alphabet():
+    rng = np.random.default_rng(0)
+    for T in (1, 3, 5):
+        logits = rng.normal(size=(T, 4))
+        logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        labels = [[1], [2, 3], [1, 1], [3, 2, 1], [2, 2, 2], [1, 2, 1, 2]]
+        got = ctc_log_likelihood(logp, labels)
+        for lab, g in zip(labels, got):
+            want = brute_force(logp, lab)
+            assert (np.isinf(want) and np.isinf(g)) or abs(g - want) < 1e-9, (T, lab, g, want)
+
+
+def test_reader_input_keeps_the_ink_dark_and_the_width_proportional():
+    ink = np.zeros((20, 100), np.float32)
+    ink[5:15, 10:90] = 1
+    x, steps = reader_input([ink, ink[:, :40]])
+    assert x.shape[:3] == (2, 3, 48) and x.shape[3] % 8 == 0 and steps[0] > steps[1]
+    assert x.min() == -1 and x.max() == 1 and x[0, :, 0].mean() == 1  # paper is +1, ink -1
+
+
+def test_a_changed_file_is_refused(tmp_path):
+    from xmr_core.model.reader import reader_path
+
+    bad = tmp_path / "rec.onnx"
+    bad.write_bytes(reader_path().read_bytes()[:-1] + b"\0")
+    with pytest.raises(RuntimeError, match="not the file XMR was built with"):
+        Reader(path=bad)
+
+
+def test_the_reader_reads_renders_and_names_their_script(lexicon, fonts_ready):
+    reader = Reader()
+    lex = Lexicon(lexicon.concepts[:60])
+    ds = SyntheticWords(lex, "val", kinds={"font": 1.0}, seed=2)
+    words = [(c.word(lg), lg) for c in lex.concepts for lg in ("zh", "en", "es")]
+    right = script = 0
+    n = 60
+    for i in range(n):
+        s = ds[i]
+        post = reader.posteriors([word_ink(s.image)])[0]
+        best = words[int(reader.score(post, [w for w, _ in words]).argmax())]
+        right += best[0] == s.text
+        script += best[1] == s.lang or lex.get(s.concept_id).word(best[1]) == s.text
+    assert right >= 0.85 * n and script >= 0.9 * n

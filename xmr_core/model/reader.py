@@ -1,0 +1,157 @@
+"""The reader: PP-OCRv6's recognition network (`PP-OCRv6_rec_small.onnx`, Apache-2.0), the visual
+tower's frozen pretrained trunk. It ships inside the installed `rapidocr` wheel: found there, checked by
+sha256, never copied into the repository or downloaded; run by onnxruntime.
+
+Input (N, 3, 48, W) RGB in [-1, 1], dark ink on light paper; output a softmax over 18,710 symbols per
+step of 8 columns (CTC: blank at 0, the characters of the ONNX metadata key `character`, a space last).
+`reader_input` turns the ink crop of the one `preprocess` into that input; `ctc_log_likelihood` scores
+given words under the posteriors (constrained recognition: the exact CTC forward sum over alignments).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+READER_PACKAGE = "rapidocr"
+READER_FILE = "models/PP-OCRv6_rec_small.onnx"
+READER_SHA256 = "6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884"
+HEIGHT = 48  # the network's input height
+STRIDE = 8  # input columns per output step
+PAD = 4  # paper kept above and below the ink
+MAX_WIDTH = 320  # wider crops are squeezed to this width (about 40 characters)
+
+
+def reader_path() -> Path:
+    """The ONNX file inside the installed rapidocr package; RuntimeError saying what to install if absent."""
+    spec = importlib.util.find_spec(READER_PACKAGE)
+    path = Path(spec.origin).parent / READER_FILE if spec and spec.origin else None
+    if path is None or not path.exists():
+        raise RuntimeError(f"the reader {READER_FILE} was not found: install the `{READER_PACKAGE}` package "
+                           "pinned in requirements.txt (`make setup`)")
+    return path
+
+
+def reader_input(inks: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    """Ink crops (float H x W, 1 = ink, as `preprocess.word_ink` gives) -> the reader's batch
+    (N, 3, 48, W_max) and each crop's own number of output steps (its width / 8)."""
+    rows, widths = [], []
+    for ink in inks:
+        h, w = ink.shape
+        f = (HEIGHT - 2 * PAD) / h
+        nw = int(np.clip(round(w * f), 1, MAX_WIDTH - 2 * PAD))
+        body = cv2.resize(ink.astype(np.float32), (nw, HEIGHT - 2 * PAD),
+                          interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+        width = int(np.ceil((nw + 2 * PAD) / STRIDE) * STRIDE)
+        canvas = np.zeros((HEIGHT, width), np.float32)
+        canvas[PAD:PAD + body.shape[0], PAD:PAD + nw] = body
+        rows.append(canvas)
+        widths.append(width)
+    batch = np.zeros((len(rows), 3, HEIGHT, max(widths, default=STRIDE)), np.float32)
+    batch[:] = 1.0  # paper
+    for n, canvas in enumerate(rows):
+        batch[n, :, :, :canvas.shape[1]] = 1.0 - 2.0 * np.clip(canvas, 0, 1)  # ink -> -1, paper -> +1
+    return batch, [w // STRIDE for w in widths]
+
+
+@dataclass(frozen=True)
+class Reading:
+    text: str
+    confidence: list[float]  # per character: the posterior of the symbol read
+
+
+class Reader:
+    """The recognition network, one onnxruntime session (thread-safe for `run`)."""
+
+    def __init__(self, threads: int = 1, path: Path | str | None = None, sha256: str = READER_SHA256) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path) if path else reader_path()
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        if digest != sha256:
+            raise RuntimeError(f"the reader {self.path} is not the file XMR was built with (sha256 {digest[:16]}..., "
+                               f"expected {sha256[:16]}...): reinstall the `{READER_PACKAGE}` version pinned in "
+                               "requirements.txt")
+        self.sha256 = digest
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        chars = self.session.get_modelmeta().custom_metadata_map["character"].split("\n")
+        self.symbols = ["<blank>"] + chars + [" "]
+        self.index = {c: i for i, c in enumerate(self.symbols) if i}
+        self._lock = threading.Lock()
+
+    def posteriors(self, inks: list[np.ndarray]) -> list[np.ndarray]:
+        """Per crop, the (steps, 18,710) softmax over symbols at each step of its own width."""
+        if not inks:
+            return []
+        x, steps = reader_input(inks)
+        out = self.session.run(None, {self.session.get_inputs()[0].name: x})[0]
+        return [out[n, :t] for n, t in enumerate(steps)]
+
+    def read(self, inks: list[np.ndarray]) -> list[Reading]:
+        """Greedy CTC readings: the best symbol per step, repeats merged, blanks dropped."""
+        out = []
+        for p in self.posteriors(inks):
+            best, conf = p.argmax(1), p.max(1)
+            text, cs, prev = [], [], 0
+            for s, c in zip(best, conf):
+                if s != prev and s != 0:
+                    text.append(self.symbols[s])
+                    cs.append(float(c))
+                prev = s
+            out.append(Reading("".join(text), cs))
+        return out
+
+    def labels(self, word: str) -> list[int] | None:
+        """The symbol indices of a word; None when a character is unknown to the reader."""
+        ids = [self.index.get(ch) for ch in word]
+        return None if any(i is None for i in ids) or not ids else ids  # type: ignore[return-value]
+
+    def score(self, posteriors: np.ndarray, words: list[str]) -> np.ndarray:
+        """CTC log-likelihood of each word under one crop's posteriors (-inf: unreadable by this reader)."""
+        labels = [self.labels(w) for w in words]
+        ok = [n for n, lab in enumerate(labels) if lab is not None]
+        out = np.full(len(words), -np.inf)
+        if ok:
+            logp = np.log(np.maximum(posteriors, 1e-30))
+            out[ok] = ctc_log_likelihood(logp, [labels[n] for n in ok])  # type: ignore[misc]
+        return out
+
+
+def ctc_log_likelihood(logp: np.ndarray, labels: list[list[int]], blank: int = 0) -> np.ndarray:
+    """log P(label | x) under CTC for each label sequence: the forward recursion over the extended
+    sequence (blank, l1, blank, l2, ..., blank), all labels at once, on the columns they use only.
+
+    `logp` is (T, C) log-probabilities of one input."""
+    T = logp.shape[0]
+    n = len(labels)
+    S = 2 * max(len(lab) for lab in labels) + 1
+    ext = np.full((n, S), blank, np.int64)
+    length = np.zeros(n, np.int64)
+    for i, lab in enumerate(labels):
+        ext[i, 1:2 * len(lab):2] = lab
+        length[i] = 2 * len(lab) + 1
+    valid = np.arange(S)[None] < length[:, None]
+    skip = np.zeros((n, S), bool)  # s may be reached from s-2: a label that differs from the one before it
+    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    neg = -np.inf
+    emit = logp[:, ext]  # (T, n, S)
+    alpha = np.full((n, S), neg)
+    alpha[:, 0] = emit[0, :, 0]
+    alpha[:, 1] = np.where(length > 1, emit[0, :, 1], neg)
+    alpha[~valid] = neg
+    for t in range(1, T):
+        prev1 = np.concatenate([np.full((n, 1), neg), alpha[:, :-1]], axis=1)
+        prev2 = np.concatenate([np.full((n, 2), neg), alpha[:, :-2]], axis=1)
+        prev2 = np.where(skip, prev2, neg)
+        alpha = np.logaddexp(np.logaddexp(alpha, prev1), prev2) + emit[t]
+        alpha[~valid] = neg
+    rows = np.arange(n)
+    return np.logaddexp(alpha[rows, length - 1], alpha[rows, length - 2])
