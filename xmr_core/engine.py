@@ -328,7 +328,7 @@ class Engine:
 
     def check_collection(self, name: str) -> None:
         """ValueError naming the collections there are, when `name` is not one of them."""
-        names = [c["name"] for c in self.store.list_collections()]
+        names = self.store.collection_names()
         if name not in names:
             have = ", ".join(names) if names else "none yet"
             raise ValueError(f"no collection named {name!r} (collections: {have}); add images with "

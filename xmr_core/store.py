@@ -256,6 +256,9 @@ class Store:
             raise ValueError(f"no collection named {name!r}")
         return int(rows[0]["id"])
 
+    def collection_names(self) -> list[str]:
+        return [r["name"] for r in self.read("SELECT name FROM collections ORDER BY name")]
+
     def list_collections(self) -> list[dict]:
         return [dict(r) for r in self.read(
             "SELECT c.name, c.created, COUNT(i.id) AS items FROM collections c "
