@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from xmr_core.lexicon import Lexicon
-from xmr_core.model.reader import Reader, ctc_log_likelihood, reader_input
+from xmr_core.model.ctc import ctc_log_likelihood
+from xmr_core.model.reader import Reader, reader_input
 from xmr_core.preprocess import word_ink
 from xmr_core.render import SyntheticWords
 

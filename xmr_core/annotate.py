@@ -49,9 +49,9 @@ def create_concept(engine: Engine, zh: str, en: str, es: str) -> Concept:
     validate_concept(concept)
     if concept.concept_id in engine.lexicon:
         raise ValueError(f"a concept {concept.concept_id!r} exists already")
-    engine.lexicon = engine.lexicon.with_concepts([concept])  # refuses a word another concept uses
+    lexicon = engine.lexicon.with_concepts([concept])  # refuses a word another concept uses
     engine.store.add_concept(concept.concept_id, concept.zh, concept.en, concept.es)
-    engine._anchors.clear()
+    engine.set_lexicon(lexicon)
     return concept
 
 

@@ -91,6 +91,23 @@ def load_model_dir(path: Path | str, lexicon: Lexicon | None = None) -> tuple[Du
     return model, own, config
 
 
+def load_engine_model(path: Path | str, threads: int = 1):
+    """A model directory as the engine and `xmr eval` run it: its DualEncoder, or, when its config has a
+    `reading` section, the ReadingModel standing on the pretrained reader (model/reading.py), after
+    checking that the installed reader is the one the directory records."""
+    model, lexicon, config = load_model_dir(path)
+    if "reading" not in config:
+        return model, lexicon, config
+    from .model.reading import ReadingConfig, ReadingModel, reader_record
+
+    want, have = config.get("reader", {}), reader_record()
+    if want.get("sha256") != have["sha256"]:
+        raise ValueError(f"{path} was measured with the reader {want.get('file')} of {want.get('package')} "
+                         f"{want.get('version')} (sha256 {str(want.get('sha256'))[:12]}...), but {have['package']} "
+                         f"{have['version']} is installed: install the pinned version (`make setup`)")
+    return ReadingModel(model, lexicon, ReadingConfig.from_dict(config["reading"]), threads=threads), lexicon, config
+
+
 def save_checkpoint(path: Path, model: DualEncoder, optimizer: torch.optim.Optimizer, state: dict,
                     extra: dict[str, torch.nn.Module] | None = None) -> None:
     """Resumable training state: weights (and training-only `extra` modules, such as auxiliary heads)

@@ -92,10 +92,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .checkpoint import load_model_dir
+    from .checkpoint import load_engine_model
     from .evaluate import evaluate, load_manifest_set, render_eval_set
 
-    model, lex, _ = load_model_dir(args.model)
+    model, lex, config = load_engine_model(args.model)
     pre = model.cfg.preprocess
     if args.manifest:
         data = load_manifest_set(args.manifest, lex, pre)
@@ -109,7 +109,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                case=args.case)
         print(file=sys.stderr)
     embed = None
-    if args.path != "torch":
+    if args.path != "torch" and "reading" not in config:
         from .fastpath import FILES, OnnxVisual, load_fast_path
 
         if args.path == "auto":

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import load_model_dir
+from .checkpoint import load_engine_model
 from .fastpath import load_fast_path
 from .fusion import FusionConfig, fuse
 from .index import IndexConfig, VectorIndex, load_index
@@ -101,25 +101,31 @@ class Engine:
                  fusion: FusionConfig | None = DEFAULT_FUSION, fast_path: bool = True) -> None:
         self.store = Store(data or default_data_dir())
         self.model_dir = Path(model_dir) if model_dir else active_model_dir(self.store)
-        self.model, base_lexicon, self.model_config = load_model_dir(self.model_dir)
+        self.model, base_lexicon, self.model_config = load_engine_model(self.model_dir, torch.get_num_threads())
+        self.reads = "reading" in self.model_config  # the visual tower stands on the pretrained reader
         # the ONNX (INT8 or FP32) visual encoder the model chose (fastpath.py); INT8 embeddings are kept
         # apart from FP32 ones, so the id names that path
-        fast = load_fast_path(self.model_dir, torch.get_num_threads()) if fast_path else None
+        fast = load_fast_path(self.model_dir, torch.get_num_threads()) if fast_path and not self.reads else None
         self.fast_path, self.fast = fast if fast else ("torch", None)
         self.model_id = model_id(self.model_dir) + ("-int8" if self.fast_path == "int8" else "")
         # a fine-tuned model's lexicon already holds the user concepts it was trained with
-        self.lexicon = base_lexicon.with_concepts(
+        self.set_lexicon(base_lexicon.with_concepts(
             Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in self.store.list_concepts()
-            if c["concept_id"] not in base_lexicon)
+            if c["concept_id"] not in base_lexicon))
         self.pre = self.model.cfg.preprocess
         self.index_cfg = index_cfg or IndexConfig()
         self.fusion = fusion  # None: the index holds image embeddings only
         self._lock = threading.RLock()
-        self._anchors: dict[str, np.ndarray] = {}
         self._reader = None  # the pretrained reader (model/reader.py), loaded on first use
         self._synced = -1  # the store version the index last caught up with
         self._allowed: dict[tuple, np.ndarray] = {}  # search filters at self._synced
         self.index = self._open_index(progress)
+
+    def set_lexicon(self, lexicon: Lexicon) -> None:
+        """The concepts the engine knows (the model's and the user's): anchors and readable words follow."""
+        self.lexicon, self._anchors = lexicon, {}
+        if self.reads and lexicon.hash() != self.model.lexicon.hash():
+            self.model.set_lexicon(lexicon)
 
     # ------------------------------------------------------------------ embedding
     @torch.no_grad()
@@ -266,7 +272,7 @@ class Engine:
             from .model.reader import Reader
 
             with self._lock:
-                self._reader = self._reader or Reader(threads=torch.get_num_threads())
+                self._reader = self._reader or (self.model.reader if self.reads else Reader(threads=torch.get_num_threads()))
         return self._reader
 
     def read_words(self, image: ImageInput) -> dict[str, np.ndarray]:

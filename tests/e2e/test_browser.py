@@ -343,8 +343,9 @@ def test_finetune_on_a_new_concept_then_promote(page, server, tmp_path):
     assert "held-out fonts" in table and "held-out part of the queue" in table, table
     shot(page, "finetune")
     page.get_by_text("Promote even if it is worse").click()
-    page.get_by_role("button", name="Promote and re-index").click()
-    page.get_by_text("re-indexing in the background").wait_for(timeout=60_000)
+    settle(page)
+    # the job panel reruns every 2 s: wait for the re-index job it starts, not for a passing message
+    click_until(page, "Promote and re-index", page.get_by_text("· reindex ·"), timeout=120_000)
     page.get_by_text("reindex · done").wait_for(timeout=300_000)
     for path, title in (("/models", "Models"), ("/", "Search handwriting"), ("/annotate", "Annotate samples")):
         open_page(page, url + path, title)

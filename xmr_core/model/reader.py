@@ -4,8 +4,8 @@ sha256, never copied into the repository or downloaded; run by onnxruntime.
 
 Input (N, 3, 48, W) RGB in [-1, 1], dark ink on light paper; output a softmax over 18,710 symbols per
 step of 8 columns (CTC: blank at 0, the characters of the ONNX metadata key `character`, a space last).
-`reader_input` turns the ink crop of the one `preprocess` into that input; `ctc_log_likelihood` scores
-given words under the posteriors (constrained recognition: the exact CTC forward sum over alignments).
+`reader_input` turns the ink crop of the one `preprocess` into that input; `ctc.py` scores given words
+under the posteriors (constrained recognition).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .ctc import ctc_log_likelihood
 
 READER_PACKAGE = "rapidocr"
 READER_FILE = "models/PP-OCRv6_rec_small.onnx"
@@ -88,12 +90,22 @@ class Reader:
         self._lock = threading.Lock()
 
     def posteriors(self, inks: list[np.ndarray]) -> list[np.ndarray]:
-        """Per crop, the (steps, 18,710) softmax over symbols at each step of its own width."""
+        """Per crop, the (steps, 18,710) softmax over symbols at each step of its own width.
+
+        Crops are batched only with crops of the same width: the network mixes information along the
+        whole line, so paper padded on to a short word changes its reading (300 `val` renders: the right
+        lexicon word 92.0% of the time in batches padded to the widest crop, 95.3% each at its own width)."""
         if not inks:
             return []
         x, steps = reader_input(inks)
-        out = self.session.run(None, {self.session.get_inputs()[0].name: x})[0]
-        return [out[n, :t] for n, t in enumerate(steps)]
+        out: list[np.ndarray | None] = [None] * len(inks)
+        name = self.session.get_inputs()[0].name
+        for t in sorted(set(steps)):
+            rows = [n for n, s in enumerate(steps) if s == t]
+            post = self.session.run(None, {name: np.ascontiguousarray(x[rows, :, :, :t * STRIDE])})[0]
+            for n, p in zip(rows, post):
+                out[n] = p
+        return out  # type: ignore[return-value]
 
     def read(self, inks: list[np.ndarray]) -> list[Reading]:
         """Greedy CTC readings: the best symbol per step, repeats merged, blanks dropped."""
@@ -123,35 +135,3 @@ class Reader:
             logp = np.log(np.maximum(posteriors, 1e-30))
             out[ok] = ctc_log_likelihood(logp, [labels[n] for n in ok])  # type: ignore[misc]
         return out
-
-
-def ctc_log_likelihood(logp: np.ndarray, labels: list[list[int]], blank: int = 0) -> np.ndarray:
-    """log P(label | x) under CTC for each label sequence: the forward recursion over the extended
-    sequence (blank, l1, blank, l2, ..., blank), all labels at once, on the columns they use only.
-
-    `logp` is (T, C) log-probabilities of one input."""
-    T = logp.shape[0]
-    n = len(labels)
-    S = 2 * max(len(lab) for lab in labels) + 1
-    ext = np.full((n, S), blank, np.int64)
-    length = np.zeros(n, np.int64)
-    for i, lab in enumerate(labels):
-        ext[i, 1:2 * len(lab):2] = lab
-        length[i] = 2 * len(lab) + 1
-    valid = np.arange(S)[None] < length[:, None]
-    skip = np.zeros((n, S), bool)  # s may be reached from s-2: a label that differs from the one before it
-    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
-    neg = -np.inf
-    emit = logp[:, ext]  # (T, n, S)
-    alpha = np.full((n, S), neg)
-    alpha[:, 0] = emit[0, :, 0]
-    alpha[:, 1] = np.where(length > 1, emit[0, :, 1], neg)
-    alpha[~valid] = neg
-    for t in range(1, T):
-        prev1 = np.concatenate([np.full((n, 1), neg), alpha[:, :-1]], axis=1)
-        prev2 = np.concatenate([np.full((n, 2), neg), alpha[:, :-2]], axis=1)
-        prev2 = np.where(skip, prev2, neg)
-        alpha = np.logaddexp(np.logaddexp(alpha, prev1), prev2) + emit[t]
-        alpha[~valid] = neg
-    rows = np.arange(n)
-    return np.logaddexp(alpha[rows, length - 1], alpha[rows, length - 2])

@@ -1,0 +1,100 @@
+"""Constrained recognition: the CTC log-likelihood of given words under a reader's posteriors.
+
+`ctc_log_likelihood` is the exact forward sum over alignments, for many words at once. `WordTable` holds
+the candidate words of a lexicon (every concept's word in zh, en, es; Latin words also in Title and UPPER
+case) as label arrays, and `WordTable.score` scores one image against all of them, after dropping the
+words that use a symbol the reader never gives a probability of `floor` or more at any step (such a
+word's likelihood is below floor**1, far below the words that survive).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LATIN_CASES = (str.lower, str.title, str.upper)
+
+
+def ctc_log_likelihood(logp: np.ndarray, labels: list[list[int]], blank: int = 0) -> np.ndarray:
+    """log P(label | x) under CTC for each label sequence: the forward recursion over the extended
+    sequence (blank, l1, blank, l2, ..., blank), all labels at once, on the columns they use only.
+
+    `logp` is (T, C) log-probabilities of one input."""
+    T = logp.shape[0]
+    n = len(labels)
+    S = 2 * max(len(lab) for lab in labels) + 1
+    ext = np.full((n, S), blank, np.int64)
+    length = np.zeros(n, np.int64)
+    for i, lab in enumerate(labels):
+        ext[i, 1:2 * len(lab):2] = lab
+        length[i] = 2 * len(lab) + 1
+    valid = np.arange(S)[None] < length[:, None]
+    skip = np.zeros((n, S), bool)  # s may be reached from s-2: a label that differs from the one before it
+    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    neg = -np.inf
+    emit = logp[:, ext]  # (T, n, S)
+    alpha = np.full((n, S), neg)
+    alpha[:, 0] = emit[0, :, 0]
+    alpha[:, 1] = np.where(length > 1, emit[0, :, 1], neg)
+    alpha[~valid] = neg
+    for t in range(1, T):
+        prev1 = np.concatenate([np.full((n, 1), neg), alpha[:, :-1]], axis=1)
+        prev2 = np.concatenate([np.full((n, 2), neg), alpha[:, :-2]], axis=1)
+        prev2 = np.where(skip, prev2, neg)
+        alpha = np.logaddexp(np.logaddexp(alpha, prev1), prev2) + emit[t]
+        alpha[~valid] = neg
+    rows = np.arange(n)
+    return np.logaddexp(alpha[rows, length - 1], alpha[rows, length - 2])
+
+
+@dataclass
+class WordTable:
+    """Candidate words with the concept and language each spells, as a padded label matrix."""
+
+    words: list[str]
+    concept: np.ndarray  # (n,) index of the concept in the lexicon
+    lang: np.ndarray  # (n,) index into LANGS
+    labels: np.ndarray  # (n, L) symbol indices, -1 padded
+    readable: np.ndarray  # (n,) every symbol known to the reader
+    n_concepts: int
+
+    @classmethod
+    def build(cls, lexicon, symbol_index: dict[str, int]) -> "WordTable":
+        from ..lexicon import LANGS
+
+        words, concept, lang = [], [], []
+        for ci, c in enumerate(lexicon.concepts):
+            for li, lg in enumerate(LANGS):
+                w = c.word(lg)
+                for v in dict.fromkeys([w] if lg == "zh" else [f(w) for f in LATIN_CASES]):
+                    words.append(v)
+                    concept.append(ci)
+                    lang.append(li)
+        ids = [[symbol_index.get(ch) for ch in w] for w in words]
+        L = max(len(w) for w in words)
+        labels = np.full((len(words), L), -1, np.int64)
+        readable = np.zeros(len(words), bool)
+        for n, row in enumerate(ids):
+            if row and None not in row:
+                labels[n, :len(row)] = row
+                readable[n] = True
+        return cls(words, np.array(concept), np.array(lang), labels, readable, len(lexicon))
+
+    def score(self, posteriors: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+        """(n,) CTC log-likelihood of every word under one image's (steps, symbols) posteriors;
+        -inf for words pruned or unreadable."""
+        present = np.append(posteriors.max(0) >= floor, True)  # the last entry answers the -1 padding
+        keep = np.nonzero(self.readable & present[self.labels].all(1))[0]
+        if not len(keep):  # nothing fits: score every readable word
+            keep = np.nonzero(self.readable)[0]
+        out = np.full(len(self.words), -np.inf)
+        logp = np.log(np.maximum(posteriors, 1e-30))
+        out[keep] = ctc_log_likelihood(logp, [row[row >= 0].tolist() for row in self.labels[keep]])
+        return out
+
+    def by_concept(self, scores: np.ndarray) -> np.ndarray:
+        """(3, n_concepts): per language, the best variant's log-likelihood of each concept's word."""
+        out = np.full((3, self.n_concepts), -np.inf)
+        np.maximum.at(out, (self.lang, self.concept), scores)
+        return out

@@ -1,0 +1,116 @@
+"""The visual tower on the pretrained reader: an image's place in the shared space from its reading.
+
+The reader (reader.py, frozen) gives CTC posteriors; every lexicon word is scored by its CTC
+likelihood (ctc.py, constrained recognition); the embedding is the concepts' text anchors weighted by
+a softmax of those log-likelihoods at `temperature` (each concept's anchor is the mean of its zh, en and
+es anchors, so the embedding is the same whichever script the word is written in), optionally mixed
+with the trained visual encoder's embedding (`visual_weight`, measured). Training-free: only the text
+tower it reuses was trained.
+
+Input is the one `preprocess` at READING_PREPROCESS (the ink fitted 40 pixels high in a 48 x 320 box);
+the reader gets the ink's own columns, the trained encoder the ink refitted into its own box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..lexicon import LANGS, Lexicon
+from ..preprocess import PreprocessConfig, crop_to_ink, fit
+from .ctc import WordTable
+from .dual import DualEncoder
+from .reader import HEIGHT, MAX_WIDTH, PAD, READER_PACKAGE, READER_SHA256, STRIDE, Reader
+
+READING_PREPROCESS = PreprocessConfig(height=HEIGHT, width=MAX_WIDTH, pad=PAD)
+
+
+@dataclass(frozen=True)
+class ReadingConfig:
+    temperature: float = 1.0  # softmax temperature over the words' CTC log-likelihoods
+    floor: float = 1e-3  # a word using a symbol never this probable is not scored (ctc.py)
+    visual_weight: float = 0.0  # share of the trained visual encoder's embedding in the image's (0: reading only)
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0 or not 0 < self.floor < 1 or not 0 <= self.visual_weight <= 1:
+            raise ValueError(f"reading config {self}: temperature > 0, floor in (0, 1), visual_weight in [0, 1]")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ReadingConfig":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown reading config keys {sorted(unknown)}: expected "
+                             f"{[f.name for f in dataclasses.fields(cls)]}")
+        return cls(**d)
+
+
+def reader_record() -> dict:
+    """What a model directory records of the reader it was measured with."""
+    from importlib.metadata import version
+
+    from .reader import READER_FILE
+
+    return {"package": READER_PACKAGE, "version": version(READER_PACKAGE), "file": READER_FILE,
+            "sha256": READER_SHA256}
+
+
+class ReadingModel:
+    """Reader trunk + the base model's text tower (and, weighted, its visual encoder)."""
+
+    def __init__(self, base: DualEncoder, lexicon: Lexicon, cfg: ReadingConfig | None = None,
+                 reader: Reader | None = None, threads: int = 1) -> None:
+        self.base, self.rcfg = base.eval(), cfg or ReadingConfig()
+        self.cfg = dataclasses.replace(base.cfg, preprocess=READING_PREPROCESS)
+        self.reader = reader or Reader(threads=threads)
+        self.set_lexicon(lexicon)
+
+    def eval(self) -> "ReadingModel":
+        return self
+
+    @torch.no_grad()
+    def set_lexicon(self, lexicon: Lexicon) -> None:
+        """The words the reader is constrained to, and their concepts' anchors."""
+        self.lexicon = lexicon
+        self.table = WordTable.build(lexicon, self.reader.index)
+        a = sum(self.base.encode_text(lexicon.words(lg)).numpy() for lg in LANGS)
+        self.anchors = a / np.linalg.norm(a, axis=1, keepdims=True)
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
+        return self.base.encode_text(texts, normalize=normalize)
+
+    def read(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3, n_concepts) CTC log-likelihood of each concept's word in each language."""
+        posts = self.reader.posteriors([_ink_columns(m[0]) for m in x])
+        return np.stack([self.table.by_concept(self.table.score(p, self.rcfg.floor)) for p in posts])
+
+    def weights(self, scores: np.ndarray) -> np.ndarray:
+        """(N, n_concepts) softmax over concepts of their best word's log-likelihood / temperature."""
+        z = scores.max(1) / self.rcfg.temperature
+        z = z - z.max(1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(1, keepdims=True)
+
+    @torch.no_grad()
+    def encode_image(self, x: torch.Tensor | np.ndarray, normalize: bool = True) -> torch.Tensor:
+        x = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        v = self.weights(self.read(x)) @ self.anchors
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        w = self.rcfg.visual_weight
+        if w > 0:
+            fitted = np.stack([fit(crop_to_ink(m[0]), self.base.cfg.preprocess)[None] for m in x])
+            vis = self.base.encode_image(torch.from_numpy(fitted)).numpy()
+            v = (1 - w) * v + w * vis
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+        return torch.from_numpy(v.astype(np.float32))
+
+
+def _ink_columns(ink: np.ndarray) -> np.ndarray:
+    """A fitted ink map cut to its ink (the reader is run at the word's own width)."""
+    rows, cols = np.nonzero(ink.max(1) > 0.05)[0], np.nonzero(ink.max(0) > 0.05)[0]
+    if not len(cols):
+        return ink[:, :STRIDE]
+    return ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
