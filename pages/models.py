@@ -15,7 +15,7 @@ models = list_models(store)
 rows = []
 for m in models:
     val = m["metrics"].get("val", {})
-    path = m["metrics"].get("fast_path", {}).get("use") or "torch"
+    path = "reader" if m["reads"] else m["metrics"].get("fast_path", {}).get("use") or "torch"
     fast = m["metrics"].get(f"val_{path}", val)  # the numbers of the path the engine runs
     rows.append({"name": m["name"], "active": "✅" if m["active"] else "", "id": m["id"], "size MB": m["size_mb"],
                  "inference": path,

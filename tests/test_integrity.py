@@ -294,3 +294,16 @@ def test_a_writer_killed_mid_add_leaves_a_consistent_folder(model_dir, tmp_path)
     check(data, fix=True, grace_s=0)
     rep = check(data)
     assert rep.healthy and not rep.orphans, rep.problems
+
+
+def test_an_unlabelled_item_gets_the_script_it_is_written_in(model_dir, lexicon, tmp_path, fonts_ready):
+    """Before: the language whose anchor scored highest, which the model makes alike for all three."""
+    from xmr_core.render import SyntheticWords
+
+    eng = Engine(tmp_path / "data", model_dir=model_dir)
+    ds = SyntheticWords(Lexicon(lexicon.concepts[:40]), "val", kinds={"font": 1.0}, seed=8)
+    samples = [ds[i] for i in range(0, 60, 2)]  # all three scripts
+    ids = eng.add("c", [(f"{i}", png(s.image)) for i, s in enumerate(samples)]).added
+    items = eng.store.get_items(ids)
+    right = sum(items[i].lang == s.lang for i, s in zip(ids, samples))
+    assert right >= 0.9 * len(samples)

@@ -23,7 +23,8 @@ def suggest(engine: Engine, image: ImageInput, top: int = 5) -> list[tuple[str, 
     guess (on 600 `val` renders it matched the written script 34% of the time; the reader's most likely
     word 99% of 300, docs/diagnosis.md)."""
     sem = engine.concept_scores(engine.embed_query(image)[1]).max(0)  # (concepts,)
-    read = np.stack([engine.read_words(image)[lang] for lang in LANGS])  # (languages, concepts)
+    words = engine.read_words(image)
+    read = np.stack([words[lang] for lang in LANGS])  # (languages, concepts)
     ids = engine.lexicon.ids()
     first = int(np.unravel_index(np.argmax(read), read.shape)[1])
     order = [first] + [int(i) for i in np.argsort(-sem) if i != first][:top - 1]

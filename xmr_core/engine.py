@@ -22,7 +22,7 @@ from .fusion import FusionConfig, fuse
 from .index import IndexConfig, VectorIndex, load_index
 from .lexicon import LANGS, Concept, Lexicon, is_han, normalize_word
 from .paths import data_dir as default_data_dir
-from .preprocess import ImageInput, open_image, preprocess, to_gray, word_ink
+from .preprocess import ImageInput, fit, open_image, preprocess, to_gray, word_ink
 from .registry import active_model_dir, model_id
 from .store import Item, Store, ids_checksum
 
@@ -117,13 +117,14 @@ class Engine:
         self.fusion = fusion  # None: the index holds image embeddings only
         self._lock = threading.RLock()
         self._reader = None  # the pretrained reader (model/reader.py), loaded on first use
+        self._table = None  # the lexicon's words as the reader spells them (model/ctc.py)
         self._synced = -1  # the store version the index last caught up with
         self._allowed: dict[tuple, np.ndarray] = {}  # search filters at self._synced
         self.index = self._open_index(progress)
 
     def set_lexicon(self, lexicon: Lexicon) -> None:
         """The concepts the engine knows (the model's and the user's): anchors and readable words follow."""
-        self.lexicon, self._anchors = lexicon, {}
+        self.lexicon, self._anchors, self._table = lexicon, {}, None
         if self.reads and lexicon.hash() != self.model.lexicon.hash():
             self.model.set_lexicon(lexicon)
 
@@ -275,13 +276,20 @@ class Engine:
                 self._reader = self._reader or (self.model.reader if self.reads else Reader(threads=torch.get_num_threads()))
         return self._reader
 
+    def read_inks(self, inks: list[np.ndarray]) -> np.ndarray:
+        """(N, 3, n_concepts): the reader's CTC log-likelihood of every lexicon concept's word in each
+        language (best letter case), for ink crops. Says which word, and so which script, an image shows."""
+        if self.reads:
+            return self.model.read(np.stack([fit(ink, self.pre)[None] for ink in inks]))
+        if self._table is None or self._table.n_concepts != len(self.lexicon):
+            from .model.ctc import WordTable
+
+            self._table = WordTable.build(self.lexicon, self.reader.index)
+        return np.stack([self._table.by_concept(self._table.score(p)) for p in self.reader.posteriors(inks)])
+
     def read_words(self, image: ImageInput) -> dict[str, np.ndarray]:
-        """The reader's CTC log-likelihood of every lexicon concept's word, per language: {lang: (n_concepts,)}.
-        Says which word, and so which script, the image shows."""
-        post = self.reader.posteriors([word_ink(image)])[0]
-        words = [w for lang in LANGS for w in self.lexicon.words(lang)]
-        scores = self.reader.score(post, words).reshape(len(LANGS), len(self.lexicon))
-        return dict(zip(LANGS, scores))
+        """`read_inks` of one image, as {lang: (n_concepts,)}."""
+        return dict(zip(LANGS, self.read_inks([word_ink(image)])[0]))
 
     def recognize(self, image: ImageInput, top: int = 5) -> dict[str, list[tuple[str, str, float]]]:
         """What the image says: the top lexicon words per language as (concept_id, word, score)."""
@@ -375,13 +383,14 @@ class Engine:
         if len(labels) != len(images) or len(pages) != len(images):
             raise ValueError("one label (or None) and one page box (or None) per image")
         self.store.create_collection(collection)
-        records, xs = [], []
+        records, xs, inks = [], [], []
         for n, ((source, data), label, page) in enumerate(zip(images, labels, pages)):
             try:
                 if label and (label[0] not in self.lexicon or label[1] not in LANGS):
                     raise ValueError(f"unknown concept or language {label!r}")
                 img = _normalised(data)
-                x = preprocess(img, self.pre)  # decoded once: the model reads what is stored
+                ink = word_ink(img)  # decoded once: the model reads what is stored
+                x = fit(ink, self.pre)[None]  # = preprocess(img, self.pre)
                 raw = _encode_png(img)
             except ValueError as exc:
                 report.errors[source] = str(exc)
@@ -391,14 +400,15 @@ class Engine:
                             "concept_id": label[0] if label else None, "lang": label[1] if label else None,
                             "page_sha256": page[0] if page else "", "bbox": page[1] if page else None})
             xs.append(x)
+            inks.append(ink if not label else None)
             if progress:
                 progress(n + 1, len(images), "reading images")
         if not records:
             return report
         vecs = self.embed_images(np.stack(xs))
         unlabelled = [n for n, rec in enumerate(records) if rec["lang"] is None]
-        if unlabelled:  # the script each is written in, as recognised
-            scripts = self.concept_scores(vecs[unlabelled]).max(-1).argmax(-1)
+        if unlabelled:  # the script each is written in: the language of the word the reader finds most likely
+            scripts = self.read_inks([inks[n] for n in unlabelled]).max(-1).argmax(-1)
             for n, s in zip(unlabelled, scripts):
                 records[n]["lang"] = LANGS[int(s)]
         ids = self.store.add_items(collection, records, self.model_id, vecs)

@@ -12,6 +12,7 @@ from .paths import ASSETS
 from .store import Store
 
 DEFAULT_MODEL = ASSETS / "models" / "default"
+READING_MODEL = ASSETS / "models" / "reader"  # the visual tower on the pretrained reader (model/reading.py)
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -70,8 +71,8 @@ def model_id(model_dir: Path | str) -> str:
 
 
 def list_models(store: Store) -> list[dict]:
-    """The bundled default and every model directory in the data folder, with their metrics."""
-    dirs = [DEFAULT_MODEL] if (DEFAULT_MODEL / "config.json").exists() else []
+    """The bundled models (the default first) and every model directory in the data folder, with their metrics."""
+    dirs = [d for d in (DEFAULT_MODEL, READING_MODEL) if (d / "config.json").exists()]
     found = [p for p in (store.root / "models").glob("*") if (p / "config.json").exists()]
     found += [p / "model" for p in (store.root / "models").glob("*") if (p / "model" / "config.json").exists()]
     dirs += sorted(found)
@@ -79,7 +80,9 @@ def list_models(store: Store) -> list[dict]:
     out = []
     for d in dirs:
         metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else {}
-        out.append({"name": d.parent.name if d.name == "model" else d.name, "path": str(d), "id": model_id(d), "active": d.resolve() == active.resolve(),
+        reads = "reading" in json.loads((d / "config.json").read_text())
+        out.append({"name": d.parent.name if d.name == "model" else d.name, "path": str(d), "id": model_id(d),
+                    "active": d.resolve() == active.resolve(), "reads": reads,
                     "size_mb": round(sum(p.stat().st_size for p in d.iterdir() if p.is_file()) / 1e6, 2),
                     "metrics": metrics})
     return out

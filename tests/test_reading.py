@@ -1,0 +1,92 @@
+"""The reading model: the image's embedding from the reader's constrained reading (model/reading.py),
+saved and loaded as a model directory, checked against the installed reader, served by the engine."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xmr_core.checkpoint import load_engine_model, save_model_dir
+from xmr_core.engine import Engine
+from xmr_core.lexicon import LANGS, Lexicon
+from xmr_core.model.dual import DualEncoder
+from xmr_core.model.reading import READING_PREPROCESS, ReadingConfig, ReadingModel, reader_record
+from xmr_core.preprocess import preprocess
+from xmr_core.render import SyntheticWords
+
+from helpers import SMALL, png
+
+
+@pytest.fixture(scope="module")
+def small(lexicon):
+    torch.manual_seed(0)
+    return DualEncoder(SMALL).eval(), Lexicon(lexicon.concepts[:40])
+
+
+def reading_dir(path, small, **cfg):
+    model, lex = small
+    rcfg = ReadingConfig(**cfg)
+    return save_model_dir(model, lex, path, extra={"reading": {"temperature": rcfg.temperature, "floor": rcfg.floor,
+                                                              "visual_weight": rcfg.visual_weight},
+                                                  "reader": reader_record()})
+
+
+def test_the_embedding_is_the_anchors_weighted_by_the_reading(small):
+    """By hand: three concepts with log-likelihoods (-1, -3, -inf) at temperature 2 weigh e^-0.5 : e^-1.5 : 0."""
+    model, lex = small
+    rm = ReadingModel(model, Lexicon(lex.concepts[:3]), ReadingConfig(temperature=2.0))
+    scores = np.full((1, 3, 3), -np.inf)
+    scores[0, 1, 0], scores[0, 2, 0], scores[0, 0, 1] = -1.0, -5.0, -3.0  # best word per concept counts
+    w = rm.weights(scores)[0]
+    want = np.array([np.exp(-0.5), np.exp(-1.5), 0.0])
+    assert np.allclose(w, want / want.sum())
+    with torch.no_grad():
+        a = sum(model.encode_text([c.word(lg) for c in lex.concepts[:3]]).numpy() for lg in LANGS)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    assert np.allclose(rm.anchors, a, atol=1e-6)
+
+
+def test_a_render_weighs_its_own_concept_most(small, fonts_ready):
+    model, lex = small
+    rm = ReadingModel(model, lex)
+    ds = SyntheticWords(lex, "train", kinds={"font": 1.0}, seed=4)
+    samples = [ds[i] for i in range(0, 60, 5)]
+    x = np.stack([preprocess(s.image, READING_PREPROCESS) for s in samples])
+    best = rm.weights(rm.read(x)).argmax(1)
+    right = sum(lex.concepts[b].concept_id == s.concept_id for b, s in zip(best, samples))
+    assert right >= 0.8 * len(samples)
+
+
+def test_save_load_gives_the_same_embeddings_and_a_changed_reader_is_refused(small, tmp_path, fonts_ready):
+    d = reading_dir(tmp_path / "r", small, temperature=2.0, visual_weight=0.5)
+    a, lex, _ = load_engine_model(d)
+    b, _, _ = load_engine_model(d)
+    assert isinstance(a, ReadingModel) and a.rcfg.visual_weight == 0.5
+    ds = SyntheticWords(lex, "train", kinds={"font": 1.0}, seed=5)
+    x = np.stack([preprocess(ds[i].image, READING_PREPROCESS) for i in range(6)])
+    assert np.allclose(a.encode_image(x).numpy(), b.encode_image(x).numpy(), atol=1e-6)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["reader"]["sha256"] = "0" * 64
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="measured with the reader"):
+        load_engine_model(d)
+    cfg["reading"]["temprature"] = 1.0  # a typo is refused, never dropped
+    with pytest.raises(ValueError):
+        ReadingConfig.from_dict(cfg["reading"])
+
+
+def test_the_engine_ranks_by_the_reading(small, tmp_path, fonts_ready):
+    model, lex = small
+    d = reading_dir(tmp_path / "r", small)
+    eng = Engine(tmp_path / "data", model_dir=d)
+    assert eng.reads and eng.pre == READING_PREPROCESS and eng.fast is None
+    ds = SyntheticWords(lex, "val", kinds={"font": 1.0}, seed=6)
+    samples = [ds[i] for i in range(0, 45, 3)]  # 15 concepts, one script each
+    ids = eng.add("c", [(f"{i}", png(s.image)) for i, s in enumerate(samples)]).added
+    found = 0
+    for s, item in zip(samples, ids):
+        other = ds.sample(s.concept_id, s.lang, np.random.default_rng(99))  # another render of the word
+        hits, info = eng.search(image=png(other.image), k=1)
+        found += hits[0].item_id == item
+    assert found >= 12
