@@ -15,12 +15,12 @@ import argparse
 
 from xmr_core.checkpoint import load_model_dir
 from xmr_core.evaluate import translation_top1, unseen_word_pairs
-from xmr_core.registry import DEFAULT_MODEL
+from xmr_core.registry import EDGE_MODEL
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="*", default=[str(DEFAULT_MODEL)])
+    ap.add_argument("models", nargs="*", default=[str(EDGE_MODEL)])
     args = ap.parse_args()
     rows = []
     for i, path in enumerate(args.models):

@@ -29,7 +29,7 @@ def routed(page_file: str) -> None:
 def engine_or_stop():
     """The engine, or a message saying why there is none and what to do (never a traceback)."""
     if not model_available():
-        st.warning("No model is installed yet: the bundled default model (assets/models/default) is missing. "
+        st.warning("No model is installed yet: the bundled models (assets/models/reader, assets/models/edge) are missing. "
                    "Train one with `xmr train --config configs/default.json --out runs/default`.")
         st.stop()
     try:

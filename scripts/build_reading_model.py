@@ -2,13 +2,14 @@
 the bundled model's text tower for the anchors and its visual encoder as the second, weighted signal.
 Nothing is trained; the temperature and the visual weight were chosen on `val` (docs/reader.md).
 
-    python scripts/build_reading_model.py [--base assets/models/default] [--temperature 2] [--visual-weight 0.6]
+    python scripts/build_reading_model.py [--base assets/models/edge] [--temperature 2] [--visual-weight 0.6]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,8 @@ import torch  # noqa: E402
 
 from xmr_core.checkpoint import load_model_dir, save_model_dir  # noqa: E402
 from xmr_core.cli import format_eval  # noqa: E402
-from xmr_core.evaluate import evaluate, render_eval_set  # noqa: E402
+from xmr_core.evaluate import evaluate_signals, render_eval_set  # noqa: E402
+from xmr_core.fastpath import OnnxVisual  # noqa: E402
 from xmr_core.model.reading import READING_PREPROCESS, ReadingConfig, ReadingModel, reader_record  # noqa: E402
 from xmr_core.paths import ASSETS  # noqa: E402
 
@@ -34,9 +36,9 @@ The visual tower stands on a frozen pretrained reader; nothing here was trained 
   its exact CTC likelihood under the reader's posteriors; words using a symbol the reader never gives 1e-3 are
   skipped. The reading embedding is the concepts' anchors (mean of their zh, en, es text anchors) weighted by a
   softmax of the best word's log-likelihood at temperature {temperature}.
-- Second signal: the bundled `default` model's visual encoder (MobileNetV3-Small, 1.9M parameters, trained on
-  font renders) on the same ink; the image embedding is {rw:.2f} x reading + {visual_weight:.2f} x that encoder's,
-  normalised. Text tower: the `default` model's (USE-m3 with its trained top and projection).
+- Second signal: the bundled `edge` model's visual encoder (MobileNetV3-Small, 1.9M parameters, trained on
+  font renders; its ONNX FP32 graph, `visual.onnx`) on the same ink; the image embedding is {rw:.2f} x reading + {visual_weight:.2f} x that encoder's,
+  normalised. Text tower: the `edge` model's (USE-m3 with its trained top and projection).
 - Temperature and weight chosen on `val` (one render per word): reading alone 96.15 / 96.13, the encoder alone
   92.35 / 92.44, fused at temperature 2 and weight 0.6 97.32 / 97.40 (within / cross); docs/reader.md.
 
@@ -47,7 +49,7 @@ The visual tower stands on a frozen pretrained reader; nothing here was trained 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--base", default=str(ASSETS / "models" / "default"))
+    ap.add_argument("--base", default=str(ASSETS / "models" / "edge"))
     ap.add_argument("--out", default=str(ASSETS / "models" / "reader"))
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--visual-weight", type=float, default=0.6)
@@ -55,12 +57,14 @@ def main() -> None:
     torch.set_num_threads(1)
     base, lex, config = load_model_dir(args.base)
     rcfg = ReadingConfig(temperature=args.temperature, visual_weight=args.visual_weight)
-    model = ReadingModel(base, lex, rcfg)
+    onnx = Path(args.base) / "visual.onnx"  # the base's FP32 graph: the engine's path for the second signal
+    visual = OnnxVisual(onnx, threads=1) if onnx.exists() else None
+    model = ReadingModel(base, lex, rcfg, visual=visual)
     metrics, evals = {}, []
     for name, seed, per_word in (("val", 2024, 2), ("val_seed7", 7, 1)):
         t = time.time()
         data = render_eval_set(lex, READING_PREPROCESS, "val", per_word=per_word, seed=seed)
-        res = evaluate(model, lex, data, embed=lambda x: model.encode_image(x).numpy())
+        res = evaluate_signals(model, lex, data)
         res["seconds"] = round(time.time() - t, 1)
         metrics[name] = res
         evals.append(f"### {name}: {res['n_images']} renders (seed {seed}, {per_word} per word)\n\n```\n"
@@ -74,6 +78,8 @@ def main() -> None:
                        temperature=rcfg.temperature, visual_weight=rcfg.visual_weight, rw=1 - rcfg.visual_weight,
                        evals="\n".join(evals))
     out = save_model_dir(base, lex, args.out, metrics=metrics, card=card, extra=extra)
+    if visual is not None:
+        shutil.copyfile(onnx, out / "visual.onnx")
     print(f"wrote {out}")
     print(json.dumps({k: (v["within_acc@1"], v["cross_acc@1"]) for k, v in metrics.items()}))
 

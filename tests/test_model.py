@@ -121,9 +121,9 @@ def test_bundled_text_tower_still_translates_words_outside_the_lexicon(use_model
     """A typed query or an annotator's new concept goes through the text tower: the bundled model must
     keep USE-m3's reach on words it was not trained on (a trained DAN top lost 8-10 points here)."""
     from xmr_core.evaluate import translation_top1, unseen_word_pairs
-    from xmr_core.registry import DEFAULT_MODEL
+    from xmr_core.registry import EDGE_MODEL
 
-    model, lexicon, _ = load_model_dir(DEFAULT_MODEL)  # in eval mode
+    model, lexicon, _ = load_model_dir(EDGE_MODEL)  # in eval mode
     pairs = unseen_word_pairs(lexicon)
     assert len(pairs) >= 50 and not {a for a, _ in pairs} & set(lexicon.words("en"))
     ours = translation_top1(lambda w: model.encode_text(w).numpy(), lexicon, pairs)

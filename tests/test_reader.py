@@ -67,3 +67,36 @@ def test_the_reader_reads_renders_and_names_their_script(lexicon, fonts_ready):
         right += best[0] == s.text
         script += best[1] == s.lang or lex.get(s.concept_id).word(best[1]) == s.text
     assert right >= 0.85 * n and script >= 0.9 * n
+
+
+def _rapidocr_input(img) -> np.ndarray:
+    """RapidOCR's own recognition input for one crop (rapidocr/ch_ppocr_rec/main.py, resize_norm_img)."""
+    import math
+
+    import cv2
+
+    a = np.asarray(img.convert("RGB"))[:, :, ::-1]  # RapidOCR works in BGR as OpenCV loads it
+    h, w = a.shape[:2]
+    width = max(320, int(48 * w / h))
+    rw = min(width, int(math.ceil(48 * w / h)))
+    x = (cv2.resize(a, (rw, 48)).astype(np.float32).transpose(2, 0, 1) / 255 - 0.5) / 0.5
+    out = np.zeros((1, 3, 48, width), np.float32)
+    out[0, :, :, :rw] = x
+    return out
+
+
+def test_greedy_readings_equal_rapidocr_on_the_same_input(lexicon, fonts_ready):
+    """The file, its symbol table (blank first, space last) and the decoding are RapidOCR's own."""
+    from rapidocr import RapidOCR
+
+    ocr = RapidOCR(params={"Global.log_level": "error"})
+    reader = Reader()
+    ds = SyntheticWords(Lexicon(lexicon.concepts[:40]), "val", kinds={"font": 1.0}, seed=3)
+    same = 0
+    n = 30
+    for i in range(n):
+        img = ds[i].image
+        theirs = ocr(np.asarray(img.convert("RGB"))[:, :, ::-1].copy(), use_det=False, use_cls=False, use_rec=True)
+        ours = reader.decode(reader.run(_rapidocr_input(img))[0]).text
+        same += ours == (theirs.txts[0] if theirs.txts else "")
+    assert same == n

@@ -105,7 +105,13 @@ def load_engine_model(path: Path | str, threads: int = 1):
         raise ValueError(f"{path} was measured with the reader {want.get('file')} of {want.get('package')} "
                          f"{want.get('version')} (sha256 {str(want.get('sha256'))[:12]}...), but {have['package']} "
                          f"{have['version']} is installed: install the pinned version (`make setup`)")
-    return ReadingModel(model, lexicon, ReadingConfig.from_dict(config["reading"]), threads=threads), lexicon, config
+    visual = None
+    if (Path(path) / "visual.onnx").exists():  # the trained encoder's exported graph (fastpath.py)
+        from .fastpath import OnnxVisual
+
+        visual = OnnxVisual(Path(path) / "visual.onnx", threads=threads)
+    rcfg = ReadingConfig.from_dict(config["reading"])
+    return ReadingModel(model, lexicon, rcfg, threads=threads, visual=visual), lexicon, config
 
 
 def save_checkpoint(path: Path, model: DualEncoder, optimizer: torch.optim.Optimizer, state: dict,

@@ -118,7 +118,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"inference path: {chosen[0] if chosen else 'torch'} (the model's choice)", file=sys.stderr)
         else:
             embed = OnnxVisual(Path(args.model) / FILES[args.path])
-    res = evaluate(model, lex, data, embed=embed)
+    if "reading" in config:  # the fused embedding, and each signal alone beside it
+        from .evaluate import evaluate_signals
+
+        res = evaluate_signals(model, lex, data)
+    else:
+        res = evaluate(model, lex, data, embed=embed)
     print(format_eval(res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +162,9 @@ def format_eval(res: dict) -> str:
 
         lines.append("weakest styles: " + "  ".join(f"{k} {100 * v['acc@1']:.1f} (n={v['n']})"
                                                      for k, v in weakest_styles(res, 5)))
+    for name, sig in res.get("signals", {}).items():
+        lines.append(f"signal alone: {name:8s} within {100 * sig['within_acc@1']:.2f}   cross {100 * sig['cross_acc@1']:.2f}"
+                     f"   image->image mAP@10 {sig['map@10']:.4f}")
     lines.append(f"latency p50 {res['latency_ms_p50']:.2f} ms (preprocess + embed, one thread)")
     return "\n".join(lines)
 

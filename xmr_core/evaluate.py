@@ -128,7 +128,7 @@ def measure_latency(embed: Embedder, images: list, pre: PreprocessConfig, repeat
 
 
 def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedder | None = None,
-             vectors: np.ndarray | None = None) -> dict:
+             vectors: np.ndarray | None = None, latency: bool = True) -> dict:
     """All metrics of the eval contract for one model on one labelled image set; `embed` replaces the
     model's own visual encoder (an ONNX path, fastpath.py); `vectors` are the set's embeddings by it when
     the caller already has them (`embed` is then used only to time single queries)."""
@@ -179,8 +179,27 @@ def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedde
         "within_by_length": group_accuracy(own, [length_bucket(w, lang) for w, lang in zip(words, langs)],
                                            order=bucket_order),
         **({"within_by_style": group_accuracy(own, data.styles)} if data.styles else {}),
-        "latency_ms_p50": measure_latency(embed, data.raw or list(data.x[:, 0]), model.cfg.preprocess),
+        "latency_ms_p50": measure_latency(embed, data.raw or list(data.x[:, 0]), model.cfg.preprocess)
+        if latency else float("nan"),
     }
+
+
+def evaluate_signals(model, lexicon: Lexicon, data: EvalSet, batch: int = 256) -> dict:
+    """`evaluate` of a reading model (model/reading.py) as the engine ranks, by its fused embedding, with
+    each signal's own within / cross Acc@1 and image->image mAP@10 under `signals`."""
+    parts: dict[str, list] = {}
+    for i in range(0, len(data.x), batch):
+        for k, v in model.encode_signals(data.x[i:i + batch]).items():
+            parts.setdefault(k, []).append(v)
+    signals = {k: np.concatenate(v) for k, v in parts.items()}
+    embed = lambda x: model.encode_image(x).numpy()  # noqa: E731 - single queries, for the latency
+    res = evaluate(model, lexicon, data, embed=embed, vectors=model.combine(signals))
+    res["signals"] = {}
+    for k, v in signals.items():
+        r = evaluate(model, lexicon, data, embed=embed, vectors=v, latency=False)
+        res["signals"][k] = {"within_acc@1": r["within_acc@1"], "cross_acc@1": r["cross_acc@1"],
+                             "map@10": float(np.mean([x["map@10"] for x in r["image_to_image"].values()]))}
+    return res
 
 
 UNSEEN_WORDS = ASSETS / "unseen_words.tsv"

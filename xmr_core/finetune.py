@@ -11,10 +11,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .checkpoint import load_model_dir, save_model_dir
 from .evaluate import evaluate, load_manifest_set, render_eval_set
 from .fastpath import add_onnx_fp32
 from .lexicon import Concept, Lexicon
+from .model.reading import READING_PREPROCESS, ReadingConfig, ReadingModel
+from .preprocess import crop_to_ink, fit
 from .store import Store
 from .train import TrainConfig, train
 
@@ -79,15 +83,18 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     extra = [Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in store.list_concepts()
              if c["concept_id"] not in base_lex]
     lexicon = base_lex.with_concepts(extra)
+    reads = "reading" in base_cfg  # a reading model: tune its trained encoder, serve and score it as read
     train_rows, held_rows = split_queue(queue, cfg.holdout)
     train_csv = _write_manifest(train_rows, store, lexicon, out / "data" / "train.csv")
     held_csv = _write_manifest(held_rows, store, lexicon, out / "data" / "heldout.csv") if held_rows else None
-    pre = base.cfg.preprocess
+    pre = READING_PREPROCESS if reads else base.cfg.preprocess
     say(0.02, "evaluating the current model")
     fonts = render_eval_set(lexicon, pre, "val", concepts=cfg.val_concepts)
     held = load_manifest_set(held_csv, lexicon, pre) if held_csv else None
+    served = (lambda m: ReadingModel(m, lexicon, ReadingConfig.from_dict(base_cfg["reading"]))) if reads else (lambda m: m)
 
     def scores(model) -> dict:
+        model = served(model)  # scored as the engine will run it
         r = {"val_fonts": _summary(evaluate(model, lexicon, fonts))}
         if held is not None:
             r["queue_heldout"] = _summary(evaluate(model, lexicon, held))
@@ -115,9 +122,13 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     say(0.97, "exporting the ONNX graph")
     final = out / "model"
     final.mkdir(parents=True, exist_ok=True)
-    fast = add_onnx_fp32(tuned, final, fonts.x[:64])  # the engine's fast path for the new model too
+    sample = fonts.x[:64]
+    if reads:  # the encoder's own input box
+        sample = np.stack([fit(crop_to_ink(x[0]), base.cfg.preprocess)[None] for x in sample])
+    fast = add_onnx_fp32(tuned, final, sample)  # the engine's fast path for the new model too
+    keep = {k: base_cfg[k] for k in ("reading", "reader") if k in base_cfg}
     save_model_dir(tuned, lexicon, final, metrics={"finetune": result, "fast_path": fast},
-                   extra={"train": asdict(tcfg), "base_model": str(base_dir)})
+                   extra={"train": asdict(tcfg), "base_model": str(base_dir), **keep})
     result["model_dir"] = str(final)
     (out / "result.json").write_text(json.dumps(result, indent=2))
     say(1.0, "done")

@@ -11,8 +11,9 @@ from pathlib import Path
 from .paths import ASSETS
 from .store import Store
 
-DEFAULT_MODEL = ASSETS / "models" / "default"
 READING_MODEL = ASSETS / "models" / "reader"  # the visual tower on the pretrained reader (model/reading.py)
+EDGE_MODEL = ASSETS / "models" / "edge"  # the fast edge model: MobileNetV3 trained from scratch on renders
+DEFAULT_MODEL = READING_MODEL  # what a data folder serves until another model is activated
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -72,7 +73,7 @@ def model_id(model_dir: Path | str) -> str:
 
 def list_models(store: Store) -> list[dict]:
     """The bundled models (the default first) and every model directory in the data folder, with their metrics."""
-    dirs = [d for d in (DEFAULT_MODEL, READING_MODEL) if (d / "config.json").exists()]
+    dirs = [d for d in dict.fromkeys((DEFAULT_MODEL, READING_MODEL, EDGE_MODEL)) if (d / "config.json").exists()]
     found = [p for p in (store.root / "models").glob("*") if (p / "config.json").exists()]
     found += [p / "model" for p in (store.root / "models").glob("*") if (p / "model" / "config.json").exists()]
     dirs += sorted(found)

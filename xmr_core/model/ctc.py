@@ -16,34 +16,40 @@ import numpy as np
 LATIN_CASES = (str.lower, str.title, str.upper)
 
 
-def ctc_log_likelihood(logp: np.ndarray, labels: list[list[int]], blank: int = 0) -> np.ndarray:
-    """log P(label | x) under CTC for each label sequence: the forward recursion over the extended
-    sequence (blank, l1, blank, l2, ..., blank), all labels at once, on the columns they use only.
-
-    `logp` is (T, C) log-probabilities of one input."""
-    T = logp.shape[0]
-    n = len(labels)
+def extend(labels: list[list[int]], blank: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The extended sequences (blank, l1, blank, l2, ..., blank) of labels, padded with blanks, and their lengths."""
     S = 2 * max(len(lab) for lab in labels) + 1
-    ext = np.full((n, S), blank, np.int64)
-    length = np.zeros(n, np.int64)
+    ext = np.full((len(labels), S), blank, np.int64)
+    length = np.zeros(len(labels), np.int64)
     for i, lab in enumerate(labels):
         ext[i, 1:2 * len(lab):2] = lab
         length[i] = 2 * len(lab) + 1
+    return ext, length
+
+
+def ctc_log_likelihood(logp: np.ndarray, labels: list[list[int]], blank: int = 0) -> np.ndarray:
+    """log P(label | x) under CTC for each label sequence. `logp` is (T, C) log-probabilities of one input."""
+    return ctc_forward(logp, *extend(labels, blank), blank)
+
+
+def ctc_forward(logp: np.ndarray, ext: np.ndarray, length: np.ndarray, blank: int = 0) -> np.ndarray:
+    """The CTC forward recursion over extended sequences, all at once, on the columns they use only."""
+    T = logp.shape[0]
+    n, S = ext.shape
     valid = np.arange(S)[None] < length[:, None]
     skip = np.zeros((n, S), bool)  # s may be reached from s-2: a label that differs from the one before it
     skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
     neg = -np.inf
-    emit = logp[:, ext]  # (T, n, S)
+    emit = np.where(valid[None], logp[:, ext], neg)  # (T, n, S); padding can never be reached
     alpha = np.full((n, S), neg)
-    alpha[:, 0] = emit[0, :, 0]
-    alpha[:, 1] = np.where(length > 1, emit[0, :, 1], neg)
-    alpha[~valid] = neg
+    alpha[:, :2] = emit[0, :, :2]
+    shifted = np.full((n, S), neg)
     for t in range(1, T):
-        prev1 = np.concatenate([np.full((n, 1), neg), alpha[:, :-1]], axis=1)
-        prev2 = np.concatenate([np.full((n, 2), neg), alpha[:, :-2]], axis=1)
-        prev2 = np.where(skip, prev2, neg)
-        alpha = np.logaddexp(np.logaddexp(alpha, prev1), prev2) + emit[t]
-        alpha[~valid] = neg
+        shifted[:, 1:] = alpha[:, :-1]
+        a = np.logaddexp(alpha, shifted)
+        shifted[:, 2:] = np.where(skip[:, 2:], alpha[:, :-2], neg)
+        shifted[:, 1] = neg
+        alpha = np.logaddexp(a, shifted) + emit[t]
     rows = np.arange(n)
     return np.logaddexp(alpha[rows, length - 1], alpha[rows, length - 2])
 
@@ -58,6 +64,8 @@ class WordTable:
     labels: np.ndarray  # (n, L) symbol indices, -1 padded
     readable: np.ndarray  # (n,) every symbol known to the reader
     n_concepts: int
+    ext: np.ndarray | None = None  # (n, 2L + 1) extended label sequences (ctc_forward)
+    length: np.ndarray | None = None  # (n,) their lengths
 
     @classmethod
     def build(cls, lexicon, symbol_index: dict[str, int]) -> "WordTable":
@@ -79,7 +87,8 @@ class WordTable:
             if row and None not in row:
                 labels[n, :len(row)] = row
                 readable[n] = True
-        return cls(words, np.array(concept), np.array(lang), labels, readable, len(lexicon))
+        ext, length = extend([row[row >= 0].tolist() or [0] for row in labels])
+        return cls(words, np.array(concept), np.array(lang), labels, readable, len(lexicon), ext, length)
 
     def score(self, posteriors: np.ndarray, floor: float = 1e-3) -> np.ndarray:
         """(n,) CTC log-likelihood of every word under one image's (steps, symbols) posteriors;
@@ -89,8 +98,11 @@ class WordTable:
         if not len(keep):  # nothing fits: score every readable word
             keep = np.nonzero(self.readable)[0]
         out = np.full(len(self.words), -np.inf)
-        logp = np.log(np.maximum(posteriors, 1e-30))
-        out[keep] = ctc_log_likelihood(logp, [row[row >= 0].tolist() for row in self.labels[keep]])
+        width = int(self.length[keep].max())  # only as many columns as the longest kept word needs
+        ext = self.ext[keep, :width]
+        cols, ext = np.unique(ext, return_inverse=True)  # the log of just the symbols these words use
+        logp = np.log(np.maximum(posteriors[:, cols], 1e-30))
+        out[keep] = ctc_forward(logp, ext.reshape(len(keep), width), self.length[keep])
         return out
 
     def by_concept(self, scores: np.ndarray) -> np.ndarray:

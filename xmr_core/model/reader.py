@@ -99,27 +99,30 @@ class Reader:
             return []
         x, steps = reader_input(inks)
         out: list[np.ndarray | None] = [None] * len(inks)
-        name = self.session.get_inputs()[0].name
         for t in sorted(set(steps)):
             rows = [n for n, s in enumerate(steps) if s == t]
-            post = self.session.run(None, {name: np.ascontiguousarray(x[rows, :, :, :t * STRIDE])})[0]
-            for n, p in zip(rows, post):
+            for n, p in zip(rows, self.run(x[rows, :, :, :t * STRIDE])):
                 out[n] = p
         return out  # type: ignore[return-value]
 
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The network on a ready batch (N, 3, 48, W): (N, W / 8, 18,710) posteriors."""
+        return self.session.run(None, {self.session.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})[0]
+
+    def decode(self, posteriors: np.ndarray) -> Reading:
+        """Greedy CTC reading of one crop: the best symbol per step, repeats merged, blanks dropped."""
+        best, conf = posteriors.argmax(1), posteriors.max(1)
+        text, cs, prev = [], [], 0
+        for s, c in zip(best, conf):
+            if s != prev and s != 0:
+                text.append(self.symbols[s])
+                cs.append(float(c))
+            prev = s
+        return Reading("".join(text), cs)
+
     def read(self, inks: list[np.ndarray]) -> list[Reading]:
-        """Greedy CTC readings: the best symbol per step, repeats merged, blanks dropped."""
-        out = []
-        for p in self.posteriors(inks):
-            best, conf = p.argmax(1), p.max(1)
-            text, cs, prev = [], [], 0
-            for s, c in zip(best, conf):
-                if s != prev and s != 0:
-                    text.append(self.symbols[s])
-                    cs.append(float(c))
-                prev = s
-            out.append(Reading("".join(text), cs))
-        return out
+        """Greedy CTC readings of ink crops."""
+        return [self.decode(p) for p in self.posteriors(inks)]
 
     def labels(self, word: str) -> list[int] | None:
         """The symbol indices of a word; None when a character is unknown to the reader."""

@@ -61,8 +61,10 @@ class ReadingModel:
     """Reader trunk + the base model's text tower (and, weighted, its visual encoder)."""
 
     def __init__(self, base: DualEncoder, lexicon: Lexicon, cfg: ReadingConfig | None = None,
-                 reader: Reader | None = None, threads: int = 1) -> None:
+                 reader: Reader | None = None, threads: int = 1, visual=None) -> None:
         self.base, self.rcfg = base.eval(), cfg or ReadingConfig()
+        # the trained encoder as a callable on (N, 1, H, W) inputs: its ONNX graph when the directory has one
+        self.visual = visual or (lambda x: self.base.encode_image(torch.from_numpy(x)).numpy())
         self.cfg = dataclasses.replace(base.cfg, preprocess=READING_PREPROCESS)
         self.reader = reader or Reader(threads=threads)
         self.set_lexicon(lexicon)
@@ -95,17 +97,24 @@ class ReadingModel:
         return p / p.sum(1, keepdims=True)
 
     @torch.no_grad()
+    def encode_signals(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Each signal's unit embeddings of a batch: 'reading' (the anchors weighted by the reading) and,
+        when it has a weight, 'visual' (the trained encoder on the ink refitted to its own box)."""
+        v = self.weights(self.read(x)) @ self.anchors
+        out = {"reading": v / np.linalg.norm(v, axis=1, keepdims=True)}
+        if self.rcfg.visual_weight > 0:
+            out["visual"] = self.visual(np.stack([fit(crop_to_ink(m[0]), self.base.cfg.preprocess)[None] for m in x]))
+        return out
+
+    def combine(self, signals: dict[str, np.ndarray]) -> np.ndarray:
+        """The image's embedding: the signals mixed by `visual_weight`, normalised."""
+        w = self.rcfg.visual_weight
+        v = signals["reading"] if w == 0 else (1 - w) * signals["reading"] + w * signals["visual"]
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
     def encode_image(self, x: torch.Tensor | np.ndarray, normalize: bool = True) -> torch.Tensor:
         x = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        v = self.weights(self.read(x)) @ self.anchors
-        v /= np.linalg.norm(v, axis=1, keepdims=True)
-        w = self.rcfg.visual_weight
-        if w > 0:
-            fitted = np.stack([fit(crop_to_ink(m[0]), self.base.cfg.preprocess)[None] for m in x])
-            vis = self.base.encode_image(torch.from_numpy(fitted)).numpy()
-            v = (1 - w) * v + w * vis
-            v /= np.linalg.norm(v, axis=1, keepdims=True)
-        return torch.from_numpy(v.astype(np.float32))
+        return torch.from_numpy(self.combine(self.encode_signals(x)))
 
 
 def _ink_columns(ink: np.ndarray) -> np.ndarray:

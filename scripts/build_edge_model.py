@@ -1,6 +1,6 @@
-"""Evaluate a trained run and package it as the bundled default model (assets/models/default).
+"""Evaluate a trained run and package it as the bundled fast edge model (assets/models/edge).
 
-    python scripts/build_default_model.py runs/default/model [--notes "..."]
+    python scripts/build_edge_model.py runs/default/model [--notes "..."]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from xmr_core.paths import ASSETS  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
-    ap.add_argument("--out", default=str(ASSETS / "models" / "default"))
+    ap.add_argument("--out", default=str(ASSETS / "models" / "edge"))
     ap.add_argument("--notes", default="")
     args = ap.parse_args()
     model, lex, config = load_model_dir(args.model)
@@ -54,7 +54,7 @@ def main() -> None:
     fast["use"] = choose(res, metrics["val_onnx-fp32"], metrics["val_int8"])
     metrics["fast_path"] = fast
     print("fast path:", fast["use"] or "torch")
-    card = model_card("default", model_config(model, lex, extra), metrics, args.notes)
+    card = model_card("edge", model_config(model, lex, extra), metrics, args.notes)
     save_model_dir(model, lex, out, metrics=metrics, card=card, extra=extra)
     print(f"wrote {out}")
 
