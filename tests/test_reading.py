@@ -90,3 +90,29 @@ def test_the_engine_ranks_by_the_reading(small, tmp_path, fonts_ready):
         hits, info = eng.search(image=png(other.image), k=1)
         found += hits[0].item_id == item
     assert found >= 12
+
+
+def test_both_bundled_models_load_and_search(tmp_path, fonts_ready):
+    """The reader model is the default; the edge model still loads, takes its ONNX path and searches."""
+    from xmr_core.registry import DEFAULT_MODEL, EDGE_MODEL, READING_MODEL, list_models
+    from xmr_core.store import Store
+
+    assert DEFAULT_MODEL == READING_MODEL
+    names = {m["name"]: m["reads"] for m in list_models(Store(tmp_path / "s"))}
+    assert names["reader"] is True and names["edge"] is False
+    lex = Lexicon(load_small_lexicon())
+    ds = SyntheticWords(lex, "val", kinds={"font": 1.0}, seed=12)
+    samples = [ds[i] for i in range(0, 30, 3)]
+    for d in (READING_MODEL, EDGE_MODEL):
+        eng = Engine(tmp_path / d.name, model_dir=d)
+        assert eng.reads == (d == READING_MODEL) and (eng.fast_path == "onnx-fp32") == (d == EDGE_MODEL)
+        ids = eng.add("c", [(f"{i}", png(s.image)) for i, s in enumerate(samples)],
+                      labels=[(s.concept_id, s.lang) for s in samples]).added
+        hits, _ = eng.search(text=samples[0].text, k=3)
+        assert hits[0].item_id == ids[0]
+
+
+def load_small_lexicon():
+    from xmr_core.lexicon import load_lexicon
+
+    return load_lexicon().concepts[:10]
