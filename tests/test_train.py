@@ -435,7 +435,7 @@ def test_hard_sources_script_writes_a_config_from_training_fonts_only(tmp_path):
 def test_the_model_card_names_what_the_training_data_drew():
     from xmr_core.card import model_card
 
-    root = Path(__file__).resolve().parents[1] / "assets" / "models" / "default"
+    root = Path(__file__).resolve().parents[1] / "assets" / "models" / "edge"
     config, metrics = (json.loads((root / f).read_text()) for f in ("config.json", "metrics.json"))
     plain = {**config, "train": {**config["train"], "source_weights": {}}}
     weighted = {**config, "train": {**config["train"], "source_weights": {"a.ttf": 0.5, "b.ttf": 3.25}}}

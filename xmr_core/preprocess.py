@@ -153,8 +153,7 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     ink = (bg - g) / np.maximum(bg, 0.15)
     if ink.max() <= 0:
         return np.zeros_like(ink)
-    # scale by the strokes' own strength, not by the darkest pixel: one dark speck must not make faint
-    # writing vanish below the threshold (the 99.5th percentile is the maximum wherever there are strokes)
+    # scale by the strokes' own strength: one dark speck must not make faint writing vanish below the threshold
     ink = np.clip(ink / max(_stroke_strength(ink), 1e-6), 0, 1)
     u8 = (ink * 255).astype(np.uint8)
     t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -163,10 +162,15 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
 
 
 def _stroke_strength(ink: np.ndarray) -> float:
-    """The ink level of the strokes: a high percentile of the visibly inked pixels, robust to specks."""
+    """The ink level of the strokes: the darkest pixel, unless it is far darker than the strokes (a speck
+    on faint writing), when the 99.5th percentile of the inked pixels is used instead. Images whose
+    darkest pixel belongs to the strokes are scaled exactly as the models were trained."""
     top = float(ink.max())
     inked = ink[ink > 0.1 * top]
-    return float(np.percentile(inked, 99.5)) if len(inked) >= 200 else top
+    if len(inked) < 200:
+        return top
+    strokes = float(np.percentile(inked, 99.5))
+    return top if strokes > 0.5 * top else strokes
 
 
 def crop_to_ink(ink: np.ndarray, min_ink: float = 0.3) -> np.ndarray:
