@@ -219,13 +219,18 @@ def test_search_by_upload(page, server, tmp_path):
     shot(page, "search-upload")
 
 
-def test_spanish_word_finds_chinese_images(page, server):
-    url, _ = server
+def search_text(page, url: str, text: str) -> None:
+    """Type a query on the Search page and wait for its answer."""
     open_page(page, url, "Search handwriting")
     page.get_by_role("tab", name="Type").click()
-    page.get_by_label("A word in any language").fill("mano")
+    page.get_by_label("A word in any language").fill(text)
     page.get_by_role("button", name="Search text").click()
     page.get_by_text("detected language").wait_for(timeout=60_000)
+
+
+def test_spanish_word_finds_chinese_images(page, server):
+    url, _ = server
+    search_text(page, url, "mano")
     wait_for_results(page)
     assert_no_exception(page)
     chinese = [c for c in captions(page) if c.startswith("Chinese")]
@@ -358,11 +363,7 @@ def test_finetune_on_a_new_concept_then_promote(page, server, tmp_path):
 
 def test_markdown_in_a_query_is_shown_as_typed(page, server):
     url, _ = server
-    open_page(page, url, "Search handwriting")
-    page.get_by_role("tab", name="Type").click()
-    page.get_by_label("A word in any language").fill("[gato](http://evil.example/x) **perro**")
-    page.get_by_role("button", name="Search text").click()
-    page.get_by_text("detected language").wait_for(timeout=60_000)
+    search_text(page, url, "[gato](http://evil.example/x) **perro**")
     assert page.locator("a[href*='evil.example']").count() == 0  # before: a link, and "perro" in bold
     query = page.locator("[data-testid='stMarkdownContainer']").filter(has_text="detected language").first
     assert "[gato](http://evil.example/x) **perro**" in query.inner_text().replace("\u200b", "")
