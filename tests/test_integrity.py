@@ -1,5 +1,6 @@
-"""Issue 23: security and data integrity of the engine, store, index, registry and CLI. Each test was
-written against the defect an outside probe found and failed before its fix."""
+"""Issue 23: security and data integrity of the engine, store, index, registry and CLI. Each test checks
+what one of the defects an outside probe found broke (docs/integrity.md: the probes on the code before
+the fixes, and after)."""
 
 import io
 import json
