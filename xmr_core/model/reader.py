@@ -19,8 +19,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .ctc import ctc_log_likelihood
-
 READER_PACKAGE = "rapidocr"
 READER_FILE = "models/PP-OCRv6_rec_small.onnx"
 READER_SHA256 = "6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884"
@@ -123,18 +121,3 @@ class Reader:
     def read(self, inks: list[np.ndarray]) -> list[Reading]:
         """Greedy CTC readings of ink crops."""
         return [self.decode(p) for p in self.posteriors(inks)]
-
-    def labels(self, word: str) -> list[int] | None:
-        """The symbol indices of a word; None when a character is unknown to the reader."""
-        ids = [self.index.get(ch) for ch in word]
-        return None if any(i is None for i in ids) or not ids else ids  # type: ignore[return-value]
-
-    def score(self, posteriors: np.ndarray, words: list[str]) -> np.ndarray:
-        """CTC log-likelihood of each word under one crop's posteriors (-inf: unreadable by this reader)."""
-        labels = [self.labels(w) for w in words]
-        ok = [n for n, lab in enumerate(labels) if lab is not None]
-        out = np.full(len(words), -np.inf)
-        if ok:
-            logp = np.log(np.maximum(posteriors, 1e-30))
-            out[ok] = ctc_log_likelihood(logp, [labels[n] for n in ok])  # type: ignore[misc]
-        return out
