@@ -176,7 +176,7 @@ class Store:
     # ------------------------------------------------------------------ backups
     def list_backups(self) -> list[Path]:
         """Backups, newest first."""
-        return sorted(self.backups.glob("store-*.sqlite"), key=lambda p: p.stat().st_mtime, reverse=True)
+        return list_backups(self.root)
 
     def backup(self, tag: str = "daily") -> Path:
         """A consistent copy of the database (online backup API, safe while others write); the
@@ -302,12 +302,13 @@ class Store:
         return Item(r["id"], r["collection"], r["sha256"], self.root / r["path"], r["source"], r["concept_id"],
                     r["lang"], r["page_sha256"], bbox)  # type: ignore[arg-type]
 
-    def _read_ids(self, sql: str, ids: list[int]) -> list[sqlite3.Row]:
-        """Rows of `sql` (ending in `... IN`) for these ids, in chunks under SQLite's parameter limit."""
+    def _read_ids(self, sql: str, ids: list[int], args: tuple = ()) -> list[sqlite3.Row]:
+        """Rows of `sql` (ending in `... IN`, after placeholders for `args`) for these ids, in chunks
+        under SQLite's parameter limit."""
         rows: list[sqlite3.Row] = []
         for s in range(0, len(ids), 900):
             chunk = tuple(int(i) for i in ids[s:s + 900])
-            rows += self.read(f"{sql} ({','.join('?' * len(chunk))})", chunk)
+            rows += self.read(f"{sql} ({','.join('?' * len(chunk))})", (*args, *chunk))
         return rows
 
     def get_items(self, ids: list[int]) -> dict[int, Item]:
@@ -338,10 +339,7 @@ class Store:
         if ids is None:
             rows = self.read(sql + " ORDER BY item_id", (model_id,))
         else:
-            rows = []
-            for s in range(0, len(ids), 900):
-                chunk = tuple(int(i) for i in ids[s:s + 900])
-                rows += self.read(f"{sql} AND item_id IN ({','.join('?' * len(chunk))})", (model_id, *chunk))
+            rows = self._read_ids(sql + " AND item_id IN", ids, (model_id,))
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         ids = np.array([r["item_id"] for r in rows], np.int64)
@@ -439,11 +437,16 @@ class Store:
         return [self.get_job(r["id"]) for r in self.read("SELECT id FROM jobs ORDER BY id DESC LIMIT ?", (limit,))]
 
 
+def list_backups(root: Path | str) -> list[Path]:
+    """The backups of the store in `root`, newest first (readable without opening the store)."""
+    return sorted((Path(root) / "backups").glob("store-*.sqlite"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
 def restore_backup(root: Path | str, backup: Path | str | None = None) -> Path:
     """Put a backup (the newest by default) back as the store; the file it replaces is kept beside it
     as `store.sqlite.damaged-<time>`. Returns the backup used."""
     root = Path(root)
-    backups = sorted((root / "backups").glob("store-*.sqlite"), key=lambda p: p.stat().st_mtime, reverse=True)
+    backups = list_backups(root)
     src = Path(backup) if backup else (backups[0] if backups else None)
     if src is None or not src.exists():
         raise ValueError(f"no backup to restore in {root / 'backups'}")
