@@ -22,9 +22,8 @@ def suggest(engine: Engine, image: ImageInput, top: int = 5) -> list[tuple[str, 
     model's embedding is the same for a concept in every script, so its best-scoring language was a
     guess (on 600 `val` renders it matched the written script 34% of the time; the reader's most likely
     word 99% of 300, docs/diagnosis.md)."""
-    sem = engine.concept_scores(engine.embed_query(image)[1]).max(0)  # (concepts,)
-    words = engine.read_words(image)
-    read = np.stack([words[lang] for lang in LANGS])  # (languages, concepts)
+    v, read = engine.embed_and_read(image)  # read: (languages, concepts)
+    sem = engine.concept_scores(v).max(0)  # (concepts,)
     ids = engine.lexicon.ids()
     first = int(np.unravel_index(np.argmax(read), read.shape)[1])
     order = [first] + [int(i) for i in np.argsort(-sem) if i != first][:top - 1]

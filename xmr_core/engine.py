@@ -281,15 +281,30 @@ class Engine:
         language (best letter case), for ink crops. Says which word, and so which script, an image shows."""
         if self.reads:
             return self.model.read(np.stack([fit(ink, self.pre)[None] for ink in inks]))
-        if self._table is None or self._table.n_concepts != len(self.lexicon):
+        if self._table is None:  # set_lexicon drops it
             from .model.ctc import WordTable
 
             self._table = WordTable.build(self.lexicon, self.reader.index)
         return np.stack([self._table.by_concept(self._table.score(p)) for p in self.reader.posteriors(inks)])
 
-    def read_words(self, image: ImageInput) -> dict[str, np.ndarray]:
-        """`read_inks` of one image, as {lang: (n_concepts,)}."""
-        return dict(zip(LANGS, self.read_inks([word_ink(image)])[0]))
+    def _embed_read(self, x: np.ndarray, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
+        """A reading model's embeddings and `read_inks` scores of model inputs, each crop read once."""
+        vecs, scores = [], []
+        for i in range(0, len(x), batch):
+            s = self.model.read(x[i:i + batch])
+            vecs.append(self.model.combine(self.model.encode_signals(x[i:i + batch], s)))
+            scores.append(s)
+        return np.concatenate(vecs), np.concatenate(scores)
+
+    def embed_and_read(self, image: ImageInput) -> tuple[np.ndarray, np.ndarray]:
+        """One image's embedding and its `read_inks` scores (3, n_concepts): decoded once, and read once
+        by a reading model."""
+        ink = word_ink(image)
+        x = fit(ink, self.pre)[None, None]  # = preprocess(image, self.pre)[None]
+        if self.reads:
+            v, scores = self._embed_read(x)
+            return v[0], scores[0]
+        return self.embed_images(x)[0], self.read_inks([ink])[0]
 
     def recognize(self, image: ImageInput, top: int = 5) -> dict[str, list[tuple[str, str, float]]]:
         """What the image says: the top lexicon words per language as (concept_id, word, score)."""
@@ -405,10 +420,12 @@ class Engine:
                 progress(n + 1, len(images), "reading images")
         if not records:
             return report
-        vecs = self.embed_images(np.stack(xs))
+        # a reading model reads every image for its embedding: its scores give the scripts too
+        vecs, read = self._embed_read(np.stack(xs)) if self.reads else (self.embed_images(np.stack(xs)), None)
         unlabelled = [n for n, rec in enumerate(records) if rec["lang"] is None]
         if unlabelled:  # the script each is written in: the language of the word the reader finds most likely
-            scripts = self.read_inks([inks[n] for n in unlabelled]).max(-1).argmax(-1)
+            read = read[unlabelled] if read is not None else self.read_inks([inks[n] for n in unlabelled])
+            scripts = read.max(-1).argmax(-1)
             for n, s in zip(unlabelled, scripts):
                 records[n]["lang"] = LANGS[int(s)]
         ids = self.store.add_items(collection, records, self.model_id, vecs)

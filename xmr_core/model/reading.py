@@ -97,10 +97,11 @@ class ReadingModel:
         return p / p.sum(1, keepdims=True)
 
     @torch.no_grad()
-    def encode_signals(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Each signal's unit embeddings of a batch: 'reading' (the anchors weighted by the reading) and,
-        when it has a weight, 'visual' (the trained encoder on the ink refitted to its own box)."""
-        v = self.weights(self.read(x)) @ self.anchors
+    def encode_signals(self, x: np.ndarray, scores: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Each signal's unit embeddings of a batch: 'reading' (the anchors weighted by the reading, from
+        `scores` = `read(x)` when the caller has them) and, when it has a weight, 'visual' (the trained
+        encoder on the ink refitted to its own box)."""
+        v = self.weights(self.read(x) if scores is None else scores) @ self.anchors
         out = {"reading": v / np.linalg.norm(v, axis=1, keepdims=True)}
         if self.rcfg.visual_weight > 0:
             out["visual"] = self.visual(np.stack([fit(crop_to_ink(m[0]), self.base.cfg.preprocess)[None] for m in x]))
