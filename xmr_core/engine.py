@@ -24,7 +24,7 @@ from .lexicon import LANGS, Concept, Lexicon, is_han, normalize_word
 from .paths import data_dir as default_data_dir
 from .preprocess import ImageInput, fit, open_image, preprocess, to_gray, word_ink
 from .registry import active_model_dir, model_id
-from .store import Item, Store, ids_checksum
+from .store import Item, Store
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +167,7 @@ class Engine:
                     fcntl.flock(f, fcntl.LOCK_UN)
 
     def _save_index(self) -> None:
-        count, checksum = ids_checksum(self.index.ids())
-        self.index.save(self._index_path(), {**self._made_by(), "count": count, "checksum": checksum})
+        self.index.save(self._index_path(), self._made_by())
 
     def _index_vectors(self, ids: np.ndarray, vecs: np.ndarray, labels: dict[int, str] | None = None) -> np.ndarray:
         """What the index holds for these items: with fusion on, labelled items' embeddings fused
@@ -191,9 +190,7 @@ class Engine:
             self._embed_items(missing, progress)
         with self._index_lock():
             try:
-                self.index, rec = load_index(self._index_path(), self._made_by())
-                if (rec.get("count"), rec.get("checksum")) != ids_checksum(self.index.ids()):
-                    raise ValueError("index file is damaged: the ids it holds are not those of its record")
+                self.index, _ = load_index(self._index_path(), self._made_by())
             except ValueError as exc:
                 log.info("rebuilding the index: %s", exc)
                 self.index = self._rebuild_index()

@@ -23,6 +23,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .store import ids_checksum
+
 
 @dataclass(frozen=True)
 class IndexConfig:
@@ -109,15 +111,16 @@ class VectorIndex:
 
     def save(self, path: Path | str, record: dict) -> None:
         """Write the index and its record atomically (index first, record last); the record gets the
-        sha256 of the bytes written."""
+        ids held (count, checksum) and the sha256 of the bytes written."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         faiss.write_index(self.index, str(tmp))
         digest = _file_sha256(tmp)
         os.replace(tmp, path)
+        count, checksum = ids_checksum(self.ids())
         rec = {**record, "dim": self.dim, "approximate": self.approximate, "config": asdict(self.cfg),
-               "sha256": digest}
+               "count": count, "checksum": checksum, "sha256": digest}
         meta = path.with_suffix(".json")
         tmp = meta.with_name(meta.name + ".tmp")
         tmp.write_text(json.dumps(rec))
@@ -133,8 +136,9 @@ def _file_sha256(path: Path) -> str:
 
 
 def load_index(path: Path | str, expect: dict) -> tuple[VectorIndex, dict]:
-    """Load an index whose record matches `expect` (model id, fusion, ...) and whose bytes are the ones
-    its record describes (sha256); ValueError otherwise. Returns the index and its record."""
+    """Load an index whose record matches `expect` (model id, fusion, ...) and whose bytes and ids are
+    the ones its record describes (sha256; count and checksum); ValueError otherwise. Returns the index
+    and its record."""
     path = Path(path)
     meta = path.with_suffix(".json")
     if not path.exists() or not meta.exists():
@@ -145,16 +149,19 @@ def load_index(path: Path | str, expect: dict) -> tuple[VectorIndex, dict]:
         digest, dim = rec["sha256"], int(rec["dim"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"index record is damaged or was written by another version: {exc}") from exc
+    if _file_sha256(path) != digest:
+        raise ValueError("index file is damaged: its bytes do not match the sha256 in its record")
     for key, want in expect.items():
         if rec.get(key) != want:
             raise ValueError(f"index was made for another state: {key} is {rec.get(key)!r}, expected {want!r}")
-    if _file_sha256(path) != digest:
-        raise ValueError("index file is damaged: its bytes do not match the sha256 in its record")
     try:
         inner = faiss.read_index(str(path))
     except RuntimeError as exc:
         raise ValueError(f"index file is damaged: {exc}") from exc
-    return VectorIndex(dim, cfg, inner), rec
+    index = VectorIndex(dim, cfg, inner)
+    if (rec.get("count"), rec.get("checksum")) != ids_checksum(index.ids()):
+        raise ValueError("index file is damaged: the ids it holds are not those of its record")
+    return index, rec
 
 
 def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int = 10) -> float:

@@ -64,8 +64,8 @@ class WordTable:
     labels: np.ndarray  # (n, L) symbol indices, -1 padded
     readable: np.ndarray  # (n,) every symbol known to the reader
     n_concepts: int
-    ext: np.ndarray | None = None  # (n, 2L + 1) extended label sequences (ctc_forward)
-    length: np.ndarray | None = None  # (n,) their lengths
+    ext: np.ndarray  # (n, 2L + 1) extended label sequences (ctc_forward)
+    length: np.ndarray  # (n,) their lengths
 
     @classmethod
     def build(cls, lexicon, symbol_index: dict[str, int]) -> "WordTable":
