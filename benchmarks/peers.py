@@ -133,7 +133,7 @@ def run_xmr(manifest: Path, path: str) -> dict:
         model, lex, _ = load_engine_model(READING_MODEL, threads=1)
         pre = model.cfg.preprocess
         embed = lambda x: model.encode_image(x).numpy()  # noqa: E731
-        disk = sum(dir_mb(p) for p in (READING_MODEL,)) + model.reader.path.stat().st_size / 2**20
+        disk = dir_mb(READING_MODEL) + model.reader.path.stat().st_size / 2**20
     elif path in FILES:
         embed = OnnxVisual(EDGE_MODEL / FILES[path], threads=1)
         disk = (EDGE_MODEL / FILES[path]).stat().st_size / 2**20

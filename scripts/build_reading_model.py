@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 import shutil
 import sys
 import time
@@ -71,7 +72,7 @@ def main() -> None:
                      f"{format_eval(res)}\n```\n")
         print(name, format_eval(res), sep="\n", flush=True)
     rec = reader_record()
-    extra = {"reading": {"temperature": rcfg.temperature, "floor": rcfg.floor, "visual_weight": rcfg.visual_weight},
+    extra = {"reading": asdict(rcfg),
              "reader": rec, "base_model": Path(args.base).name,
              **{k: v for k, v in config.items() if k in ("train", "visual_params", "soup")}}
     card = CARD.format(file=rec["file"], package=rec["package"], version=rec["version"], sha=rec["sha256"][:16],

@@ -2,6 +2,7 @@
 saved and loaded as a model directory, checked against the installed reader, served by the engine."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -27,9 +28,7 @@ def small(lexicon):
 def reading_dir(path, small, **cfg):
     model, lex = small
     rcfg = ReadingConfig(**cfg)
-    return save_model_dir(model, lex, path, extra={"reading": {"temperature": rcfg.temperature, "floor": rcfg.floor,
-                                                              "visual_weight": rcfg.visual_weight},
-                                                  "reader": reader_record()})
+    return save_model_dir(model, lex, path, extra={"reading": asdict(rcfg), "reader": reader_record()})
 
 
 def test_the_embedding_is_the_anchors_weighted_by_the_reading(small):
