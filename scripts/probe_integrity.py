@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_integrity import bomb_png, word_png  # noqa: E402
+from helpers import bomb_png  # noqa: E402
 
 from xmr_core.doctor import check  # noqa: E402
 from xmr_core.engine import Engine  # noqa: E402
@@ -31,7 +31,7 @@ from xmr_core.store import Store  # noqa: E402
 WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
-    from test_integrity import word_png
+    from helpers import word_png
     from xmr_core.engine import Engine
     data, who, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     eng = Engine(data)

@@ -2,14 +2,9 @@
 what one of the defects an outside probe found broke (docs/integrity.md: the probes on the code before
 the fixes, and after)."""
 
-import io
-import json
-import sqlite3
-import struct
 import subprocess
 import sys
 import textwrap
-import zlib
 
 import numpy as np
 import pytest
@@ -18,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from xmr_core.checkpoint import save_model_dir
 from xmr_core.cli import main
-from xmr_core.doctor import check, restore
+from xmr_core.doctor import check
 from xmr_core.engine import Engine
 from xmr_core.index import load_index
 from xmr_core.jobs import run_job, start_job
@@ -28,22 +23,13 @@ from xmr_core.paths import PROJECT_ROOT
 from xmr_core.registry import discard_model, new_model_dir
 from xmr_core.store import Store, StoreDamaged, ids_checksum
 
-from helpers import SMALL, png
+from helpers import SMALL, bomb_png, png, word_png
 
 
 @pytest.fixture(scope="module")
 def model_dir(lexicon, tmp_path_factory):
     torch.manual_seed(0)
     return save_model_dir(DualEncoder(SMALL).eval(), Lexicon(lexicon.concepts[:40]), tmp_path_factory.mktemp("m") / "m")
-
-
-def word_png(text: str, seed: int = 0) -> bytes:
-    """A distinct word image: dark text on white at a seeded offset."""
-    rng = np.random.default_rng(seed)
-    img = Image.new("L", (160, 48), 255)
-    ImageDraw.Draw(img).text((int(rng.integers(2, 40)), int(rng.integers(2, 20))), text, fill=0,
-                             font_size=20)
-    return png(img)
 
 
 def store_ids(eng: Engine) -> list[int]:
@@ -55,7 +41,7 @@ def store_ids(eng: Engine) -> list[int]:
 WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
-    from test_integrity import word_png
+    from helpers import word_png
     from xmr_core.engine import Engine
     data, model, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     eng = Engine(data, model_dir=model)
@@ -108,14 +94,6 @@ def test_other_processes_removals_are_seen(model_dir, tmp_path):
 
 
 # ---------------------------------------------------------------- 6. bad inputs
-
-def bomb_png(w: int = 60000, h: int = 60000) -> bytes:
-    """A tiny PNG whose header claims w x h pixels."""
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
-
 
 @pytest.mark.parametrize("bad", [bomb_png(), np.zeros((40, 40, 5), np.uint8), None, 7, 3.5, object(),
                                  np.array([["a", "b"], ["c", "d"]]), b"", "\0"])

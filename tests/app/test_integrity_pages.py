@@ -8,7 +8,6 @@ import types
 
 import numpy as np
 import pytest
-import torch
 
 from xmr_core.checkpoint import save_model_dir
 from xmr_core.lexicon import Lexicon
