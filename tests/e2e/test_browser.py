@@ -396,10 +396,10 @@ def test_a_forged_map_selection_reads_no_file(page, server):
     from xmr_core.store import Store
 
     url, data = server
-    item = Store(data).list_items(limit=1)[0]
-    open_page(page, url + "/explore", "Explore the embedding space")
+    open_page(page, url + "/explore", "Explore the embedding space")  # a first visit builds the demo
     page.locator(".js-plotly-plot").first.wait_for(timeout=LOAD)
     settle(page)
+    item = Store(data).list_items(limit=1)[0]
 
     def forge(value) -> None:
         page.evaluate("""v => { const gd = document.querySelector('.js-plotly-plot');
