@@ -100,3 +100,20 @@ def test_greedy_readings_equal_rapidocr_on_the_same_input(lexicon, fonts_ready):
         ours = reader.decode(reader.run(_rapidocr_input(img))[0]).text
         same += ours == (theirs.txts[0] if theirs.txts else "")
     assert same == n
+
+
+def test_the_sequence_features_are_what_the_ctc_layer_reads(lexicon, fonts_ready):
+    """softmax(features @ W + b), with the CTC layer's own weights from the ONNX file, is the posteriors."""
+    import onnx
+    from onnx import numpy_helper
+
+    reader = Reader()
+    init = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(reader.path)).graph.initializer}
+    ds = SyntheticWords(Lexicon(lexicon.concepts[:5]), "val", kinds={"font": 1.0}, seed=3)
+    inks = [word_ink(ds[i].image) for i in range(4)]
+    for (post, feat), ink in zip(reader.outputs(inks), inks):
+        assert feat.shape == (post.shape[0], 120)
+        z = feat @ init["linear_8.w_0"] + init["linear_8.b_0"]
+        z = np.exp(z - z.max(1, keepdims=True))
+        assert np.allclose(z / z.sum(1, keepdims=True), post, atol=1e-4)
+        assert np.array_equal(reader.posteriors([ink])[0].argmax(1), post.argmax(1))

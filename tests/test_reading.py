@@ -115,3 +115,26 @@ def load_small_lexicon():
     from xmr_core.lexicon import load_lexicon
 
     return load_lexicon().concepts[:10]
+
+
+def test_the_encoder_is_run_only_where_the_reading_is_unsure(small, fonts_ready):
+    """visual_below: a sure image's embedding is its reading's and the encoder never sees it; an unsure
+    image mixes both; `every` runs the encoder on all (each signal alone, for `xmr eval`)."""
+    model, lex = small
+    seen = []
+    enc = lambda x: (seen.append(len(x)), model.encode_image(torch.from_numpy(x)).numpy())[1]  # noqa: E731
+    rm = ReadingModel(model, lex, ReadingConfig(visual_weight=0.5, visual_below=0.99), visual=enc)
+    ds = SyntheticWords(lex, "train", kinds={"font": 1.0}, seed=4)
+    x = np.stack([preprocess(ds[i].image, READING_PREPROCESS) for i in range(0, 40, 4)])
+    scores = rm.read(x)
+    scores[0] = np.where(np.arange(len(lex))[None] == 0, 0.0, -30.0)  # sure: concept 0 by e^30
+    scores[1] = np.where(np.arange(len(lex))[None] < 2, 0.0, -30.0)  # unsure: two concepts tie
+    sig = rm.encode_signals(x, scores)
+    sure = sig["sure"]
+    assert sure[0] and not sure[1] and seen == [int((~sure).sum())]
+    v = rm.combine(sig)
+    assert np.allclose(v[sure], sig["reading"][sure], atol=1e-6)
+    every = rm.encode_signals(x, scores, every=True)
+    assert seen[-1] == len(x) and np.allclose(rm.combine(every), v, atol=1e-6)
+    mixed = every["reading"][1] + every["visual"][1]
+    assert np.allclose(v[1], mixed / np.linalg.norm(mixed), atol=1e-5)

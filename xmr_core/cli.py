@@ -165,6 +165,8 @@ def format_eval(res: dict) -> str:
     for name, sig in res.get("signals", {}).items():
         lines.append(f"signal alone: {name:8s} within {100 * sig['within_acc@1']:.2f}   cross {100 * sig['cross_acc@1']:.2f}"
                      f"   image->image mAP@10 {sig['map@10']:.4f}")
+    if "sure_share" in res:
+        lines.append(f"embedded by the reading alone (sure): {100 * res['sure_share']:.1f}% of the images")
     lines.append(f"latency p50 {res['latency_ms_p50']:.2f} ms (preprocess + embed, one thread)")
     return "\n".join(lines)
 

@@ -189,13 +189,16 @@ def evaluate_signals(model, lexicon: Lexicon, data: EvalSet, batch: int = 256) -
     each signal's own within / cross Acc@1 and image->image mAP@10 under `signals`."""
     parts: dict[str, list] = {}
     for i in range(0, len(data.x), batch):
-        for k, v in model.encode_signals(data.x[i:i + batch]).items():
+        for k, v in model.encode_signals(data.x[i:i + batch], every=True).items():
             parts.setdefault(k, []).append(v)
     signals = {k: np.concatenate(v) for k, v in parts.items()}
     embed = lambda x: model.encode_image(x).numpy()  # noqa: E731 - single queries, for the latency
     res = evaluate(model, lexicon, data, embed=embed, vectors=model.combine(signals))
     res["signals"] = {}
     for k, v in signals.items():
+        if k == "sure":
+            res["sure_share"] = float(v.mean())  # images embedded by their reading alone
+            continue
         r = evaluate(model, lexicon, data, embed=embed, vectors=v, latency=False)
         res["signals"][k] = {"within_acc@1": r["within_acc@1"], "cross_acc@1": r["cross_acc@1"],
                              "map@10": float(np.mean([x["map@10"] for x in r["image_to_image"].values()]))}

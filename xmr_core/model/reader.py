@@ -26,6 +26,7 @@ HEIGHT = 48  # the network's input height
 STRIDE = 8  # input columns per output step
 PAD = 4  # paper kept above and below the ink
 MAX_WIDTH = 320  # wider crops are squeezed to this width (about 40 characters)
+FEATURES = "p2o.pd_op.transpose.8.0"  # (N, W / 8, 120): the sequence features its CTC layer reads
 
 
 def reader_path() -> Path:
@@ -73,7 +74,8 @@ class Reader:
         import onnxruntime as ort
 
         self.path = Path(path) if path else reader_path()
-        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        data = self.path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
         if digest != sha256:
             raise RuntimeError(f"the reader {self.path} is not the file XMR was built with (sha256 {digest[:16]}..., "
                                f"expected {sha256[:16]}...): reinstall the `{READER_PACKAGE}` version pinned in "
@@ -81,14 +83,22 @@ class Reader:
         self.sha256 = digest
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(_with_features(data), opts, providers=["CPUExecutionProvider"])
         chars = self.session.get_modelmeta().custom_metadata_map["character"].split("\n")
         self.symbols = ["<blank>"] + chars + [" "]
         self.index = {c: i for i, c in enumerate(self.symbols) if i}
         self._lock = threading.Lock()
 
     def posteriors(self, inks: list[np.ndarray]) -> list[np.ndarray]:
-        """Per crop, the (steps, 18,710) softmax over symbols at each step of its own width.
+        """Per crop, the (steps, 18,710) softmax over symbols at each step of its own width."""
+        return [p for p, _ in self.outputs(inks)]
+
+    def features(self, inks: list[np.ndarray]) -> list[np.ndarray]:
+        """Per crop, the (steps, 120) sequence features the network's CTC layer turns into posteriors."""
+        return [f for _, f in self.outputs(inks)]
+
+    def outputs(self, inks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per crop, its (posteriors, sequence features) at its own width.
 
         Crops are batched only with crops of the same width: the network mixes information along the
         whole line, so paper padded on to a short word changes its reading (300 `val` renders: the right
@@ -96,16 +106,19 @@ class Reader:
         if not inks:
             return []
         x, steps = reader_input(inks)
-        out: list[np.ndarray | None] = [None] * len(inks)
+        out: list = [None] * len(inks)
         for t in sorted(set(steps)):
             rows = [n for n, s in enumerate(steps) if s == t]
-            for n, p in zip(rows, self.run(x[rows, :, :, :t * STRIDE])):
-                out[n] = p
-        return out  # type: ignore[return-value]
+            posts, feats = self.run(x[rows, :, :, :t * STRIDE], features=True)
+            for n, p, f in zip(rows, posts, feats):
+                out[n] = (p, f)
+        return out
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """The network on a ready batch (N, 3, 48, W): (N, W / 8, 18,710) posteriors."""
-        return self.session.run(None, {self.session.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})[0]
+    def run(self, x: np.ndarray, features: bool = False):
+        """The network on a ready batch (N, 3, 48, W): (N, W / 8, 18,710) posteriors (and, with
+        `features`, the (N, W / 8, 120) sequence features)."""
+        posts, feats = self.session.run(None, {self.session.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
+        return (posts, feats) if features else posts
 
     def decode(self, posteriors: np.ndarray) -> Reading:
         """Greedy CTC reading of one crop: the best symbol per step, repeats merged, blanks dropped."""
@@ -121,3 +134,14 @@ class Reader:
     def read(self, inks: list[np.ndarray]) -> list[Reading]:
         """Greedy CTC readings of ink crops."""
         return [self.decode(p) for p in self.posteriors(inks)]
+
+
+def _with_features(data: bytes) -> bytes:
+    """The ONNX graph with the sequence features before its CTC layer as a second output."""
+    import onnx
+
+    model = onnx.load_from_string(data)
+    if not any(FEATURES in n.output for n in model.graph.node):
+        raise RuntimeError(f"the reader has no tensor {FEATURES}: not the PP-OCRv6 graph XMR was built with")
+    model.graph.output.append(onnx.helper.make_tensor_value_info(FEATURES, onnx.TensorProto.FLOAT, None))
+    return model.SerializeToString()

@@ -33,10 +33,15 @@ class ReadingConfig:
     temperature: float = 1.0  # softmax temperature over the words' CTC log-likelihoods
     floor: float = 1e-3  # a word using a symbol never this probable is not scored (ctc.py)
     visual_weight: float = 0.0  # share of the trained visual encoder's embedding in the image's (0: reading only)
+    # the encoder is run only for images whose reading is less sure than this (its best concept's posterior
+    # at temperature 1); a surer image's embedding is its reading's (1.0: the encoder always counts)
+    visual_below: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.temperature > 0 or not 0 < self.floor < 1 or not 0 <= self.visual_weight <= 1:
-            raise ValueError(f"reading config {self}: temperature > 0, floor in (0, 1), visual_weight in [0, 1]")
+        if (not self.temperature > 0 or not 0 < self.floor < 1 or not 0 <= self.visual_weight <= 1
+                or not 0 < self.visual_below <= 1):
+            raise ValueError(f"reading config {self}: temperature > 0, floor in (0, 1), visual_weight in [0, 1], "
+                             "visual_below in (0, 1]")
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReadingConfig":
@@ -89,28 +94,40 @@ class ReadingModel:
         posts = self.reader.posteriors([_ink_columns(m[0]) for m in x])
         return np.stack([self.table.by_concept(self.table.score(p, self.rcfg.floor)) for p in posts])
 
-    def weights(self, scores: np.ndarray) -> np.ndarray:
+    def weights(self, scores: np.ndarray, temperature: float | None = None) -> np.ndarray:
         """(N, n_concepts) softmax over concepts of their best word's log-likelihood / temperature."""
-        z = scores.max(1) / self.rcfg.temperature
+        z = scores.max(1) / (temperature or self.rcfg.temperature)
         z = z - z.max(1, keepdims=True)
         p = np.exp(z)
         return p / p.sum(1, keepdims=True)
 
     @torch.no_grad()
-    def encode_signals(self, x: np.ndarray, scores: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def encode_signals(self, x: np.ndarray, scores: np.ndarray | None = None,
+                       every: bool = False) -> dict[str, np.ndarray]:
         """Each signal's unit embeddings of a batch: 'reading' (the anchors weighted by the reading, from
         `scores` = `read(x)` when the caller has them) and, when it has a weight, 'visual' (the trained
-        encoder on the ink refitted to its own box)."""
-        v = self.weights(self.read(x) if scores is None else scores) @ self.anchors
-        out = {"reading": v / np.linalg.norm(v, axis=1, keepdims=True)}
+        encoder on the ink refitted to its own box), run only on the images `combine` mixes it into (rows
+        of zeros elsewhere) unless `every`; 'sure' marks the images whose reading alone is their embedding."""
+        scores = self.read(x) if scores is None else scores
+        v = self.weights(scores) @ self.anchors
+        out = {"reading": v / np.linalg.norm(v, axis=1, keepdims=True),
+               "sure": self.weights(scores, 1.0).max(1) >= self.rcfg.visual_below}
         if self.rcfg.visual_weight > 0:
-            out["visual"] = self.visual(np.stack([fit(crop_to_ink(m[0]), self.base.cfg.preprocess)[None] for m in x]))
+            rows = np.arange(len(x)) if every else np.flatnonzero(~out["sure"])
+            out["visual"] = np.zeros((len(x), v.shape[1]), np.float32)
+            if len(rows):
+                out["visual"][rows] = self.visual(
+                    np.stack([fit(crop_to_ink(x[n, 0]), self.base.cfg.preprocess)[None] for n in rows]))
         return out
 
     def combine(self, signals: dict[str, np.ndarray]) -> np.ndarray:
-        """The image's embedding: the signals mixed by `visual_weight`, normalised."""
+        """The image's embedding: the signals mixed by `visual_weight` (the reading alone where 'sure'),
+        normalised."""
         w = self.rcfg.visual_weight
-        v = signals["reading"] if w == 0 else (1 - w) * signals["reading"] + w * signals["visual"]
+        v = signals["reading"]
+        if w > 0:
+            w = np.where(signals["sure"], 0.0, w)[:, None]
+            v = (1 - w) * v + w * signals["visual"]
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
     def encode_image(self, x: torch.Tensor | np.ndarray, normalize: bool = True) -> torch.Tensor:
