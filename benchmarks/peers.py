@@ -370,7 +370,7 @@ def main() -> None:
                 continue
             if worker in XMR_PATHS and XMR_PATHS[worker] in FILES and not (EDGE_MODEL / FILES[XMR_PATHS[worker]]).exists():
                 print(f"skipping {worker}: the default model has no {FILES[XMR_PATHS[worker]]} "
-                      "(scripts/build_default_model.py builds it)")
+                      "(scripts/build_edge_model.py builds it)")
                 continue
             out = tmp / f"{worker}.json"
             print(f"running {worker} on {n_images} images ...", flush=True)

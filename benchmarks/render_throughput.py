@@ -8,7 +8,6 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 from xmr_core.lexicon import load_lexicon  # noqa: E402
 from xmr_core.preprocess import preprocess  # noqa: E402

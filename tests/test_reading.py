@@ -138,3 +138,43 @@ def test_the_encoder_is_run_only_where_the_reading_is_unsure(small, fonts_ready)
     assert seen[-1] == len(x) and np.allclose(rm.combine(every), v, atol=1e-6)
     mixed = every["reading"][1] + every["visual"][1]
     assert np.allclose(v[1], mixed / np.linalg.norm(mixed), atol=1e-5)
+
+
+def test_a_directory_with_a_reading_head_serves_it(small, tmp_path, fonts_ready):
+    """The head file travels with the directory: loaded, used by read(), part of the model's content id."""
+    from xmr_core.model.reading_head import HEAD_FILE, ReadingHead, head_symbols
+    from xmr_core.registry import model_id
+
+    d = reading_dir(tmp_path / "r", small)
+    plain, lex, _ = load_engine_model(d)
+    before = model_id(d)
+    sym = head_symbols(plain.table)
+    rng = np.random.default_rng(1)
+    ReadingHead(sym, rng.normal(0, 0.05, (len(sym), 120)).astype(np.float32),
+                np.zeros(len(sym), np.float32)).save(d / HEAD_FILE)
+    headed, _, _ = load_engine_model(d)
+    assert plain.head is None and headed.head is not None and model_id(d) != before
+    ds = SyntheticWords(lex, "train", kinds={"font": 1.0}, seed=5)
+    x = np.stack([preprocess(ds[i].image, READING_PREPROCESS) for i in range(4)])
+    assert not np.allclose(plain.read(x), headed.read(x))
+
+
+@pytest.mark.slow
+def test_a_finetune_of_a_reading_model_keeps_its_head(small, tmp_path, fonts_ready):
+    from xmr_core.annotate import save_annotation
+    from xmr_core.finetune import FinetuneConfig, finetune
+    from xmr_core.model.reading_head import HEAD_FILE, ReadingHead, head_symbols
+
+    d = reading_dir(tmp_path / "r", small, visual_weight=0.5)
+    rm, lex, _ = load_engine_model(d)
+    sym = head_symbols(rm.table)
+    ReadingHead(sym, np.full((len(sym), 120), 0.01, np.float32), np.zeros(len(sym), np.float32)).save(d / HEAD_FILE)
+    eng = Engine(tmp_path / "data", model_dir=d)
+    ds = SyntheticWords(lex, "train", seed=4)
+    for i in range(8):
+        save_annotation(eng, png(ds[i].image), ds[i].concept_id, ds[i].lang)
+    res = finetune(eng.store, d, tmp_path / "ft", FinetuneConfig(steps=4, val_concepts=4, concepts_per_batch=4))
+    out = tmp_path / "ft" / "model"
+    assert res["model_dir"] == str(out) and (out / HEAD_FILE).read_bytes() == (d / HEAD_FILE).read_bytes()
+    tuned, _, _ = load_engine_model(out)
+    assert isinstance(tuned, ReadingModel) and tuned.head is not None

@@ -111,7 +111,15 @@ def load_engine_model(path: Path | str, threads: int = 1):
 
         visual = OnnxVisual(Path(path) / "visual.onnx", threads=threads)
     rcfg = ReadingConfig.from_dict(config["reading"])
-    return ReadingModel(model, lexicon, rcfg, threads=threads, visual=visual), lexicon, config
+    return (ReadingModel(model, lexicon, rcfg, threads=threads, visual=visual, head=load_head(path)),
+            lexicon, config)
+
+
+def load_head(path: Path | str):
+    """A model directory's trained reading head (model/reading_head.py), None when it has none."""
+    from .model.reading_head import HEAD_FILE, ReadingHead
+
+    return ReadingHead.load(Path(path) / HEAD_FILE) if (Path(path) / HEAD_FILE).exists() else None
 
 
 def save_checkpoint(path: Path, model: DualEncoder, optimizer: torch.optim.Optimizer, state: dict,

@@ -10,7 +10,7 @@ import unicodedata
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from .paths import data_dir as default_data_dir
 from .preprocess import ImageInput, fit, open_image, preprocess, to_gray, word_ink
 from .registry import active_model_dir, model_id
 from .store import Item, Store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 

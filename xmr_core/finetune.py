@@ -13,11 +13,12 @@ from typing import Callable
 
 import numpy as np
 
-from .checkpoint import load_model_dir, save_model_dir
+from .checkpoint import load_head, load_model_dir, save_model_dir
 from .evaluate import evaluate, load_manifest_set, render_eval_set
 from .fastpath import add_onnx_fp32
 from .lexicon import Concept, Lexicon
 from .model.reading import READING_PREPROCESS, ReadingConfig, ReadingModel
+from .model.reading_head import HEAD_FILE
 from .preprocess import crop_to_ink, fit
 from .store import Store
 from .train import TrainConfig, train
@@ -91,7 +92,9 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     say(0.02, "evaluating the current model")
     fonts = render_eval_set(lexicon, pre, "val", concepts=cfg.val_concepts)
     held = load_manifest_set(held_csv, lexicon, pre) if held_csv else None
-    served = (lambda m: ReadingModel(m, lexicon, ReadingConfig.from_dict(base_cfg["reading"]))) if reads else (lambda m: m)
+    head = load_head(base_dir) if reads else None  # the base's reading head, kept as it is
+    served = ((lambda m: ReadingModel(m, lexicon, ReadingConfig.from_dict(base_cfg["reading"]), head=head))
+              if reads else (lambda m: m))
 
     def scores(model) -> dict:
         model = served(model)  # scored as the engine will run it
@@ -129,6 +132,8 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     keep = {k: base_cfg[k] for k in ("reading", "reader") if k in base_cfg}
     save_model_dir(tuned, lexicon, final, metrics={"finetune": result, "fast_path": fast},
                    extra={"train": asdict(tcfg), "base_model": str(base_dir), **keep})
+    if head is not None:
+        head.save(final / HEAD_FILE)
     result["model_dir"] = str(final)
     (out / "result.json").write_text(json.dumps(result, indent=2))
     say(1.0, "done")

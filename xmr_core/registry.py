@@ -63,11 +63,12 @@ def discard_model(store: Store, path: Path | str) -> Path:
 
 
 def model_id(model_dir: Path | str) -> str:
-    """Content id of a model directory: sha256 of its weights and config (first 16 hex digits)."""
+    """Content id of a model directory: sha256 of its weights, reading head and config (first 16 hex digits)."""
     d = Path(model_dir)
     h = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        h.update((d / name).read_bytes())
+    for name in ("config.json", "model.safetensors", "reading_head.safetensors"):
+        if name != "reading_head.safetensors" or (d / name).exists():
+            h.update((d / name).read_bytes())
     return h.hexdigest()[:16]
 
 

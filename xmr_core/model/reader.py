@@ -89,6 +89,19 @@ class Reader:
         self.index = {c: i for i, c in enumerate(self.symbols) if i}
         self._lock = threading.Lock()
 
+    def ctc_layer(self) -> tuple[np.ndarray, np.ndarray]:
+        """The network's last layer, (120, 18,710) weights and (18,710,) bias: posteriors = softmax(f W + b)."""
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(str(self.path))
+        init = {t.name: t for t in model.graph.initializer}
+        mm = next(n for n in model.graph.node if n.op_type == "MatMul" and FEATURES in n.input)
+        add = next(n for n in model.graph.node if n.op_type == "Add" and mm.output[0] in n.input)
+        w = numpy_helper.to_array(init[next(i for i in mm.input if i != FEATURES)])
+        b = numpy_helper.to_array(init[next(i for i in add.input if i != mm.output[0])])
+        return w.astype(np.float32), b.astype(np.float32)
+
     def posteriors(self, inks: list[np.ndarray]) -> list[np.ndarray]:
         """Per crop, the (steps, 18,710) softmax over symbols at each step of its own width."""
         return [p for p, _ in self.outputs(inks)]

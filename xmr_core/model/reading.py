@@ -1,6 +1,7 @@
 """The visual tower on the pretrained reader: an image's place in the shared space from its reading.
 
-The reader (reader.py, frozen) gives CTC posteriors; every lexicon word is scored by its CTC
+The reader (reader.py, frozen) gives CTC posteriors, corrected by the trained reading head when the
+model has one (reading_head.py); every lexicon word is scored by its CTC
 likelihood (ctc.py, constrained recognition); the embedding is the concepts' text anchors weighted by
 a softmax of those log-likelihoods at `temperature` (each concept's anchor is the mean of its zh, en and
 es anchors, so the embedding is the same whichever script the word is written in), optionally mixed
@@ -24,6 +25,7 @@ from ..preprocess import PreprocessConfig, crop_to_ink, fit
 from .ctc import WordTable
 from .dual import DualEncoder
 from .reader import HEIGHT, MAX_WIDTH, PAD, READER_PACKAGE, READER_SHA256, STRIDE, Reader
+from .reading_head import ReadingHead
 
 READING_PREPROCESS = PreprocessConfig(height=HEIGHT, width=MAX_WIDTH, pad=PAD)
 
@@ -66,8 +68,9 @@ class ReadingModel:
     """Reader trunk + the base model's text tower (and, weighted, its visual encoder)."""
 
     def __init__(self, base: DualEncoder, lexicon: Lexicon, cfg: ReadingConfig | None = None,
-                 reader: Reader | None = None, threads: int = 1, visual=None) -> None:
-        self.base, self.rcfg = base.eval(), cfg or ReadingConfig()
+                 reader: Reader | None = None, threads: int = 1, visual=None,
+                 head: ReadingHead | None = None) -> None:
+        self.base, self.rcfg, self.head = base.eval(), cfg or ReadingConfig(), head
         # the trained encoder as a callable on (N, 1, H, W) inputs: its ONNX graph when the directory has one
         self.visual = visual or (lambda x: self.base.encode_image(torch.from_numpy(x)).numpy())
         self.cfg = dataclasses.replace(base.cfg, preprocess=READING_PREPROCESS)
@@ -89,10 +92,16 @@ class ReadingModel:
     def encode_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
         return self.base.encode_text(texts, normalize=normalize)
 
+    def posteriors(self, x: np.ndarray) -> list[np.ndarray]:
+        """Per model input, the reader's posteriors at its ink's own width, through the head if one was trained."""
+        inks = [_ink_columns(m[0]) for m in x]
+        if self.head is None:
+            return self.reader.posteriors(inks)
+        return [self.head.apply(p, f) for p, f in self.reader.outputs(inks)]
+
     def read(self, x: np.ndarray) -> np.ndarray:
         """(N, 3, n_concepts) CTC log-likelihood of each concept's word in each language."""
-        posts = self.reader.posteriors([_ink_columns(m[0]) for m in x])
-        return np.stack([self.table.by_concept(self.table.score(p, self.rcfg.floor)) for p in posts])
+        return np.stack([self.table.by_concept(self.table.score(p, self.rcfg.floor)) for p in self.posteriors(x)])
 
     def weights(self, scores: np.ndarray, temperature: float | None = None) -> np.ndarray:
         """(N, n_concepts) softmax over concepts of their best word's log-likelihood / temperature."""

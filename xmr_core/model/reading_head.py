@@ -1,0 +1,149 @@
+"""The reading head: what XMR trains on the frozen reader, a correction of its CTC layer.
+
+The reader's last layer turns each step's 120 sequence features f into logits z = W f + b over 18,710
+symbols. The head learns, for the symbols the lexicon's words use (and the CTC blank), a change of
+their rows: z'_k = z_k + dW_k f + db_k, the other symbols untouched. From the reader's own posteriors p
+that is p'_k = p_k e^(d_k) / (sum p + sum_K p_k (e^(d_k) - 1)) with d = 0 off K: no full logits needed.
+A zero head is the reader itself. Trained with the CTC loss on renders of the `train` fonts (features
+cached once, the trunk never run again), pulled towards zero by an L2 term (`HeadConfig`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HEAD_FILE = "reading_head.safetensors"
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    steps: int = 1500
+    batch: int = 128
+    lr: float = 3e-4
+    l2: float = 0.01  # weight of the squared change of the rows, summed
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch < 1 or not self.lr > 0 or not self.l2 >= 0:
+            raise ValueError(f"head config {self}: steps and batch >= 1, lr > 0, l2 >= 0")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HeadConfig":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown head config keys {sorted(unknown)}: expected "
+                             f"{[f.name for f in dataclasses.fields(cls)]}")
+        return cls(**d)
+
+
+@dataclass
+class ReadingHead:
+    symbols: np.ndarray  # (K,) the reader's symbol indices whose rows change (0, the blank, among them)
+    dw: np.ndarray  # (K, 120)
+    db: np.ndarray  # (K,)
+
+    @classmethod
+    def zero(cls, symbols: np.ndarray, features: int = 120) -> "ReadingHead":
+        symbols = np.unique(np.asarray(symbols, np.int64))
+        return cls(symbols, np.zeros((len(symbols), features), np.float32), np.zeros(len(symbols), np.float32))
+
+    def apply(self, posteriors: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """(steps, symbols) posteriors of one crop as the changed layer gives them."""
+        e = np.exp(features.astype(np.float32) @ self.dw.T + self.db)  # (steps, K)
+        pk = posteriors[:, self.symbols]
+        out = posteriors.copy()
+        out[:, self.symbols] = pk * e
+        return out / (posteriors.sum(1, keepdims=True) + (pk * (e - 1.0)).sum(1, keepdims=True))
+
+    def save(self, path: Path | str) -> None:
+        from safetensors.numpy import save_file
+
+        save_file({"symbols": self.symbols, "dw": self.dw, "db": self.db}, str(path))
+
+    @classmethod
+    def load(cls, path: Path | str) -> "ReadingHead":
+        from safetensors.numpy import load_file
+
+        t = load_file(str(path))
+        return cls(t["symbols"].astype(np.int64), t["dw"].astype(np.float32), t["db"].astype(np.float32))
+
+
+def head_symbols(table) -> np.ndarray:
+    """The symbols a word table's words use, and the blank."""
+    return np.unique(np.concatenate([[0], table.labels[table.labels >= 0]]))
+
+
+@dataclass
+class Example:
+    features: np.ndarray  # (steps, 120), float16 is fine
+    label: list[int]  # the reader's symbol indices of the written word
+
+
+def ctc_loss(head_rows: tuple[torch.Tensor, torch.Tensor], w0: torch.Tensor, b0: torch.Tensor,
+             rest: torch.Tensor, feats: torch.Tensor, steps: torch.Tensor,
+             targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean CTC loss of a padded batch: logits of K from the changed rows, the untouched symbols as one
+    class of log mass `rest` (N, T) per step."""
+    dw, db = head_rows
+    z = feats @ (w0 + dw).T + (b0 + db)
+    logp = F.log_softmax(torch.cat([z, rest[..., None]], -1), -1).transpose(0, 1)
+    return F.ctc_loss(logp, targets, steps, lengths, blank=0, zero_infinity=True)
+
+
+def fit_head(examples: list[Example], w: np.ndarray, b: np.ndarray, symbols: np.ndarray,
+             cfg: HeadConfig | None = None, progress: Callable[[int, int, float], None] | None = None
+             ) -> tuple[ReadingHead, list[float]]:
+    """Train a head on cached features. `w` (120, n_symbols), `b` are the reader's CTC layer; returns the
+    head and the loss every 50 steps (the first is before any step)."""
+    cfg = cfg or HeadConfig()
+    symbols = np.unique(np.asarray(symbols, np.int64))
+    pos = {int(s): n for n, s in enumerate(symbols)}
+    rest_mask = np.ones(w.shape[1], bool)
+    rest_mask[symbols] = False
+    data = []
+    for ex in examples:
+        if ex.label and all(s in pos for s in ex.label):
+            f = ex.features.astype(np.float32)
+            z = f @ w[:, rest_mask] + b[rest_mask]  # the untouched symbols' log mass, once per example
+            m = z.max(1, keepdims=True)
+            rest = (m + np.log(np.exp(z - m).sum(1, keepdims=True)))[:, 0]
+            data.append((f, rest.astype(np.float32), [pos[s] for s in ex.label]))
+    if not data:
+        raise ValueError("no example spells its word in the head's symbols")
+    torch.manual_seed(cfg.seed)
+    w0 = torch.from_numpy(np.ascontiguousarray(w[:, symbols].T))
+    b0 = torch.from_numpy(np.ascontiguousarray(b[symbols]))
+    dw = torch.zeros_like(w0, requires_grad=True)
+    db = torch.zeros_like(b0, requires_grad=True)
+    opt = torch.optim.Adam([dw, db], lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    losses: list[float] = []
+    t0 = time.time()
+    for step in range(cfg.steps + 1):
+        batch = [data[i] for i in rng.integers(0, len(data), min(cfg.batch, len(data)))]
+        T = max(len(f) for f, _, _ in batch)
+        feats = torch.zeros(len(batch), T, w.shape[0])
+        rest = torch.full((len(batch), T), -1e4)
+        for n, (f, r, _) in enumerate(batch):
+            feats[n, :len(f)] = torch.from_numpy(f)
+            rest[n, :len(r)] = torch.from_numpy(r)
+        loss = ctc_loss((dw, db), w0, b0, rest, feats, torch.tensor([len(f) for f, _, _ in batch]),
+                        torch.tensor([s for _, _, t in batch for s in t]), torch.tensor([len(t) for _, _, t in batch]))
+        if step % 50 == 0:
+            losses.append(float(loss))
+            if progress:
+                progress(step, cfg.steps, time.time() - t0)
+        if step == cfg.steps:
+            break
+        opt.zero_grad()
+        (loss + cfg.l2 * ((dw ** 2).sum() + (db ** 2).sum())).backward()
+        opt.step()
+    return ReadingHead(symbols, dw.detach().numpy().copy(), db.detach().numpy().copy()), losses
