@@ -4,13 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FONTS  := .cache/xmr/fonts/coverage.json
+DICTS  := .cache/xmr/dictionaries/translate.sqlite
 # Debian packages the browser tests need (never a browser downloaded by Playwright)
 BROWSER_PKGS := chromium fonts-noto-cjk fonts-noto-color-emoji
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup browser run test fonts bench clean
 
-setup: $(STAMP) $(FONTS)
+setup: $(STAMP) $(FONTS) $(DICTS)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ $(FONTS): $(STAMP) assets/fonts.tsv
 
 fonts: $(STAMP)
 	$(VENV)/bin/xmr fonts fetch
+
+$(DICTS): $(STAMP) assets/dictionaries.tsv
+	$(VENV)/bin/xmr dictionaries fetch --neighbours
 
 browser:
 	@dpkg -s $(BROWSER_PKGS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \

@@ -312,7 +312,11 @@ def write_report(results: dict, out: Path, source: str, n_images: int, seconds: 
     if "ocr-lexicon" in results:
         lines += ["What RapidOCR read (first images):", "", "| written | OCR |", "|---|---|"]
         lines += [f"| {x['text']} | {x['ocr'] or '(nothing)'} |" for x in results["samples"]] + [""]
-    (out / "benchmarks.md").write_text("\n".join(lines), encoding="utf-8")
+    old = (out / "benchmarks.md").read_text(encoding="utf-8") if (out / "benchmarks.md").exists() else ""
+    start, end = "<!-- open-vocab:start -->", "<!-- open-vocab:end -->"  # benchmarks/open_vocab.py's section stays
+    kept = old[old.index(start):old.index(end) + len(end)] if start in old and end in old else ""
+    (out / "benchmarks.md").write_text("\n".join(lines).rstrip("\n") + ("\n\n" + kept + "\n" if kept else "\n"),
+                                       encoding="utf-8")
     (out / "peers.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     plot(results, s, names, out / "peers.png")
     if "scaling" in results:

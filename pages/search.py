@@ -51,7 +51,25 @@ if "search_last" in st.session_state:
     hits, info = st.session_state["search_last"]
     if info.kind == "text":
         st.markdown(f"Query **{md(info.text)}** · detected language: **{LANG_NAMES.get(info.detected_lang, 'other')}**")
-    else:
+    elif info.terms:
+        st.markdown(f"Read as **{md(info.text)}** (not a lexicon word)")
+    if info.terms:
+        st.markdown("Searching for " + " · ".join(f"**{md(w)}**" for lg in LANG_NAMES for w in info.terms.get(lg, [])[:1]))
+        with st.expander("Edit the terms searched"):
+            with st.form("search_terms_form"):
+                edited = {lg: st.text_input(LANG_NAMES[lg], ", ".join(info.terms.get(lg, [])), key=f"search_terms_{lg}_{abs(hash((info.text, str(info.terms))))}")
+                          for lg in LANG_NAMES}
+                if st.form_submit_button("Search these terms"):
+                    terms = {lg: [w.strip() for w in v.split(",") if w.strip()] for lg, v in edited.items()}
+                    try:
+                        hits, info = eng.search(text=info.text, terms={lg: v for lg, v in terms.items() if v}, k=k,
+                                                languages=langs or list(LANG_NAMES))
+                    except ValueError as exc:
+                        st.error(str(exc))
+                        st.stop()
+                    st.session_state["search_last"] = (hits, info)
+                    st.rerun()
+    if info.kind == "image":
         cols = st.columns([3, 1] if show_view else [1])
         with cols[0]:
             st.markdown("Recognised as: " + " · ".join(

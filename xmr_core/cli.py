@@ -23,6 +23,40 @@ def _cmd_fonts_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dictionaries_fetch(args: argparse.Namespace) -> int:
+    from .dictionary import build_table, fetch_dictionaries, open_table
+    from .translate import Translator
+
+    report = fetch_dictionaries(progress=lambda d, t, p: print(f"  [{d}/{t}] {p}", file=sys.stderr, flush=True))
+    print(f"dictionaries: {report.summary()}")
+    if report.skipped:
+        return 1
+    path = build_table()
+    db = open_table(build=False)
+    n = {r[0]: r[1] for r in db.execute("SELECT src_lang || '->' || dst_lang, count(*) FROM pairs GROUP BY 1")}
+    print(f"translation table {path} ({path.stat().st_size / 2**20:.1f} MB): "
+          + ", ".join(f"{k} {v:,}" for k, v in sorted(n.items())))
+    if args.neighbours:  # the word lists' USE-m3 vectors, so the first open-vocabulary query is quick
+        tr = Translator()
+        for lang in ("zh", "en", "es"):
+            for other in ("zh", "en", "es"):
+                if other != lang:
+                    tr.hubness(lang, other)
+        print(f"nearest-word lists ready: {tr.neighbours:,} words per language")
+    return 0
+
+
+def _cmd_translate(args: argparse.Namespace) -> int:
+    from .lexicon import load_lexicon
+    from .translate import Translator
+
+    r = Translator(load_lexicon()).translate(args.term, args.lang, k=args.k)
+    print(f"{args.term!r} ({r.lang}):")
+    for lang, terms in r.terms.items():
+        print(f"  {lang}: " + "   ".join(f"{w} ({s:.2f}, {src})" for w, s, src in terms))
+    return 0
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     from PIL import Image
 
@@ -314,6 +348,17 @@ def build_parser() -> argparse.ArgumentParser:
     f = fonts.add_parser("fetch", help="download, verify and index the fonts of assets/fonts.tsv")
     f.add_argument("--workers", type=int, default=6)
     f.set_defaults(func=_cmd_fonts_fetch)
+
+    dic = sub.add_parser("dictionaries", help="word lists and bilingual dictionaries").add_subparsers(
+        dest="dict_cmd", required=True)
+    f = dic.add_parser("fetch", help="download and verify assets/dictionaries.tsv, build the translation table")
+    f.add_argument("--neighbours", action="store_true", help="also embed the word lists for nearest-word search")
+    f.set_defaults(func=_cmd_dictionaries_fetch)
+    t = sub.add_parser("translate", help="words of the same meaning in zh, en and es")
+    t.add_argument("term")
+    t.add_argument("--lang", choices=["zh", "en", "es"], help="the term's language (default: detected)")
+    t.add_argument("-k", type=int, default=3)
+    t.set_defaults(func=_cmd_translate)
 
     r = sub.add_parser("render", help="contact sheet of synthetic handwriting")
     r.add_argument("--words", nargs="+", required=True)

@@ -58,6 +58,7 @@ class QueryInfo:
     detected_lang: str = ""  # typed queries: zh, en, es, or 'other'
     recognized: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
     preview: np.ndarray | None = None  # what the model sees (image queries)
+    terms: dict[str, list[str]] = field(default_factory=dict)  # typed queries: the words searched per script
 
 
 @dataclass
@@ -121,13 +122,14 @@ class Engine:
         self._lock = threading.RLock()
         self._reader = None  # the pretrained reader (model/reader.py), loaded on first use
         self._table = None  # the lexicon's words as the reader spells them (model/ctc.py)
+        self._translator = None  # translations of any word (translate.py), made on first use
         self._synced = -1  # the store version the index last caught up with
         self._allowed: dict[tuple, np.ndarray] = {}  # search filters at self._synced
         self.index = self._open_index(progress)
 
     def set_lexicon(self, lexicon: Lexicon) -> None:
         """The concepts the engine knows (the model's and the user's): anchors and readable words follow."""
-        self.lexicon, self._anchors, self._table = lexicon, {}, None
+        self.lexicon, self._anchors, self._table, self._translator = lexicon, {}, None, None
         if self.reads and lexicon.hash() != self.model.lexicon.hash():
             self.model.set_lexicon(lexicon)
 
@@ -210,7 +212,11 @@ class Engine:
                     ok.append(it.id)
                 except (ValueError, FileNotFoundError) as exc:
                     log.warning("item %s cannot be embedded: %s", it.id, exc)
-            if ok:
+            if ok and self.reads:
+                vecs, _, readings = self._embed_read(np.stack(xs))
+                self.store.set_embeddings(self.model_id, ok, vecs)
+                self.store.set_readings(self.model_id, list(zip(ok, readings)))
+            elif ok:
                 self.store.set_embeddings(self.model_id, ok, self.embed_images(np.stack(xs)))
             if progress:
                 progress(min(start + batch, len(items)), len(items), "embedding items")
@@ -250,7 +256,11 @@ class Engine:
     def reindex(self, progress: Progress | None = None) -> int:
         """Embed any item lacking this model's embedding and rebuild the index from the store."""
         with self._index_lock():
-            self._embed_items(self.store.items_missing_embedding(self.model_id), progress)
+            todo = self.store.items_missing_embedding(self.model_id)
+            if self.reads:  # and those stored before readings were kept (schema 1)
+                have = {it.id for it in todo}
+                todo += [it for it in self.store.items_missing_reading(self.model_id) if it.id not in have]
+            self._embed_items(todo, progress)
             self._rebuild_index()
             self._sync_index()
             return len(self.index)
@@ -287,14 +297,33 @@ class Engine:
             self._table = WordTable.build(self.lexicon, self.reader.index)
         return np.stack([self._table.by_concept(self._table.score(p)) for p in self.reader.posteriors(inks)])
 
-    def _embed_read(self, x: np.ndarray, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
-        """A reading model's embeddings and `read_inks` scores of model inputs, each crop read once."""
-        vecs, scores = [], []
+    def _embed_read(self, x: np.ndarray, batch: int = 128) -> tuple[np.ndarray, np.ndarray, list[tuple[str, bytes]]]:
+        """A reading model's embeddings, `read_inks` scores and readings (greedy text, compact
+        posteriors: what the store keeps) of model inputs, each crop read once."""
+        from .model.ctc import compact
+
+        vecs, scores, readings = [], [], []
         for i in range(0, len(x), batch):
-            s = self.model.read(x[i:i + batch])
+            s, posts = self.model.read(x[i:i + batch], posteriors=True)
             vecs.append(self.model.combine(self.model.encode_signals(x[i:i + batch], s)))
             scores.append(s)
-        return np.concatenate(vecs), np.concatenate(scores)
+            readings += [(self.reader.decode(p).text, compact(p)) for p in posts]
+        return np.concatenate(vecs), np.concatenate(scores), readings
+
+    def _script_of(self, scores: np.ndarray, text: str) -> str:
+        """The language an image is written in, from its reading: the best lexicon word's when the reading
+        is sure of one; otherwise Chinese for Han characters and, for a Latin word outside the lexicon,
+        the language whose word lists know the reading better (translate.py), the lexicon's guess without them."""
+        best = LANGS[int(scores.max(-1).argmax())]
+        if not self.reads or self.model.weights(scores[None], 1.0).max() >= self.model.rcfg.visual_below:
+            return best
+        if any("\u3400" <= ch <= "\u9fff" for ch in text):
+            return "zh"
+        if any(ch.isalpha() for ch in text):  # a Latin reading
+            if self.translator is not None:
+                return self.translator.detect(text)
+            return best if best != "zh" else "en"
+        return best
 
     def embed_and_read(self, image: ImageInput) -> tuple[np.ndarray, np.ndarray]:
         """One image's embedding and its `read_inks` scores (3, n_concepts): decoded once, and read once
@@ -302,7 +331,7 @@ class Engine:
         ink = word_ink(image)
         x = fit(ink, self.pre)[None, None]  # = preprocess(image, self.pre)[None]
         if self.reads:
-            v, scores = self._embed_read(x)
+            v, scores, _ = self._embed_read(x)
             return v[0], scores[0]
         return self.embed_images(x)[0], self.read_inks([ink])[0]
 
@@ -318,9 +347,61 @@ class Engine:
                          for i in best]
         return out
 
+    @property
+    def translator(self):
+        """Translations of any word (translate.py), or None when the dictionaries are not fetched."""
+        from .dictionary import table_path
+
+        if self._translator is None and table_path().exists():
+            from .translate import Translator
+
+            with self._lock:
+                self._translator = self._translator or Translator(self.lexicon)
+        return self._translator
+
+    def query_terms(self, text: str, per_script: int = 2) -> dict[str, list[str]]:
+        """The words a typed query searches for in each script: the lexicon's triple for a lexicon word,
+        else its translations (translate.py); just the word itself when no dictionary is at hand."""
+        t = validate_query_text(text)
+        if self.translator is None:
+            return {detect_language(t, self.lexicon) if detect_language(t, self.lexicon) in LANGS else "en": [t]}
+        tr = self.translator.translate(t, k=per_script)
+        return {lg: [w for w, _, _ in tr.terms[lg]] for lg in LANGS if tr.terms.get(lg)}
+
+    def _search_terms(self, terms: dict[str, list[str]], k: int, allowed: np.ndarray | None,
+                      q: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Items ranked by the semantic cosine (to the terms' anchors, or to the query image's embedding
+        `q`) fused with their reading scores."""
+        from .reading_search import fuse, reading_scores
+
+        if q is None:
+            q = self.embed_text([ws[0] for lg, ws in terms.items() if ws]).sum(0)
+            q = (q / np.linalg.norm(q)).astype(np.float32)
+        sc, ids = self.index.search(q[None], max(100, 5 * k), allowed=allowed)
+        cos = {int(i): float(s) for s, i in zip(sc[0], ids[0]) if i >= 0}
+        cand = self.store.reading_candidates(self.model_id, [w for ws in terms.values() for w in ws], limit=300)
+        if allowed is not None:
+            ok = set(allowed.tolist())
+            cand = [i for i in cand if i in ok]
+        extra = [i for i in cand if i not in cos]
+        if extra:
+            mids, mvecs = self.store.embeddings(self.model_id, extra)
+            if len(mids):
+                for i, v in zip(mids, self._index_vectors(mids, mvecs, self.store.labels(mids.tolist()))):
+                    cos[int(i)] = float(v @ q)
+        # only the shortlist is re-scored: an item sharing no trigram or character with any term reads 0
+        langs = {i: it.lang for i, it in self.store.get_items(cand).items()}
+        read = reading_scores(self.store.readings(self.model_id, cand), terms, langs, self.reader.index,
+                              len(self.reader.symbols))
+        return fuse(cos, read)[:k]
+
     def search(self, image: ImageInput | None = None, text: str | None = None, k: int = 10,
-               languages: Iterable[str] = LANGS, collection: str | None = None) -> tuple[list[Hit], QueryInfo]:
-        """Items nearest to an image or a typed word, restricted to `languages` and a collection."""
+               languages: Iterable[str] = LANGS, collection: str | None = None,
+               terms: dict[str, list[str]] | None = None) -> tuple[list[Hit], QueryInfo]:
+        """Items nearest to an image or a typed word, restricted to `languages` and a collection.
+
+        A typed word is searched, with a reading model, as its words in the three scripts (`terms`, or
+        `query_terms`: shown in `QueryInfo.terms`, editable by the caller) by meaning and by reading."""
         if (image is None) == (text is None):
             raise ValueError("search takes an image or a text, not both")
         languages = [lg for lg in languages]
@@ -329,18 +410,39 @@ class Engine:
         if not 1 <= int(k) <= 1000:
             raise ValueError("k must be between 1 and 1000")
         if image is not None:
-            x, q = self.embed_query(image)
-            info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0])
+            if self.reads:  # read once: the embedding, and the words to search for when no lexicon word fits
+                x = preprocess(image, self.pre)
+                v, scores, readings = self._embed_read(x[None])
+                q = v[0]
+                info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0],
+                                 text=readings[0][0])
+                sure = self.model.weights(scores, 1.0).max() >= self.model.rcfg.visual_below
+                if not sure and any(ch.isalpha() for ch in info.text):
+                    info.terms = self.query_terms(info.text)
+            else:
+                x, q = self.embed_query(image)
+                info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0])
         else:
             t = validate_query_text(text)
-            q = self.embed_text([t])[0]
             info = QueryInfo("text", text=t, detected_lang=detect_language(t, self.lexicon))
+            if self.reads:
+                terms = {lg: [w for w in (validate_query_text(x) for x in ws)] for lg, ws in terms.items()
+                         if lg in LANGS and ws} if terms else self.query_terms(t)
+                if not terms:
+                    raise ValueError("no term to search for: give at least one word")
+                info.terms = terms
+            else:
+                q = self.embed_text([t])[0]
         if collection is not None:
             self.check_collection(collection)
         self.refresh()
         with self._lock:
             allowed = self._allowed_ids(languages, collection)
-            scores, ids = self.index.search(q[None], int(k), allowed=allowed)
+            if info.terms:
+                ranked = self._search_terms(info.terms, int(k), allowed, q if image is not None else None)
+                scores, ids = np.array([[s for _, s in ranked]]), np.array([[i for i, _ in ranked]], np.int64)
+            else:
+                scores, ids = self.index.search(q[None], int(k), allowed=allowed)
         items = self.store.get_items([int(i) for i in ids[0] if i >= 0])
         hits = []
         for s, i in zip(scores[0], ids[0]):
@@ -421,14 +523,14 @@ class Engine:
         if not records:
             return report
         # a reading model reads every image for its embedding: its scores give the scripts too
-        vecs, read = self._embed_read(np.stack(xs)) if self.reads else (self.embed_images(np.stack(xs)), None)
+        vecs, read, readings = (self._embed_read(np.stack(xs)) if self.reads
+                                else (self.embed_images(np.stack(xs)), None, None))
         unlabelled = [n for n, rec in enumerate(records) if rec["lang"] is None]
         if unlabelled:  # the script each is written in: the language of the word the reader finds most likely
-            read = read[unlabelled] if read is not None else self.read_inks([inks[n] for n in unlabelled])
-            scripts = read.max(-1).argmax(-1)
-            for n, s in zip(unlabelled, scripts):
-                records[n]["lang"] = LANGS[int(s)]
-        ids = self.store.add_items(collection, records, self.model_id, vecs)
+            scores = read[unlabelled] if read is not None else self.read_inks([inks[n] for n in unlabelled])
+            for n, sc in zip(unlabelled, scores):
+                records[n]["lang"] = self._script_of(sc, readings[n][0] if readings else "")
+        ids = self.store.add_items(collection, records, self.model_id, vecs, readings)
         with self._index_lock():  # the index takes the new items (and any other writer's) by id
             self._sync_index()
         report.added = list(dict.fromkeys(ids))  # one id per item, when a batch repeats an image

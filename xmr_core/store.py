@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import tempfile
 import shutil
@@ -24,9 +25,10 @@ from typing import Iterator
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BACKUP_EVERY_S = 24 * 3600
 BACKUPS_KEPT = 5
+_HAN = re.compile(r"[\u3400-\u9fff]")
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. ")
 
 MIGRATIONS = {
@@ -79,7 +81,43 @@ MIGRATIONS = {
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # each item's reading by a model's reader: its greedy text, indexed for candidate generation (FTS5:
+    # Latin by trigrams, Chinese by characters), and its compact posteriors for exact re-scoring (ctc.py)
+    2: """
+    CREATE TABLE readings (
+        id INTEGER PRIMARY KEY,
+        item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        han TEXT NOT NULL,
+        compact BLOB NOT NULL,
+        UNIQUE (item_id, model_id)
+    );
+    CREATE VIRTUAL TABLE reading_latin USING fts5(text, content='readings', content_rowid='id', tokenize='trigram');
+    CREATE VIRTUAL TABLE reading_han USING fts5(han, content='readings', content_rowid='id');
+    CREATE TRIGGER readings_ai AFTER INSERT ON readings BEGIN
+        INSERT INTO reading_latin(rowid, text) VALUES (new.id, new.text);
+        INSERT INTO reading_han(rowid, han) VALUES (new.id, new.han);
+    END;
+    CREATE TRIGGER readings_ad AFTER DELETE ON readings BEGIN
+        INSERT INTO reading_latin(reading_latin, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO reading_han(reading_han, rowid, han) VALUES ('delete', old.id, old.han);
+    END;
+    """,
 }
+
+
+def _statements(script: str) -> Iterator[str]:
+    """A migration's statements, whole (a trigger's body holds semicolons of its own)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf.strip()
+            buf = ""
+    if buf.strip():
+        yield buf.strip()
 
 
 class StoreDamaged(ValueError):
@@ -168,8 +206,8 @@ class Store:
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             current = int(row["value"]) if row else 0
             for v in range(current + 1, SCHEMA_VERSION + 1):
-                for stmt in MIGRATIONS[v].split(";"):
-                    if stmt.strip() and "CREATE TABLE meta" not in stmt:
+                for stmt in _statements(MIGRATIONS[v]):
+                    if "CREATE TABLE meta" not in stmt:
                         db.execute(stmt)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(v),))
 
@@ -265,11 +303,13 @@ class Store:
             "LEFT JOIN items i ON i.collection_id = c.id GROUP BY c.id ORDER BY c.name")]
 
     # ------------------------------------------------------------------ items
-    def add_items(self, collection: str, records: list[dict], model_id: str, vectors: np.ndarray) -> list[int]:
-        """Insert items with their embeddings in one transaction; an item already present (same image,
-        page and box in the collection) is not duplicated. Returns the item ids, in order."""
-        if len(records) != len(vectors):
-            raise ValueError("one vector per record")
+    def add_items(self, collection: str, records: list[dict], model_id: str, vectors: np.ndarray,
+                  readings: list[tuple[str, bytes]] | None = None) -> list[int]:
+        """Insert items with their embeddings (and the model's readings: greedy text, compact
+        posteriors) in one transaction; an item already present (same image, page and box in the
+        collection) is not duplicated. Returns the item ids, in order."""
+        if len(records) != len(vectors) or (readings is not None and len(readings) != len(records)):
+            raise ValueError("one vector (and one reading) per record")
         cid = self.collection_id(collection)
         ids = []
         with self.tx() as db:
@@ -286,8 +326,67 @@ class Store:
                 db.execute("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
                            (item_id, model_id, np.asarray(vec, np.float32).tobytes()))
                 ids.append(item_id)
+            if readings is not None:
+                self._put_readings(db, model_id, list(zip(ids, readings)))
             self._bump(db)
         return ids
+
+    # ------------------------------------------------------------------ readings
+    @staticmethod
+    def _put_readings(db: sqlite3.Connection, model_id: str, rows: list[tuple[int, tuple[str, bytes]]]) -> None:
+        for item_id, (text, blob) in rows:
+            # delete, then insert: the FTS tables follow by trigger (a REPLACE would skip the delete trigger)
+            db.execute("DELETE FROM readings WHERE item_id=? AND model_id=?", (int(item_id), model_id))
+            db.execute("INSERT INTO readings (item_id, model_id, text, han, compact) VALUES (?, ?, ?, ?, ?)",
+                       (int(item_id), model_id, text.lower(), " ".join(_HAN.findall(text)), blob))
+
+    def set_readings(self, model_id: str, rows: list[tuple[int, tuple[str, bytes]]]) -> None:
+        """Store (item id, (greedy text, compact posteriors)) readings by a model."""
+        with self.tx() as db:
+            self._put_readings(db, model_id, rows)
+
+    def readings(self, model_id: str, ids: list[int]) -> dict[int, tuple[str, bytes]]:
+        rows = self._read_ids("SELECT item_id, text, compact FROM readings WHERE model_id=? AND item_id IN",
+                              [int(i) for i in ids], (model_id,))
+        return {int(r["item_id"]): (r["text"], bytes(r["compact"])) for r in rows}
+
+    def items_missing_reading(self, model_id: str) -> list[Item]:
+        rows = self.read("SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id=i.collection_id "
+                         "WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.item_id=i.id AND r.model_id=?) "
+                         "ORDER BY i.id", (model_id,))
+        return [self._item(r) for r in rows]
+
+    def reading_candidates(self, model_id: str, terms: list[str], limit: int = 500) -> list[int]:
+        """Items whose reading shares the most with any of the terms: Latin terms by their trigrams
+        (FTS5 trigram, ranked by bm25), Chinese ones by their characters; terms under three letters by
+        substring. Candidate generation only: the caller re-scores them exactly."""
+        latin, han, short = set(), set(), set()
+        for t in terms:
+            t = t.lower().strip()
+            chars = _HAN.findall(t)
+            han.update(chars)
+            rest = _HAN.sub("", t).strip()
+            if len(rest) >= 3:
+                latin.update(rest[i:i + 3] for i in range(len(rest) - 2))
+            elif rest:
+                short.add(rest)
+        out: dict[int, float] = {}
+        q = lambda xs: " OR ".join('"' + x.replace('"', '""') + '"' for x in sorted(xs))  # noqa: E731
+        if latin:
+            for r in self.read("SELECT r.item_id, bm25(reading_latin) s FROM reading_latin JOIN readings r "
+                               "ON r.id = reading_latin.rowid WHERE reading_latin MATCH ? AND r.model_id=? "
+                               "ORDER BY s LIMIT ?", (q(latin), model_id, limit)):
+                out[int(r["item_id"])] = min(out.get(int(r["item_id"]), 0.0), float(r["s"]))
+        if han:
+            for r in self.read("SELECT r.item_id, bm25(reading_han) s FROM reading_han JOIN readings r "
+                               "ON r.id = reading_han.rowid WHERE reading_han MATCH ? AND r.model_id=? "
+                               "ORDER BY s LIMIT ?", (q(han), model_id, limit)):
+                out[int(r["item_id"])] = min(out.get(int(r["item_id"]), 0.0), float(r["s"]))
+        for t in short:
+            for r in self.read("SELECT item_id FROM readings WHERE model_id=? AND instr(text, ?) > 0 LIMIT ?",
+                               (model_id, t, limit)):
+                out.setdefault(int(r["item_id"]), 0.0)
+        return [i for i, _ in sorted(out.items(), key=lambda x: x[1])][:limit]
 
     def remove_items(self, ids: list[int]) -> int:
         with self.tx() as db:

@@ -103,3 +103,36 @@ def test_finetune_refuses_an_empty_queue(app_env):
     assert not at.exception
     at.button[0].click().run()  # the form's submit button
     assert not at.exception and "at least 2" in at.error[0].value
+
+
+def test_a_typed_word_shows_the_terms_searched_and_they_can_be_edited(app_env, tmp_path, monkeypatch,
+                                                                     dictionaries_ready):
+    """With a reading model, a typed word is searched as its words in the three scripts; the page says
+    which, and searching the edited terms searches those."""
+    from dataclasses import asdict
+
+    import xmr_core.registry as registry
+    import xmr_core.service as service
+    from xmr_core.checkpoint import load_model_dir
+    from xmr_core.model.reading import ReadingConfig, reader_record
+
+    model, lex, _ = load_model_dir(app_env)
+    d = save_model_dir(model, lex, tmp_path / "reading", extra={"reading": asdict(ReadingConfig()),
+                                                                "reader": reader_record()})
+    monkeypatch.setattr(registry, "DEFAULT_MODEL", d)
+    monkeypatch.setattr(service, "DEFAULT_MODEL", d)
+    at = _run("pages/search.py")
+    at.text_input(key="search_text").input("umbrella")
+    at.button(key="search_text_btn").click().run()
+    assert not at.exception and not at.error
+    said = " ".join(m.value for m in at.markdown)
+    assert "Searching for" in said and "雨伞" in said and "paraguas" in said
+    es = next(t for t in at.text_input if t.key.startswith("search_terms_es"))
+    assert "paraguas" in es.value
+    es.input("vela")
+    for lg in ("zh", "en"):
+        next(t for t in at.text_input if t.key.startswith(f"search_terms_{lg}")).input("")
+    at.button[-1].click().run()  # the form's submit button
+    assert not at.exception and not at.error
+    said = " ".join(m.value for m in at.markdown)
+    assert "**vela**" in said and "雨伞" not in said

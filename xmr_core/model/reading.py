@@ -99,9 +99,12 @@ class ReadingModel:
             return self.reader.posteriors(inks)
         return [self.head.apply(p, f) for p, f in self.reader.outputs(inks)]
 
-    def read(self, x: np.ndarray) -> np.ndarray:
-        """(N, 3, n_concepts) CTC log-likelihood of each concept's word in each language."""
-        return np.stack([self.table.by_concept(self.table.score(p, self.rcfg.floor)) for p in self.posteriors(x)])
+    def read(self, x: np.ndarray, posteriors: bool = False):
+        """(N, 3, n_concepts) CTC log-likelihood of each concept's word in each language (and, with
+        `posteriors`, the posteriors they were scored under)."""
+        posts = self.posteriors(x)
+        scores = np.stack([self.table.by_concept(self.table.score(p, self.rcfg.floor)) for p in posts])
+        return (scores, posts) if posteriors else scores
 
     def weights(self, scores: np.ndarray, temperature: float | None = None) -> np.ndarray:
         """(N, n_concepts) softmax over concepts of their best word's log-likelihood / temperature."""

@@ -108,11 +108,12 @@ def fit_head(examples: list[Example], w: np.ndarray, b: np.ndarray, symbols: np.
     pos = {int(s): n for n, s in enumerate(symbols)}
     rest_mask = np.ones(w.shape[1], bool)
     rest_mask[symbols] = False
+    w_rest, b_rest = np.ascontiguousarray(w[:, rest_mask]), b[rest_mask]
     data = []
     for ex in examples:
         if ex.label and all(s in pos for s in ex.label):
             f = ex.features.astype(np.float32)
-            z = f @ w[:, rest_mask] + b[rest_mask]  # the untouched symbols' log mass, once per example
+            z = f @ w_rest + b_rest  # the untouched symbols' log mass, once per example
             m = z.max(1, keepdims=True)
             rest = (m + np.log(np.exp(z - m).sum(1, keepdims=True)))[:, 0]
             data.append((f, rest.astype(np.float32), [pos[s] for s in ex.label]))

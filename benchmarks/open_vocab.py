@@ -1,0 +1,145 @@
+"""Open vocabulary through the Engine: words outside the lexicon, typed or drawn, found in all three scripts.
+
+Concepts outside the lexicon (assets/open_vocab.tsv, made by scripts/make_open_vocab.py) and as many
+lexicon concepts as a control, each word rendered once in the held-out `val` fonts and added unlabelled to
+one collection (as an archive's words are). Typed word -> image: the concept's word in one script is
+searched; per script, the first hit written in that script is right or not ("within": the query's own
+script, "across": the other two). Image -> image: another render of the word is the query, the same way.
+Writes a table (stdout, and with --out into docs/benchmarks.md's open-vocabulary section).
+
+    python benchmarks/open_vocab.py [--concepts 320] [--model DIR] [--out docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from xmr_core.engine import Engine  # noqa: E402
+from xmr_core.lexicon import LANGS, Concept, Lexicon, load_lexicon  # noqa: E402
+from xmr_core.paths import ASSETS  # noqa: E402
+from xmr_core.registry import DEFAULT_MODEL  # noqa: E402
+from xmr_core.render import MissingGlyph, SyntheticWords  # noqa: E402
+
+START, END = "<!-- open-vocab:start -->", "<!-- open-vocab:end -->"
+
+
+def load_open_vocab(path: Path = ASSETS / "open_vocab.tsv") -> list[Concept]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return [Concept(**row) for row in csv.DictReader(f, delimiter="\t")]
+
+
+def _png(img) -> bytes:
+    b = io.BytesIO()
+    img.save(b, "PNG")
+    return b.getvalue()
+
+
+def renders(concepts: list[Concept], seed: int) -> dict[tuple[str, str], object]:
+    ds = SyntheticWords(Lexicon(concepts), "val", kinds={"font": 1.0}, seed=seed)
+    out = {}
+    for i, c in enumerate(concepts):
+        for j, lang in enumerate(LANGS):
+            try:
+                out[(c.concept_id, lang)] = ds.sample(c.concept_id, lang, np.random.default_rng([seed, i, j])).image
+            except MissingGlyph:
+                pass
+    return out
+
+
+def first_per_script(hits, truth: dict[int, tuple[str, str]]) -> dict[str, str | None]:
+    """The concept of the first hit written in each script (the benchmark's own record of the script)."""
+    out: dict[str, str | None] = {lg: None for lg in LANGS}
+    for h in hits:
+        cid, lang = truth.get(h.item_id, (None, None))
+        if lang and out[lang] is None:
+            out[lang] = cid
+    return out
+
+
+def score(engine: Engine, concepts: list[Concept], truth: dict, queries: dict, k: int) -> dict:
+    typed = {"within": [], "across": []}
+    image = {"within": [], "across": []}
+    ms = []
+    for c in concepts:
+        for s in LANGS:
+            t0 = time.perf_counter()
+            hits, _ = engine.search(text=c.word(s), k=k)
+            ms.append(1000 * (time.perf_counter() - t0))
+            first = first_per_script(hits, truth)
+            for t in LANGS:
+                typed["within" if t == s else "across"].append(first[t] == c.concept_id)
+            if (c.concept_id, s) in queries:
+                first = first_per_script(engine.search(image=_png(queries[(c.concept_id, s)]), k=k)[0], truth)
+                for t in LANGS:
+                    image["within" if t == s else "across"].append(first[t] == c.concept_id)
+    pct = lambda xs: 100.0 * float(np.mean(xs)) if xs else float("nan")  # noqa: E731
+    return {"typed": {k2: pct(v) for k2, v in typed.items()}, "image": {k2: pct(v) for k2, v in image.items()},
+            "typed_ms_p50": float(np.median(ms[5:])), "n_concepts": len(concepts)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--concepts", type=int, default=320)
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--k", type=int, default=50, help="hits looked at per query")
+    ap.add_argument("--out", type=Path, help="update this markdown file's open-vocabulary section")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.time()
+    open_vocab = load_open_vocab()[: args.concepts]
+    lex = load_lexicon()
+    control = [lex.concepts[i] for i in np.random.default_rng(0).choice(len(lex), len(open_vocab), replace=False)]
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine(Path(tmp), model_dir=args.model)
+        truth, results = {}, {}
+        for name, concepts in (("outside the lexicon", open_vocab), ("lexicon (control)", control)):
+            items = renders(concepts, seed=1)
+            keys = list(items)
+            rep = engine.add(name.split()[0], [(f"{c}|{lg}", _png(items[(c, lg)])) for c, lg in keys])
+            if rep.errors:
+                print(f"{len(rep.errors)} renders not added: {list(rep.errors.items())[:3]}")
+            got = {src: i for i, src in zip(rep.added, [f"{c}|{lg}" for c, lg in keys if f"{c}|{lg}" not in rep.errors])}
+            truth.update({i: tuple(src.split("|")) for src, i in got.items()})
+            print(f"{name}: {len(got)} items added ({time.time() - t0:.0f} s)", flush=True)
+            results[name] = (concepts, renders(concepts, seed=2))
+        table = {}
+        for name, (concepts, queries) in results.items():
+            table[name] = score(engine, concepts, truth, queries, args.k)
+            r = table[name]
+            print(f"{name}: typed {r['typed']['within']:.1f} / {r['typed']['across']:.1f}, image "
+                  f"{r['image']['within']:.1f} / {r['image']['across']:.1f}, typed p50 {r['typed_ms_p50']:.1f} ms "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+        n_items = len(engine.index)
+    lines = [START, "## Open vocabulary (benchmarks/open_vocab.py)", "",
+             f"Produced by `python benchmarks/open_vocab.py` in {(time.time() - t0) / 60:.1f} min, model "
+             f"`{args.model.name}`: {len(open_vocab)} concepts outside the lexicon (`assets/open_vocab.tsv`) and "
+             f"{len(control)} lexicon concepts, one render per word of the `val` fonts, {n_items} unlabelled items in one "
+             "collection; a query's answer in each script is its first hit written in that script (Acc@1, %).", "",
+             "| concepts | typed -> image within | typed -> image across | image -> image within | image -> image across "
+             "| typed p50 ms |", "|---|---|---|---|---|---|"]
+    for name, r in table.items():
+        lines.append(f"| {name} | {r['typed']['within']:.1f} | {r['typed']['across']:.1f} | {r['image']['within']:.1f} "
+                     f"| {r['image']['across']:.1f} | {r['typed_ms_p50']:.1f} |")
+    lines.append(END)
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        old = args.out.read_text() if args.out.exists() else ""
+        if START in old:
+            old = old[:old.index(START)] + old[old.index(END) + len(END):].lstrip("\n")
+        args.out.write_text(old.rstrip("\n") + "\n\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()
