@@ -69,6 +69,8 @@ if "search_last" in st.session_state:
                         st.stop()
                     st.session_state["search_last"] = (hits, info)
                     st.rerun()
+    if info.weak:
+        st.warning("Nothing in the collection matches this well. The nearest items:")
     if info.kind == "image":
         cols = st.columns([3, 1] if show_view else [1])
         with cols[0]:

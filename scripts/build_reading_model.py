@@ -30,7 +30,8 @@ from xmr_core.fastpath import OnnxVisual  # noqa: E402
 from xmr_core.lexicon import LANGS  # noqa: E402
 from xmr_core.model.reading import (READING_PREPROCESS, ReadingConfig, ReadingModel, _ink_columns,  # noqa: E402
                                     reader_record)
-from xmr_core.model.reading_head import HEAD_FILE, Example, HeadConfig, ReadingHead, fit_head, head_symbols  # noqa: E402
+from xmr_core.model.reading_head import (HEAD_FILE, Example, HeadConfig, ReadingHead, fit_head,  # noqa: E402
+                                         head_symbols, load_head_config)
 from xmr_core.paths import ASSETS, cache_dir  # noqa: E402
 from xmr_core.preprocess import preprocess  # noqa: E402
 from xmr_core.render import MissingGlyph, SyntheticWords  # noqa: E402
@@ -134,7 +135,7 @@ def main() -> None:
     onnx = Path(args.base) / "visual.onnx"  # the base's FP32 graph: the engine's path for the second signal
     visual = OnnxVisual(onnx, threads=1) if onnx.exists() else None
     model = ReadingModel(base, lex, rcfg, visual=visual)
-    head_cfg = json.loads(args.head.read_text()) if args.head else None
+    head_cfg = load_head_config(args.head) if args.head else None
     if head_cfg:
         model.head, head_record = train_head(model, lex, head_cfg)
     metrics, evals = {}, []

@@ -142,3 +142,18 @@ def test_a_compact_reading_keeps_the_word_and_its_likelihood(lexicon, fonts_read
         close += abs(approx[best] - full[best]) < 0.05
         kept += int(np.argmax(approx)) == best
     assert kept >= 18 and close >= 16, (kept, close)
+
+
+def test_compact_likelihoods_at_once_equal_one_by_one(lexicon, fonts_ready):
+    """The batched recursion (readings of different lengths padded with sure blanks) gives each
+    reading's likelihoods exactly as scoring it alone does."""
+    from xmr_core.model.ctc import compact, compact_log_likelihood, compact_log_likelihoods
+
+    reader = Reader()
+    ds = SyntheticWords(Lexicon(lexicon.concepts[:10]), "val", kinds={"font": 1.0}, seed=6)
+    blobs = [compact(p) for p in reader.posteriors([word_ink(ds[i].image) for i in range(0, 30, 2)])]
+    labels = [[reader.index[ch] for ch in w] for w in ("water", "agua", "水", "Water", "cat")]
+    many = compact_log_likelihoods(blobs, labels, len(reader.symbols))
+    for n, blob in enumerate(blobs):
+        assert np.allclose(many[n], compact_log_likelihood(blob, labels, len(reader.symbols)), atol=1e-9)
+    assert len({len(b) for b in blobs}) > 1  # the readings did differ in length

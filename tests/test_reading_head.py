@@ -62,3 +62,19 @@ def test_training_lowers_the_loss_and_a_saved_head_loads_the_same(reader, render
     assert np.array_equal(back.apply(post, feat), head.apply(post, feat))
     with pytest.raises(ValueError, match="unknown head config keys"):
         HeadConfig.from_dict({"stpes": 3})
+
+
+def test_a_head_config_with_an_unknown_key_is_refused(tmp_path):
+    import json
+
+    from xmr_core.model.reading_head import load_head_config
+
+    good = {"per_word": 1, "seeds": [1], "cases": {"lower": 1.0}, "head": {"steps": 5}}
+    (tmp_path / "a.json").write_text(json.dumps(good))
+    assert load_head_config(tmp_path / "a.json")["per_word"] == 1
+    (tmp_path / "b.json").write_text(json.dumps({**good, "per_wrod": 2}))
+    with pytest.raises(ValueError, match="per_wrod"):
+        load_head_config(tmp_path / "b.json")
+    (tmp_path / "c.json").write_text(json.dumps({**good, "head": {"step": 5}}))
+    with pytest.raises(ValueError, match="unknown head config keys"):
+        load_head_config(tmp_path / "c.json")

@@ -284,7 +284,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     hits, info = eng.search(image=image, text=args.text, k=args.k, languages=langs, collection=args.name)
     if args.json:
         print(json.dumps({"query": {"kind": info.kind, "text": info.text, "detected_lang": info.detected_lang,
-                                    "recognized": info.recognized},
+                                    "recognized": info.recognized, "terms": info.terms, "weak": info.weak},
                           "hits": [{"item_id": h.item_id, "score": round(h.score, 4), "path": str(h.path),
                                     "lang": h.lang, "concept_id": h.concept_id, "words": h.words,
                                     "bbox": h.bbox} for h in hits]}, ensure_ascii=False, indent=2))
@@ -293,6 +293,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(f"query {info.text!r} (detected language: {info.detected_lang})")
     else:
         print("recognised as: " + "; ".join(f"{lg} {info.recognized[lg][0][1]}" for lg in info.recognized))
+    if info.terms:
+        print("searching for " + " · ".join(w for lg in ("zh", "en", "es") for w in info.terms.get(lg, [])[:1]))
+    if info.weak:
+        print("nothing in the collection matches well; the nearest items:")
     for r, h in enumerate(hits, 1):
         words = " / ".join(h.words.values()) if h.words else "-"
         print(f"{r:3d}. {h.score:.3f}  [{h.lang}] {words:40s} {h.path}")

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
+# a search by words (typed, or an image read as a word outside the lexicon) whose best fused score is below
+# this found nothing that matches well (chosen by benchmarks/open_vocab.py: docs/open-vocabulary.md)
+NO_MATCH_BELOW = 0.8
 
 # Attention fusion for labelled items: on, as measured by benchmarks/fusion.py (README, Engine).
 DEFAULT_FUSION: FusionConfig | None = FusionConfig(beta=0.25)
@@ -59,6 +62,7 @@ class QueryInfo:
     recognized: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
     preview: np.ndarray | None = None  # what the model sees (image queries)
     terms: dict[str, list[str]] = field(default_factory=dict)  # typed queries: the words searched per script
+    weak: bool = False  # the best hit scores below NO_MATCH_BELOW: nothing in the collection matches well
 
 
 @dataclass
@@ -123,6 +127,7 @@ class Engine:
         self._reader = None  # the pretrained reader (model/reader.py), loaded on first use
         self._table = None  # the lexicon's words as the reader spells them (model/ctc.py)
         self._translator = None  # translations of any word (translate.py), made on first use
+        self._fold = None  # the reader's symbols with letter case folded (reading_search.py)
         self._synced = -1  # the store version the index last caught up with
         self._allowed: dict[tuple, np.ndarray] = {}  # search filters at self._synced
         self.index = self._open_index(progress)
@@ -372,14 +377,14 @@ class Engine:
                       q: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Items ranked by the semantic cosine (to the terms' anchors, or to the query image's embedding
         `q`) fused with their reading scores."""
-        from .reading_search import fuse, reading_scores
+        from .reading_search import SHORTLIST, case_fold, fuse, reading_scores
 
         if q is None:
             q = self.embed_text([ws[0] for lg, ws in terms.items() if ws]).sum(0)
             q = (q / np.linalg.norm(q)).astype(np.float32)
         sc, ids = self.index.search(q[None], max(100, 5 * k), allowed=allowed)
         cos = {int(i): float(s) for s, i in zip(sc[0], ids[0]) if i >= 0}
-        cand = self.store.reading_candidates(self.model_id, [w for ws in terms.values() for w in ws], limit=300)
+        cand = self.store.reading_candidates(self.model_id, [w for ws in terms.values() for w in ws], limit=SHORTLIST)
         if allowed is not None:
             ok = set(allowed.tolist())
             cand = [i for i in cand if i in ok]
@@ -391,8 +396,10 @@ class Engine:
                     cos[int(i)] = float(v @ q)
         # only the shortlist is re-scored: an item sharing no trigram or character with any term reads 0
         langs = {i: it.lang for i, it in self.store.get_items(cand).items()}
+        if self._fold is None:
+            self._fold = case_fold(self.reader.index, len(self.reader.symbols))
         read = reading_scores(self.store.readings(self.model_id, cand), terms, langs, self.reader.index,
-                              len(self.reader.symbols))
+                              len(self.reader.symbols), self._fold)
         return fuse(cos, read)[:k]
 
     def search(self, image: ImageInput | None = None, text: str | None = None, k: int = 10,
@@ -443,6 +450,7 @@ class Engine:
                 scores, ids = np.array([[s for _, s in ranked]]), np.array([[i for i, _ in ranked]], np.int64)
             else:
                 scores, ids = self.index.search(q[None], int(k), allowed=allowed)
+        info.weak = bool(info.terms) and (not len(scores[0]) or float(scores[0][0]) < NO_MATCH_BELOW)
         items = self.store.get_items([int(i) for i in ids[0] if i >= 0])
         hits = []
         for s, i in zip(scores[0], ids[0]):

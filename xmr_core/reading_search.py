@@ -2,8 +2,8 @@
 
 The store keeps each item's compact reading (model/ctc.py); `reading_candidates` (store.py, FTS5) picks
 the items whose greedy reading shares trigrams or characters with a term, and `reading_scores` re-scores
-them exactly: the CTC log-likelihood of each term (Latin terms also in Title and UPPER case) under the
-item's compact posteriors, the best term of the item's script counting. `fuse` adds that, mapped to
+them exactly: the CTC log-likelihood of each term under the item's compact posteriors (any letter case: a
+letter's upper and lower case count as one symbol), the best term of the item's script counting. `fuse` adds that, mapped to
 [0, 1], to the semantic cosine with a weight measured on the open-vocabulary benchmark.
 """
 
@@ -12,40 +12,52 @@ from __future__ import annotations
 import numpy as np
 
 from .lexicon import LANGS
-from .model.ctc import LATIN_CASES, compact_log_likelihood
+from .model.ctc import compact_log_likelihoods
 
 READING_WEIGHT = 0.5  # weight of the reading score beside the semantic cosine (docs/open-vocabulary.md)
+SHORTLIST = 120  # items the full-text index proposes for exact re-scoring (the CTC recursion's cost)
 LL_FLOOR = -20.0  # a term this unlikely (or less) under an item's reading scores 0; a sure one 1
 
 
 def term_labels(term: str, lang: str, index: dict[str, int]) -> list[list[int]]:
-    """The reader's symbol sequences of a term as it may be written (Latin: lower, Title, UPPER)."""
-    forms = [term] if lang == "zh" else list(dict.fromkeys(f(term) for f in LATIN_CASES))
-    out = []
-    for f in forms:
-        ids = [index.get(ch) for ch in f]
-        if ids and None not in ids:
-            out.append(ids)
-    return out
+    """The reader's symbol sequence of a term, in lower case (`case_fold` lets it score every case)."""
+    ids = [index.get(ch) for ch in (term if lang == "zh" else term.lower())]
+    return [ids] if ids and None not in ids else []
+
+
+def case_fold(index: dict[str, int], n_symbols: int) -> np.ndarray:
+    """Per symbol, the symbol it counts as: an upper-case letter its lower case, any other itself."""
+    fold = np.arange(n_symbols)
+    for ch, i in index.items():
+        if ch.lower() != ch and ch.lower() in index and len(ch.lower()) == 1:
+            fold[i] = index[ch.lower()]
+    return fold
 
 
 def reading_scores(readings: dict[int, tuple[str, bytes]], terms: dict[str, list[str]],
-                   item_langs: dict[int, str | None], index: dict[str, int], n_symbols: int) -> dict[int, float]:
+                   item_langs: dict[int, str | None], index: dict[str, int], n_symbols: int,
+                   fold: np.ndarray | None = None) -> dict[int, float]:
     """Per item, the best of its script's terms' CTC log-likelihood under its reading, mapped to [0, 1]
     (LL_FLOOR -> 0, certain -> 1). Script, not language: a Latin item is compared with the English and
     the Spanish terms (an unlabelled word's language is a guess), one of no known script with all."""
-    labels = {lg: [lab for t in terms.get(lg, []) for lab in term_labels(t, lg, index)] for lg in LANGS}
-    latin = labels["en"] + labels["es"]
-    out = {}
-    for item, (_, blob) in readings.items():
-        lang = item_langs.get(item)
-        labs = labels["zh"] if lang == "zh" else latin if lang in ("en", "es") else labels["zh"] + latin
-        if not labs:
-            out[item] = 0.0
-            continue
-        ll = float(np.max(compact_log_likelihood(blob, labs, n_symbols)))
-        out[item] = float(np.clip(1.0 - ll / LL_FLOOR, 0.0, 1.0))
-    return out
+    labs, han = [], []
+    for lg in LANGS:
+        for t in terms.get(lg, []):
+            for lab in term_labels(t, lg, index):
+                labs.append(lab)
+                han.append(lg == "zh")
+    items = list(readings)
+    if not labs or not items:
+        return {i: 0.0 for i in items}
+    fold = case_fold(index, n_symbols) if fold is None else fold
+    ll = compact_log_likelihoods([readings[i][1] for i in items], labs, n_symbols, fold=fold)  # (items, labels)
+    han = np.array(han)
+    script = np.array([item_langs.get(i) for i in items], object)
+    mask = np.ones_like(ll, bool)  # which terms each item is compared with: those of its script
+    mask[script == "zh"] = han
+    mask[(script == "en") | (script == "es")] = ~han
+    best = np.where(mask, ll, -np.inf).max(1)
+    return {i: float(np.clip(1.0 - b / LL_FLOOR, 0.0, 1.0)) for i, b in zip(items, best)}
 
 
 def fuse(cosines: dict[int, float], reading: dict[int, float], weight: float = READING_WEIGHT) -> list[tuple[int, float]]:

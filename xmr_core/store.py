@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import threading
 import shutil
 import time
 from contextlib import contextmanager
@@ -153,6 +154,7 @@ class Store:
         self.images.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "store.sqlite"
         self.backups = self.root / "backups"
+        self._local = threading.local()  # per thread: (pid, file inode), its reading connection
         try:
             with self.tx() as db:
                 db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -188,12 +190,24 @@ class Store:
         finally:
             db.close()
 
+    def close(self) -> None:
+        """Close this thread's reading connection (the next read opens another)."""
+        held = getattr(self._local, "db", None)
+        if held is not None:
+            held[1].close()
+            self._local.db = None
+
     def read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        db = self._connect()
-        try:
-            return db.execute(sql, args).fetchall()
-        finally:
-            db.close()
+        """Rows of one statement, on this thread's reading connection (kept open: opening one costs more
+        than most queries). A connection is made again in a new process or when the file was replaced
+        (a restored backup); in WAL mode each statement sees every transaction committed before it."""
+        key = (os.getpid(), os.stat(self.db_path).st_ino)
+        held = getattr(self._local, "db", None)
+        if held is None or held[0] != key:
+            if held is not None:
+                held[1].close()
+            held = self._local.db = (key, self._connect())
+        return held[1].execute(sql, args).fetchall()
 
     def _migrate(self) -> None:
         row = self.read("SELECT value FROM meta WHERE key='schema_version'")

@@ -28,6 +28,7 @@ _WORD = {"zh": re.compile(r"[\u3400-\u9fff]+"), "en": re.compile(r"[a-z][a-z'-]+
          "es": re.compile(r"[a-záéíóúñü][a-záéíóúñü-]+")}  # what counts as a word of each list
 FREQ_WEIGHT = 0.1  # per zipf unit (wordfreq), added to a dictionary candidate's cosine (measured below)
 SENSE_WEIGHT = 0.02  # per place down the dictionary's order of senses, taken off
+MAX_CANDIDATES = 40  # dictionary candidates per term and language, earliest senses first
 HUB_K = 10  # CSLS: a list word's mean cosine to its nearest words of the query's language
 _SPANISH = set("áéíóúñü¿¡")
 
@@ -54,9 +55,11 @@ class Translator:
                  sense_weight: float = SENSE_WEIGHT) -> None:
         self.lexicon, self.neighbours = lexicon, min(neighbours, TOP_WORDS)
         self.freq_weight, self.sense_weight = freq_weight, sense_weight
+        self.max_candidates = MAX_CANDIDATES
         self._embed, self._db, self._lock = embed, None, threading.Lock()
         self._cache: dict[str, np.ndarray] = {}
         self._freq: dict[str, dict[str, float]] = {}
+        self._done: dict[tuple, Translation] = {}  # translations made, the oldest dropped first
         self._lists: dict[str, tuple[list[str], np.ndarray]] = {}
         self._lex = {}
         if lexicon is not None:
@@ -102,7 +105,7 @@ class Translator:
     def candidates(self, term: str, lang: str, target: str) -> list[tuple[str, str]]:
         """The dictionaries' words for a term, with their source and their best place in its senses."""
         rows = self.db.execute("SELECT dst, source, MIN(sense) s FROM pairs WHERE src_lang=? AND src=? AND dst_lang=? "
-                               "GROUP BY dst ORDER BY s LIMIT 40", (lang, term, target)).fetchall()
+                               "GROUP BY dst ORDER BY s LIMIT ?", (lang, term, target, self.max_candidates)).fetchall()
         return [(r["dst"], r["source"], r["s"]) for r in rows]
 
     def word_list(self, lang: str) -> tuple[list[str], np.ndarray]:
@@ -154,7 +157,16 @@ class Translator:
         lang = lang or self.detect(t)
         if lang not in LANGS:
             raise ValueError(f"language {lang!r}: expected one of {LANGS}")
-        out = Translation(term, lang)
+        key = (t, lang, k, use_lexicon)
+        if key not in self._done:
+            if len(self._done) >= 4096:
+                self._done.pop(next(iter(self._done)))
+            self._done[key] = self._translate(t, lang, k, use_lexicon)
+        got = self._done[key]
+        return Translation(term, lang, {lg: list(v) for lg, v in got.terms.items()})
+
+    def _translate(self, t: str, lang: str, k: int, use_lexicon: bool) -> Translation:
+        out = Translation(t, lang)
         concept = self._lex.get((lang, t)) if use_lexicon else None
         q = self.embed([t])[0]
         # targets the dictionaries answer first: their best words sharpen the search for the others

@@ -94,6 +94,54 @@ def compact_log_likelihood(blob: bytes, labels: list[list[int]], n_symbols: int,
     return ctc_forward(np.log(np.maximum(p, 1e-12)), ext, length, remap[blank])
 
 
+def compact_log_likelihoods(blobs: list[bytes], labels: list[list[int]], n_symbols: int, blank: int = 0,
+                            fold: np.ndarray | None = None) -> np.ndarray:
+    """(items, labels) CTC log-likelihoods of label sequences under many compact readings at once: the
+    readings padded to the longest with steps that are surely blank (which leaves each likelihood as it
+    is), one forward recursion over items x labels. `fold` maps each symbol to the one it counts as (an
+    UPPER letter to its lower case: one lowercase label then scores every letter case)."""
+    cols = np.unique(np.concatenate([[blank], *[np.asarray(lab, np.int64) for lab in labels if lab]]))
+    remap = {int(c): n for n, c in enumerate(cols)}
+    b = remap[blank]
+    reads = [expand(x) for x in blobs]
+    T, k = max(len(i) for i, _ in reads), reads[0][0].shape[1]
+    ids = np.full((len(reads), T, k), -1, np.int64)
+    probs = np.zeros((len(reads), T, k))
+    for n, (i, q) in enumerate(reads):
+        ids[n, :len(i)], probs[n, :len(i)] = i, q
+    if fold is not None:
+        ids = np.where(ids >= 0, fold[np.maximum(ids, 0)], -1)
+    rest = np.maximum(1.0 - probs.sum(2), 1e-6) / max(n_symbols - k, 1)  # (N, T)
+    hit = ids[..., None] == cols  # (N, T, k, C)
+    p = np.where(hit.any(2), (probs[..., None] * hit).sum(2), rest[..., None])
+    ext, length = extend([[remap[int(s)] for s in lab] or [b] for lab in labels], b)
+    p = np.maximum(p, 1e-12)
+    for n, (i, _) in enumerate(reads):  # padding: surely blank, nothing else possible
+        p[n, len(i):] = 0.0
+        p[n, len(i):, b] = 1.0
+    # the forward recursion in probabilities, rescaled every step (logaddexp is the slow part in logs)
+    L, S = ext.shape
+    valid = np.arange(S)[None] < length[:, None]
+    skip = np.zeros((L, S), bool)
+    skip[:, 2:] = (ext[:, 2:] != b) & (ext[:, 2:] != ext[:, :-2])
+    emit = p[:, :, ext] * valid[None, None]  # (N, T, L, S)
+    alpha = np.zeros((len(reads), L, S))
+    alpha[:, :, :2] = emit[:, 0, :, :2]
+    scale = np.zeros((len(reads), L))
+    for t in range(1, T):
+        a = alpha.copy()
+        a[:, :, 1:] += alpha[:, :, :-1]
+        a[:, :, 2:] += np.where(skip[None, :, 2:], alpha[:, :, :-2], 0.0)
+        alpha = a * emit[:, t]
+        c = alpha.max(-1)
+        c = np.where(c > 0, c, 1.0)
+        alpha /= c[..., None]
+        scale += np.log(c)
+    rows = np.arange(L)
+    with np.errstate(divide="ignore"):
+        return np.log(alpha[:, rows, length - 1] + alpha[:, rows, length - 2]) + scale
+
+
 def greedy_text(blob: bytes, symbols: list[str]) -> str:
     """The best path of a compact reading, repeats merged, blanks dropped."""
     best, out, prev = expand(blob)[0][:, 0], [], 0

@@ -44,6 +44,26 @@ class HeadConfig:
         return cls(**d)
 
 
+HEAD_DATA_KEYS = {"per_word": int, "seeds": list, "cases": dict}
+
+
+def load_head_config(path: Path | str) -> dict:
+    """A reading-head build config (configs/reading_head.json): the renders it trains on (`per_word` per
+    word and language, `seeds`, letter `cases`) and the `head` training settings; ValueError naming any
+    unknown or missing key."""
+    import json
+
+    cfg = json.loads(Path(path).read_text())
+    want = {*HEAD_DATA_KEYS, "head"}
+    if set(cfg) != want:
+        raise ValueError(f"{path}: keys {sorted(cfg)}; a reading-head config has exactly {sorted(want)}")
+    for k, t in HEAD_DATA_KEYS.items():
+        if not isinstance(cfg[k], t):
+            raise ValueError(f"{path}: {k} must be a {t.__name__}")
+    HeadConfig.from_dict(cfg["head"])
+    return cfg
+
+
 @dataclass
 class ReadingHead:
     symbols: np.ndarray  # (K,) the reader's symbol indices whose rows change (0, the blank, among them)
