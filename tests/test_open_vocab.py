@@ -85,3 +85,19 @@ def test_a_new_unlabelled_word_gets_its_script_from_its_reading(engine_with_new_
     right = sum(got[i].lang == s.lang for i, s in items.items())
     assert all(got[i].lang == "zh" for i, s in items.items() if s.lang == "zh")
     assert right >= len(items) - 2, [(s.text, got[i].lang) for i, s in items.items()]
+
+
+def test_no_match_is_said_and_the_nearest_are_still_shown(engine_with_new_words, capsys):
+    """A word with no image in the collection is flagged weak (engine, CLI) and still gets its nearest items;
+    a word that is there is not."""
+    from xmr_core.cli import main
+
+    eng, _ = engine_with_new_words
+    hits, info = eng.search(text="lighthouse", k=3)
+    assert info.weak and len(hits) == 3
+    hits, info = eng.search(text="umbrella", k=3)
+    assert not info.weak and hits[0].score >= 0.69
+    assert main(["search", "archive", "--text", "lighthouse", "-k", "2", "--data", str(eng.store.root),
+                 "--model", str(READING_MODEL)]) == 0
+    out = capsys.readouterr().out
+    assert "nothing in the collection matches well" in out and "searching for 灯塔" in out

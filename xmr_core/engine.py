@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # a search by words (typed, or an image read as a word outside the lexicon) whose best fused score is below
 # this found nothing that matches well (chosen by benchmarks/open_vocab.py: docs/open-vocabulary.md)
-NO_MATCH_BELOW = 0.8
+NO_MATCH_BELOW = 0.69
 
 # Attention fusion for labelled items: on, as measured by benchmarks/fusion.py (README, Engine).
 DEFAULT_FUSION: FusionConfig | None = FusionConfig(beta=0.25)
