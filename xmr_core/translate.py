@@ -10,6 +10,7 @@ and the term itself).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import unicodedata
@@ -102,7 +103,7 @@ class Translator:
 
         return "es" if zipf_frequency(t, "es") > zipf_frequency(t, "en") else "en"
 
-    def candidates(self, term: str, lang: str, target: str) -> list[tuple[str, str]]:
+    def candidates(self, term: str, lang: str, target: str) -> list[tuple[str, str, int]]:
         """The dictionaries' words for a term, with their source and their best place in its senses."""
         rows = self.db.execute("SELECT dst, source, MIN(sense) s FROM pairs WHERE src_lang=? AND src=? AND dst_lang=? "
                                "GROUP BY dst ORDER BY s LIMIT ?", (lang, term, target, self.max_candidates)).fetchall()
@@ -113,7 +114,8 @@ class Translator:
         if lang not in self._lists:
             words = [r["word"] for r in self.db.execute("SELECT word FROM words WHERE lang=? ORDER BY rank", (lang,))
                      if _WORD[lang].fullmatch(r["word"])][: self.neighbours]
-            path = cache_dir() / "dictionaries" / f"use-{lang}-{len(words)}.npy"
+            digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:12]  # other words, other file
+            path = cache_dir() / "dictionaries" / f"use-{lang}-{len(words)}-{digest}.npy"
             if path.exists():
                 vecs = np.load(path).astype(np.float32)
             else:
@@ -139,7 +141,9 @@ class Translator:
         (CSLS, Conneau et al. 2018: words near everything, such as emoji and names, stop winning)."""
         key = f"hub-{target}-{source}"
         if key not in self._lists:
-            path = cache_dir() / "dictionaries" / f"{key}-{self.neighbours}.npy"
+            words = self.word_list(target)[0] + self.word_list(source)[0]
+            digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:12]
+            path = cache_dir() / "dictionaries" / f"{key}-{self.neighbours}-{digest}.npy"
             if path.exists():
                 r = np.load(path)
             else:
