@@ -369,7 +369,8 @@ class Engine:
         else its translations (translate.py); just the word itself when no dictionary is at hand."""
         t = validate_query_text(text)
         if self.translator is None:
-            return {detect_language(t, self.lexicon) if detect_language(t, self.lexicon) in LANGS else "en": [t]}
+            lang = detect_language(t, self.lexicon)
+            return {lang if lang in LANGS else "en": [t]}
         tr = self.translator.translate(t, k=per_script)
         return {lg: [w for w, _, _ in tr.terms[lg]] for lg in LANGS if tr.terms.get(lg)}
 

@@ -174,7 +174,8 @@ class Translator:
         concept = self._lex.get((lang, t)) if use_lexicon else None
         q = self.embed([t])[0]
         # targets the dictionaries answer first: their best words sharpen the search for the others
-        order = sorted(LANGS, key=lambda lg: lg != lang and not self.candidates(t, lang, lg))
+        proposed = {lg: self.candidates(t, lang, lg) for lg in LANGS if lg != lang}  # one lookup each
+        order = sorted(LANGS, key=lambda lg: lg != lang and not proposed[lg])
         for target in order:
             ranked: list[tuple[str, float, str]] = []
             if concept is not None:
@@ -182,7 +183,7 @@ class Translator:
             if target == lang:
                 ranked.append((t, 1.0, "term"))
             else:
-                cands = [c for c in self.candidates(t, lang, target) if c[0] != t]
+                cands = [c for c in proposed[target] if c[0] != t]
                 if cands:
                     sims = self.embed([w for w, _, _ in cands]) @ q
                     score = [float(c) + self.freq_weight * self.zipf(w, target) - self.sense_weight * n

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 from ..preprocess import PreprocessConfig
+
+
+def strict_from_dict(cls, d: dict, what: str):
+    """A config dataclass from a dict; ValueError naming any unknown key and the valid ones."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = set(d) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {what} config keys {sorted(unknown)}: expected {names}")
+    return cls(**d)
 
 SCHEMA_VERSION = 1
 TEXT_BACKENDS = ("use-m3", "hf")

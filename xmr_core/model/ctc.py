@@ -83,15 +83,7 @@ def expand(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
 def compact_log_likelihood(blob: bytes, labels: list[list[int]], n_symbols: int, blank: int = 0) -> np.ndarray:
     """CTC log-likelihood of label sequences under a compact reading: a symbol kept at a step has its
     stored probability, any other an equal share of what the kept ones leave."""
-    ids, probs = expand(blob)
-    cols = np.unique(np.concatenate([[blank], *[np.asarray(lab, np.int64) for lab in labels if lab]]))
-    rest = np.maximum(1.0 - probs.sum(1), 1e-6) / max(n_symbols - ids.shape[1], 1)  # (T,)
-    p = np.repeat(rest[:, None], len(cols), 1)
-    hit = ids[:, :, None] == cols[None, None, :]  # (T, k, C)
-    p = np.where(hit.any(1), (probs[:, :, None] * hit).sum(1), p)
-    remap = {int(c): n for n, c in enumerate(cols)}
-    ext, length = extend([[remap[int(s)] for s in lab] or [0] for lab in labels], remap[blank])
-    return ctc_forward(np.log(np.maximum(p, 1e-12)), ext, length, remap[blank])
+    return compact_log_likelihoods([blob], labels, n_symbols, blank)[0]
 
 
 def compact_log_likelihoods(blobs: list[bytes], labels: list[list[int]], n_symbols: int, blank: int = 0,

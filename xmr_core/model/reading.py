@@ -22,6 +22,7 @@ import torch
 
 from ..lexicon import LANGS, Lexicon
 from ..preprocess import PreprocessConfig, crop_to_ink, fit
+from .config import strict_from_dict
 from .ctc import WordTable
 from .dual import DualEncoder
 from .reader import HEIGHT, MAX_WIDTH, PAD, READER_PACKAGE, READER_SHA256, STRIDE, Reader
@@ -47,11 +48,7 @@ class ReadingConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReadingConfig":
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown reading config keys {sorted(unknown)}: expected "
-                             f"{[f.name for f in dataclasses.fields(cls)]}")
-        return cls(**d)
+        return strict_from_dict(cls, d, "reading")
 
 
 def reader_record() -> dict:

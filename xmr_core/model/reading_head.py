@@ -10,7 +10,6 @@ cached once, the trunk never run again), pulled towards zero by an L2 term (`Hea
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .config import strict_from_dict
 
 HEAD_FILE = "reading_head.safetensors"
 
@@ -37,11 +38,7 @@ class HeadConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HeadConfig":
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown head config keys {sorted(unknown)}: expected "
-                             f"{[f.name for f in dataclasses.fields(cls)]}")
-        return cls(**d)
+        return strict_from_dict(cls, d, "head")
 
 
 HEAD_DATA_KEYS = {"per_word": int, "seeds": list, "cases": dict}
