@@ -10,7 +10,7 @@ from xmr_core.lexicon import LANGS, Concept, Lexicon
 from xmr_core.model.ctc import expand
 from xmr_core.registry import READING_MODEL
 from xmr_core.render import SyntheticWords
-from xmr_core.store import Store
+from xmr_core.store import RARE_TRIGRAMS, Store
 
 from helpers import png
 
@@ -18,7 +18,8 @@ WORDS = [("雨伞", "umbrella", "paraguas"), ("蜡烛", "candle", "vela"), ("钥
 
 
 def test_fts_candidates_match_a_brute_force_scan(tmp_path):
-    """Every item sharing a trigram (Latin), a character (Chinese) or holding a short term is returned."""
+    """Every item sharing one of a Latin term's rarest trigrams, a character of a Chinese one, or holding
+    a short term is returned."""
     store = Store(tmp_path / "s")
     store.create_collection("c")
     rng = np.random.default_rng(0)
@@ -26,15 +27,19 @@ def test_fts_candidates_match_a_brute_force_scan(tmp_path):
     texts = ["".join(rng.choice(letters if i % 3 else han, rng.integers(2, 8))) for i in range(300)]
     ids = store.add_items("c", [{"sha256": f"{i:064x}", "path": f"p{i}"} for i in range(len(texts))], "m",
                           np.zeros((len(texts), 4), np.float32), [(t, b"\0\0\0") for t in texts])
-    for terms in (["kite"], ["ancla", "雨伞"], ["锚"], ["ok"], ["Candle", "key"]):
+    for terms in (["kite"], ["ancla", "雨伞"], ["锚"], ["ok"], ["Candle", "key"], ["constellation", "mountain"]):
         got = set(store.reading_candidates("m", terms, limit=10_000))
         want = set()
-        for i, t in zip(ids, texts):
-            for term in (x.lower() for x in terms):
-                latin = "".join(ch for ch in term if not "\u3400" <= ch <= "\u9fff")
+        for term in (x.lower() for x in terms):
+            latin = "".join(ch for ch in term if not "\u3400" <= ch <= "\u9fff")
+            # a Latin term's RARE_TRIGRAMS rarest trigrams among those the readings hold (ties: in order)
+            tri = sorted({latin[j:j + 3] for j in range(len(latin) - 2)})
+            docs = {x: sum(x in t for t in texts) for x in tri}
+            rare = sorted((x for x in tri if docs[x]), key=docs.__getitem__)[:RARE_TRIGRAMS]
+            for i, t in zip(ids, texts):
                 if any(ch in t for ch in term if "\u3400" <= ch <= "\u9fff"):
                     want.add(i)
-                if len(latin) >= 3 and any(latin[j:j + 3] in t for j in range(len(latin) - 2)):
+                if any(x in t for x in rare):
                     want.add(i)
                 if 0 < len(latin) < 3 and latin in t:
                     want.add(i)
@@ -79,6 +84,22 @@ def test_a_typed_word_outside_the_lexicon_finds_all_three_scripts(engine_with_ne
     assert info.terms == {"es": ["vela"]} and items[hits[0].item_id].concept_id == "x1"
 
 
+def test_an_image_of_a_word_outside_the_lexicon_finds_it_in_all_three_scripts(engine_with_new_words):
+    """Another hand's "candle" is read against the word lists, translated, and found in each script; the
+    items outside the lexicon were stored with their listed words."""
+    eng, items = engine_with_new_words
+    lex = Lexicon([Concept(f"x{i}", *w, "test") for i, w in enumerate(WORDS)])
+    query = SyntheticWords(lex, "val", kinds={"font": 1.0}, seed=11).sample("x1", "en", np.random.default_rng(11))
+    hits, info = eng.search(image=png(query.image), k=12)
+    assert info.text == "candle" and "蜡烛" in info.terms["zh"] and "vela" in info.terms["es"], (info.text, info.terms)
+    first = {}
+    for h in hits:
+        first.setdefault(items[h.item_id].lang, items[h.item_id].concept_id)
+    assert first == {"zh": "x1", "en": "x1", "es": "x1"}, first
+    texts = {items[i].text: t for i, (t, _) in eng.store.readings(eng.model_id, list(items)).items()}
+    assert sum(w.lower() in texts[w].lower().split() for w in texts) >= len(texts) - 2, texts
+
+
 def test_a_new_unlabelled_word_gets_its_script_from_its_reading(engine_with_new_words):
     eng, items = engine_with_new_words
     got = eng.store.get_items(list(items))
@@ -101,3 +122,35 @@ def test_no_match_is_said_and_the_nearest_are_still_shown(engine_with_new_words,
                  "--model", str(READING_MODEL)]) == 0
     out = capsys.readouterr().out
     assert "nothing in the collection matches well" in out and "searching for 灯塔" in out
+
+
+def test_reading_scores_compare_each_item_with_its_scripts_terms():
+    """Each item's score is its best term of its own script (Latin: English and Spanish; unknown: all)
+    under its compact reading, mapped from [LL_FLOOR, 0] to [0, 1]; checked against one item at a time."""
+    from xmr_core.model.ctc import compact, compact_log_likelihood
+    from xmr_core.reading_search import LL_FLOOR, reading_scores
+
+    symbols = ["<blank>", *"acdelnv", "蜡", "烛"]
+    index = {s: i for i, s in enumerate(symbols)}
+
+    def reading(word: str, sure: float) -> bytes:
+        p = np.full((2 * len(word) + 1, len(symbols)), 1e-4)
+        p[::2, 0] = 1.0
+        for n, ch in enumerate(word):
+            p[2 * n + 1, index[ch]] = sure
+            p[2 * n + 1, 0] = 1 - sure
+        return compact(p / p.sum(1, keepdims=True))
+
+    readings = {1: ("vela", reading("vela", 0.9)), 2: ("蜡烛", reading("蜡烛", 0.6)),
+                3: ("candle", reading("candle", 0.8)), 4: ("vela", reading("vela", 0.5))}
+    langs = {1: "es", 2: "zh", 3: "en", 4: None}
+    terms = {"zh": ["蜡烛"], "en": ["candle"], "es": ["vela"]}
+    got = reading_scores(readings, terms, langs, index, len(symbols))
+    lab = {w: [[index[ch] for ch in w]] for w in ("vela", "蜡烛", "candle")}
+    by = lambda i, words: max(float(compact_log_likelihood(readings[i][1], lab[w], len(symbols))[0]) for w in words)  # noqa: E731
+    want = {1: by(1, ["candle", "vela"]), 2: by(2, ["蜡烛"]), 3: by(3, ["candle", "vela"]), 4: by(4, ["candle", "vela", "蜡烛"])}
+    for i, ll in want.items():
+        assert np.isclose(got[i], np.clip(1 - ll / LL_FLOOR, 0, 1)), (i, got[i], ll)
+    assert got[1] > got[4] > 0 and got[3] > 0.5
+    # an item compared with a script's terms only: a Chinese item scores 0 when only Latin terms are searched
+    assert reading_scores(readings, {"es": ["vela"]}, langs, index, len(symbols))[2] == 0.0

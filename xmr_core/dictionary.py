@@ -29,6 +29,8 @@ from .paths import ASSETS, cache_dir
 MANIFEST = ASSETS / "dictionaries.tsv"
 TOP_WORDS = 30_000  # words per language taken from wordfreq's ranking
 TABLE_VERSION = 1
+WORD = {"zh": re.compile(r"[\u3400-\u9fff]+"), "en": re.compile(r"[a-z][a-z'-]+"),
+        "es": re.compile(r"[a-záéíóúñü][a-záéíóúñü-]+")}  # what counts as a word of each list
 
 
 @dataclass(frozen=True)
@@ -245,3 +247,9 @@ def open_table(build: bool = True) -> sqlite3.Connection:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     db.row_factory = sqlite3.Row
     return db
+
+
+def ranked_words(db: sqlite3.Connection, lang: str) -> list[str]:
+    """The table's words of a language, most frequent first, words only (no numbers, no emoji)."""
+    return [r[0] for r in db.execute("SELECT word FROM words WHERE lang=? ORDER BY rank", (lang,))
+            if WORD[lang].fullmatch(r[0])]

@@ -20,7 +20,7 @@ from .checkpoint import load_engine_model
 from .fastpath import load_fast_path
 from .fusion import FusionConfig, fuse
 from .index import IndexConfig, VectorIndex, load_index
-from .lexicon import LANGS, Concept, Lexicon, is_han, normalize_word
+from .lexicon import HAN, LANGS, Concept, Lexicon, is_han, normalize_word
 from .paths import data_dir as default_data_dir
 from .preprocess import ImageInput, fit, open_image, preprocess, to_gray, word_ink
 from .registry import active_model_dir, model_id
@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 # a search by words (typed, or an image read as a word outside the lexicon) whose best fused score is below
 # this found nothing that matches well (chosen by benchmarks/open_vocab.py: docs/open-vocabulary.md)
 NO_MATCH_BELOW = 0.69
+# an image whose best lexicon word is this many nats less likely than the reader's own best path does not
+# show a lexicon word (320 `val` renders of words outside the lexicon: 0.6% pass; of lexicon words 90%)
+LEXICON_MARGIN = 5.0
+# ... and when it does not, it still does if its best lexicon word is at most this much less likely than
+# the word lists' best (a lexicon word the reader is unsure of, not a word outside the lexicon)
+LIST_MARGIN = 2.0
+# an image outside the lexicon: the weight of its word's text embedding beside its visual one
+TEXT_WEIGHT = 0.7
 
 # Attention fusion for labelled items: on, as measured by benchmarks/fusion.py (README, Engine).
 DEFAULT_FUSION: FusionConfig | None = FusionConfig(beta=0.25)
@@ -127,6 +135,7 @@ class Engine:
         self._reader = None  # the pretrained reader (model/reader.py), loaded on first use
         self._table = None  # the lexicon's words as the reader spells them (model/ctc.py)
         self._translator = None  # translations of any word (translate.py), made on first use
+        self._word_reader = None  # the word lists as the reader spells them (open_reading.py)
         self._fold = None  # the reader's symbols with letter case folded (reading_search.py)
         self._synced = -1  # the store version the index last caught up with
         self._allowed: dict[tuple, np.ndarray] = {}  # search filters at self._synced
@@ -218,7 +227,7 @@ class Engine:
                 except (ValueError, FileNotFoundError) as exc:
                     log.warning("item %s cannot be embedded: %s", it.id, exc)
             if ok and self.reads:
-                vecs, _, readings = self._embed_read(np.stack(xs))
+                vecs, _, readings, _ = self._embed_read(np.stack(xs))
                 self.store.set_embeddings(self.model_id, ok, vecs)
                 self.store.set_readings(self.model_id, list(zip(ok, readings)))
             elif ok:
@@ -302,32 +311,67 @@ class Engine:
             self._table = WordTable.build(self.lexicon, self.reader.index)
         return np.stack([self._table.by_concept(self._table.score(p)) for p in self.reader.posteriors(inks)])
 
-    def _embed_read(self, x: np.ndarray, batch: int = 128) -> tuple[np.ndarray, np.ndarray, list[tuple[str, bytes]]]:
-        """A reading model's embeddings, `read_inks` scores and readings (greedy text, compact
-        posteriors: what the store keeps) of model inputs, each crop read once."""
+    def _embed_read(self, x: np.ndarray, batch: int = 128):
+        """A reading model's embeddings, `read_inks` scores, readings (greedy text, compact posteriors:
+        what the store keeps) and open readings of model inputs, each crop read once.
+
+        A crop the reader does not find a lexicon word in (`_lexical`) is read against the word lists
+        (open_reading.py) and embedded by that word's text (the text tower, as a typed word is), mixed
+        with its visual embedding by TEXT_WEIGHT; its open reading is None otherwise."""
         from .model.ctc import compact
 
-        vecs, scores, readings = [], [], []
+        vecs, scores, readings, opens = [], [], [], []
         for i in range(0, len(x), batch):
             s, posts = self.model.read(x[i:i + batch], posteriors=True)
-            vecs.append(self.model.combine(self.model.encode_signals(x[i:i + batch], s)))
+            v = self.model.combine(self.model.encode_signals(x[i:i + batch], s))
+            greedy = [self.reader.decode(p).text for p in posts]
+            got = [None if lex or self.word_reader is None else self.word_reader.read(p, g)
+                   for p, g, lex in zip(posts, greedy, self._lexical(s, posts))]
+            # outside the lexicon: a word with letters, which the lexicon's best is well below
+            got = [o if o is not None and any(ch.isalpha() for ch in o.word)
+                   and not (o.listed and sc.max() >= o.log_likelihood - LIST_MARGIN) else None
+                   for o, sc in zip(got, s)]
+            rows = [n for n, o in enumerate(got) if o is not None]
+            if rows:
+                t = self.embed_text([got[n].word for n in rows])
+                mix = TEXT_WEIGHT * t + (1 - TEXT_WEIGHT) * v[rows]
+                v[rows] = mix / np.linalg.norm(mix, axis=1, keepdims=True)
+            vecs.append(v)
             scores.append(s)
-            readings += [(self.reader.decode(p).text, compact(p)) for p in posts]
-        return np.concatenate(vecs), np.concatenate(scores), readings
+            opens += got
+            readings += [(g if o is None or o.word == g.lower() else f"{g} {o.word}", compact(p))
+                         for g, o, p in zip(greedy, got, posts)]
+        return np.concatenate(vecs), np.concatenate(scores), readings, opens
 
-    def _script_of(self, scores: np.ndarray, text: str) -> str:
-        """The language an image is written in, from its reading: the best lexicon word's when the reading
-        is sure of one; otherwise Chinese for Han characters and, for a Latin word outside the lexicon,
-        the language whose word lists know the reading better (translate.py), the lexicon's guess without them."""
+    def _lexical(self, scores: np.ndarray, posts: list[np.ndarray]) -> np.ndarray:
+        """Per crop, whether it shows a lexicon word: the reading is sure of one (`visual_below`), and
+        that word is about as likely as the reader's own best path (a word outside the lexicon also
+        makes one lexicon word far likelier than the rest, each of them unlikely)."""
+        sure = self.model.weights(scores, 1.0).max(1) >= self.model.rcfg.visual_below
+        path = np.array([np.log(np.maximum(p.max(1), 1e-30)).sum() for p in posts])
+        return sure & (scores.max((1, 2)) >= path - LEXICON_MARGIN)
+
+    @property
+    def word_reader(self):
+        """Constrained reading against the word lists (open_reading.py), or None without dictionaries."""
+        from .dictionary import table_path
+
+        if self._word_reader is None and table_path().exists():
+            from .open_reading import WordListReader
+
+            with self._lock:
+                self._word_reader = self._word_reader or WordListReader.from_table(self.reader.index)
+        return self._word_reader
+
+    def _script_of(self, scores: np.ndarray, text: str, open_reading=None) -> str:
+        """The language an image is written in, from its reading: the lexicon word's when it shows one,
+        else the word list whose word the reader finds likeliest (open_reading.py); without lists,
+        Chinese for Han characters and the lexicon's best guess otherwise."""
         best = LANGS[int(scores.max(-1).argmax())]
-        if not self.reads or self.model.weights(scores[None], 1.0).max() >= self.model.rcfg.visual_below:
-            return best
-        if any("\u3400" <= ch <= "\u9fff" for ch in text):
+        if open_reading is not None:
+            return open_reading.lang
+        if HAN.search(text):
             return "zh"
-        if any(ch.isalpha() for ch in text):  # a Latin reading
-            if self.translator is not None:
-                return self.translator.detect(text)
-            return best if best != "zh" else "en"
         return best
 
     def embed_and_read(self, image: ImageInput) -> tuple[np.ndarray, np.ndarray]:
@@ -336,7 +380,7 @@ class Engine:
         ink = word_ink(image)
         x = fit(ink, self.pre)[None, None]  # = preprocess(image, self.pre)[None]
         if self.reads:
-            v, scores, _ = self._embed_read(x)
+            v, scores, _, _ = self._embed_read(x)
             return v[0], scores[0]
         return self.embed_images(x)[0], self.read_inks([ink])[0]
 
@@ -364,14 +408,14 @@ class Engine:
                 self._translator = self._translator or Translator(self.lexicon)
         return self._translator
 
-    def query_terms(self, text: str, per_script: int = 2) -> dict[str, list[str]]:
+    def query_terms(self, text: str, per_script: int = 2, lang: str | None = None) -> dict[str, list[str]]:
         """The words a typed query searches for in each script: the lexicon's triple for a lexicon word,
         else its translations (translate.py); just the word itself when no dictionary is at hand."""
         t = validate_query_text(text)
         if self.translator is None:
             lang = detect_language(t, self.lexicon)
             return {lang if lang in LANGS else "en": [t]}
-        tr = self.translator.translate(t, k=per_script)
+        tr = self.translator.translate(t, lang=lang, k=per_script)
         return {lg: [w for w, _, _ in tr.terms[lg]] for lg in LANGS if tr.terms.get(lg)}
 
     def _search_terms(self, terms: dict[str, list[str]], k: int, allowed: np.ndarray | None,
@@ -420,13 +464,12 @@ class Engine:
         if image is not None:
             if self.reads:  # read once: the embedding, and the words to search for when no lexicon word fits
                 x = preprocess(image, self.pre)
-                v, scores, readings = self._embed_read(x[None])
+                v, scores, readings, opens = self._embed_read(x[None])
                 q = v[0]
                 info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0],
-                                 text=readings[0][0])
-                sure = self.model.weights(scores, 1.0).max() >= self.model.rcfg.visual_below
-                if not sure and any(ch.isalpha() for ch in info.text):
-                    info.terms = self.query_terms(info.text)
+                                 text=opens[0].word if opens[0] else readings[0][0])
+                if opens[0] is not None:
+                    info.terms = self.query_terms(opens[0].word, lang=opens[0].lang)
             else:
                 x, q = self.embed_query(image)
                 info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0])
@@ -532,13 +575,13 @@ class Engine:
         if not records:
             return report
         # a reading model reads every image for its embedding: its scores give the scripts too
-        vecs, read, readings = (self._embed_read(np.stack(xs)) if self.reads
-                                else (self.embed_images(np.stack(xs)), None, None))
+        vecs, read, readings, opens = (self._embed_read(np.stack(xs)) if self.reads
+                                       else (self.embed_images(np.stack(xs)), None, None, None))
         unlabelled = [n for n, rec in enumerate(records) if rec["lang"] is None]
         if unlabelled:  # the script each is written in: the language of the word the reader finds most likely
             scores = read[unlabelled] if read is not None else self.read_inks([inks[n] for n in unlabelled])
             for n, sc in zip(unlabelled, scores):
-                records[n]["lang"] = self._script_of(sc, readings[n][0] if readings else "")
+                records[n]["lang"] = self._script_of(sc, readings[n][0] if readings else "", opens[n] if opens else None)
         ids = self.store.add_items(collection, records, self.model_id, vecs, readings)
         with self._index_lock():  # the index takes the new items (and any other writer's) by id
             self._sync_index()

@@ -43,6 +43,9 @@ def normalize_word(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip().lower()
 
 
+HAN = re.compile(r"[\u3400-\u9fff]")  # CJK ideographs (with extension A): what counts as Chinese in a reading
+
+
 def is_han(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff"
 

@@ -46,18 +46,23 @@ def reading_scores(readings: dict[int, tuple[str, bytes]], terms: dict[str, list
             for lab in term_labels(t, lg, index):
                 labs.append(lab)
                 han.append(lg == "zh")
-    items = list(readings)
-    if not labs or not items:
-        return {i: 0.0 for i in items}
+    out = {i: 0.0 for i in readings}
+    if not labs or not out:
+        return out
     fold = case_fold(index, n_symbols) if fold is None else fold
-    ll = compact_log_likelihoods([readings[i][1] for i in items], labs, n_symbols, fold=fold)  # (items, labels)
     han = np.array(han)
-    script = np.array([item_langs.get(i) for i in items], object)
-    mask = np.ones_like(ll, bool)  # which terms each item is compared with: those of its script
-    mask[script == "zh"] = han
-    mask[(script == "en") | (script == "es")] = ~han
-    best = np.where(mask, ll, -np.inf).max(1)
-    return {i: float(np.clip(1.0 - b / LL_FLOOR, 0.0, 1.0)) for i, b in zip(items, best)}
+    groups: dict[str, list[int]] = {}  # items by the terms they are compared with: one recursion each
+    for i in readings:
+        lg = item_langs.get(i)
+        groups.setdefault("zh" if lg == "zh" else "latin" if lg in ("en", "es") else "any", []).append(i)
+    for g, items in groups.items():
+        use = np.flatnonzero(han if g == "zh" else ~han if g == "latin" else np.ones_like(han))
+        if not len(use):
+            continue
+        ll = compact_log_likelihoods([readings[i][1] for i in items], [labs[n] for n in use], n_symbols, fold=fold)
+        for i, b in zip(items, ll.max(1)):
+            out[i] = float(np.clip(1.0 - b / LL_FLOOR, 0.0, 1.0))
+    return out
 
 
 def fuse(cosines: dict[int, float], reading: dict[int, float], weight: float = READING_WEIGHT) -> list[tuple[int, float]]:

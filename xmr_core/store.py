@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import tempfile
 import threading
@@ -26,10 +25,12 @@ from typing import Iterator
 
 import numpy as np
 
+from .lexicon import HAN
+
 SCHEMA_VERSION = 2
+RARE_TRIGRAMS = 3  # trigrams of a Latin term searched in the readings: its rarest
 BACKUP_EVERY_S = 24 * 3600
 BACKUPS_KEPT = 5
-_HAN = re.compile(r"[\u3400-\u9fff]")
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. ")
 
 MIGRATIONS = {
@@ -358,7 +359,7 @@ class Store:
             # delete, then insert: the FTS tables follow by trigger (a REPLACE would skip the delete trigger)
             db.execute("DELETE FROM readings WHERE item_id=? AND model_id=?", (int(item_id), model_id))
             db.execute("INSERT INTO readings (item_id, model_id, text, han, compact) VALUES (?, ?, ?, ?, ?)",
-                       (int(item_id), model_id, text.lower(), " ".join(_HAN.findall(text)), blob))
+                       (int(item_id), model_id, text.lower(), " ".join(HAN.findall(text)), blob))
 
     def set_readings(self, model_id: str, rows: list[tuple[int, tuple[str, bytes]]]) -> None:
         """Store (item id, (greedy text, compact posteriors)) readings by a model."""
@@ -383,11 +384,11 @@ class Store:
         latin, han, short = set(), set(), set()
         for t in terms:
             t = t.lower().strip()
-            chars = _HAN.findall(t)
+            chars = HAN.findall(t)
             han.update(chars)
-            rest = _HAN.sub("", t).strip()
+            rest = HAN.sub("", t).strip()
             if len(rest) >= 3:
-                latin.update(rest[i:i + 3] for i in range(len(rest) - 2))
+                latin.update(self._rarest_trigrams({rest[i:i + 3] for i in range(len(rest) - 2)}))
             elif rest:
                 short.add(rest)
         out: dict[int, float] = {}
@@ -403,6 +404,13 @@ class Store:
                                (model_id, t, limit)):
                 out.setdefault(int(r["item_id"]), 0.0)
         return [i for i, _ in sorted(out.items(), key=lambda x: x[1])][:limit]
+
+    def _rarest_trigrams(self, trigrams: set[str]) -> list[str]:
+        self.read("CREATE VIRTUAL TABLE IF NOT EXISTS temp.reading_latin_vocab USING fts5vocab(main, reading_latin, row)")
+        tri = sorted(trigrams)
+        docs = {r["term"]: r["doc"] for r in self.read(
+            f"SELECT term, doc FROM temp.reading_latin_vocab WHERE term IN ({','.join('?' * len(tri))})", tuple(tri))}
+        return sorted((x for x in tri if x in docs), key=docs.__getitem__)[:RARE_TRIGRAMS]  # absent ones find nothing
 
     def remove_items(self, ids: list[int]) -> int:
         with self.tx() as db:

@@ -11,7 +11,6 @@ and the term itself).
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import unicodedata
 from dataclasses import dataclass, field
@@ -19,14 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from .dictionary import TOP_WORDS, open_table
-from .lexicon import LANGS, Lexicon
+from .dictionary import TOP_WORDS, open_table, ranked_words
+from .lexicon import HAN, LANGS, Lexicon
 from .paths import cache_dir
 
 NEIGHBOUR_WORDS = 20_000  # the most frequent words of each language searched when no dictionary answers
-_HAN = re.compile(r"[\u3400-\u9fff]")
-_WORD = {"zh": re.compile(r"[\u3400-\u9fff]+"), "en": re.compile(r"[a-z][a-z'-]+"),
-         "es": re.compile(r"[a-záéíóúñü][a-záéíóúñü-]+")}  # what counts as a word of each list
 FREQ_WEIGHT = 0.1  # per zipf unit (wordfreq), added to a dictionary candidate's cosine (measured below)
 SENSE_WEIGHT = 0.02  # per place down the dictionary's order of senses, taken off
 MAX_CANDIDATES = 40  # dictionary candidates per term and language, earliest senses first
@@ -62,6 +58,7 @@ class Translator:
         self._freq: dict[str, dict[str, float]] = {}
         self._done: dict[tuple, Translation] = {}  # translations made, the oldest dropped first
         self._lists: dict[str, tuple[list[str], np.ndarray]] = {}
+        self._rows: dict[str, dict[str, int]] = {}  # per language, each listed word's row in its vectors
         self._lex = {}
         if lexicon is not None:
             for c in lexicon.concepts:
@@ -91,7 +88,7 @@ class Translator:
     def detect(self, term: str) -> str:
         """zh for Han characters; else Spanish by its letters, or whichever of en / es uses the word more."""
         t = normalise(term)
-        if _HAN.search(t):
+        if HAN.search(t):
             return "zh"
         if set(t) & _SPANISH:
             return "es"
@@ -109,15 +106,17 @@ class Translator:
                                "GROUP BY dst ORDER BY s LIMIT ?", (lang, term, target, self.max_candidates)).fetchall()
         return [(r["dst"], r["source"], r["s"]) for r in rows]
 
-    def word_list(self, lang: str) -> tuple[list[str], np.ndarray]:
-        """The language's most frequent words and their USE-m3 vectors (float16, cached on disk)."""
+    def word_list(self, lang: str, compute: bool = True) -> tuple[list[str], np.ndarray] | None:
+        """The language's most frequent words and their USE-m3 vectors (float16, cached on disk; None
+        when they are not there and `compute` is off)."""
         if lang not in self._lists:
-            words = [r["word"] for r in self.db.execute("SELECT word FROM words WHERE lang=? ORDER BY rank", (lang,))
-                     if _WORD[lang].fullmatch(r["word"])][: self.neighbours]
+            words = ranked_words(self.db, lang)[: self.neighbours]
             digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:12]  # other words, other file
             path = cache_dir() / "dictionaries" / f"use-{lang}-{len(words)}-{digest}.npy"
             if path.exists():
                 vecs = np.load(path).astype(np.float32)
+            elif not compute:
+                return None
             else:
                 vecs = np.concatenate([self.embed(words[i:i + 512]) for i in range(0, len(words), 512)])
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +124,23 @@ class Translator:
                 for w in words:  # the list's vectors live on disk, not in the per-word cache
                     self._cache.pop(w, None)
             self._lists[lang] = (words, vecs)
+            self._rows[lang] = {w: i for i, w in enumerate(words)}
         return self._lists[lang]
+
+    def vectors(self, words: list[str], lang: str) -> np.ndarray:
+        """Unit USE-m3 vectors of words of one language: the word list's, for the words it holds (a
+        lookup: most dictionary candidates are frequent words), USE-m3 run for the rest."""
+        listed = self.word_list(lang, compute=False)
+        if listed is None:
+            return self.embed(words)
+        rows = self._rows[lang]
+        out = np.empty((len(words), listed[1].shape[1]), np.float32)
+        have = [n for n, w in enumerate(words) if w in rows]
+        out[have] = listed[1][[rows[words[n]] for n in have]]
+        rest = [n for n in range(len(words)) if words[n] not in rows]
+        if rest:
+            out[rest] = self.embed([words[n] for n in rest])
+        return out
 
     def zipf(self, word: str, lang: str) -> float:
         """wordfreq's Zipf frequency of a word as written (0 when unlisted; no tokeniser, so no jieba)."""
@@ -172,7 +187,7 @@ class Translator:
     def _translate(self, t: str, lang: str, k: int, use_lexicon: bool) -> Translation:
         out = Translation(t, lang)
         concept = self._lex.get((lang, t)) if use_lexicon else None
-        q = self.embed([t])[0]
+        q = self.vectors([t], lang)[0]
         # targets the dictionaries answer first: their best words sharpen the search for the others
         proposed = {lg: self.candidates(t, lang, lg) for lg in LANGS if lg != lang}  # one lookup each
         order = sorted(LANGS, key=lambda lg: lg != lang and not proposed[lg])
@@ -185,7 +200,7 @@ class Translator:
             else:
                 cands = [c for c in proposed[target] if c[0] != t]
                 if cands:
-                    sims = self.embed([w for w, _, _ in cands]) @ q
+                    sims = self.vectors([w for w, _, _ in cands], target) @ q
                     score = [float(c) + self.freq_weight * self.zipf(w, target) - self.sense_weight * n
                              for (w, _, n), c in zip(cands, sims)]
                     ranked += [(w, float(c), src) for _, (w, src, _), c in
@@ -193,8 +208,8 @@ class Translator:
                 else:  # nearest words to the term and its translations found so far (their meaning,
                     # not the term's spelling, which a neighbour in a Latin script would share)
                     words, vecs = self.word_list(target)
-                    found = [v[0][0] for lg, v in out.terms.items() if lg != lang and v and v[0][2] != "use-m3"]
-                    qq = q + (self.embed(found).sum(0) if found else 0)
+                    found = [(v[0][0], lg) for lg, v in out.terms.items() if lg != lang and v and v[0][2] != "use-m3"]
+                    qq = q + sum((self.vectors([w], lg)[0] for w, lg in found), np.zeros_like(q))
                     sims = vecs @ (qq / np.linalg.norm(qq))
                     top = np.argsort(-(2 * sims - self.hubness(target, lang)))[: k * 4]
                     ranked += [(words[i], float(sims[i]), "use-m3") for i in top if words[i] != t]

@@ -34,24 +34,33 @@ def ctc_log_likelihood(logp: np.ndarray, labels: list[list[int]], blank: int = 0
 
 def ctc_forward(logp: np.ndarray, ext: np.ndarray, length: np.ndarray, blank: int = 0) -> np.ndarray:
     """The CTC forward recursion over extended sequences, all at once, on the columns they use only."""
-    T = logp.shape[0]
-    n, S = ext.shape
-    valid = np.arange(S)[None] < length[:, None]
-    skip = np.zeros((n, S), bool)  # s may be reached from s-2: a label that differs from the one before it
+    valid = np.arange(ext.shape[1])[None] < length[:, None]
+    return forward(np.exp(logp)[:, ext] * valid[None], ext, length, blank)[0]
+
+
+def forward(emit: np.ndarray, ext: np.ndarray, length: np.ndarray, blank: int = 0) -> np.ndarray:
+    """log P(label | input) of L extended label sequences (L, S) under (N, T, L, S) or (T, L, S) emission
+    probabilities (zero past each sequence's length): the forward recursion in probabilities, rescaled
+    every step (logaddexp made it four times slower in logs). (N, L) out."""
+    emit = emit[None] if emit.ndim == 3 else emit
+    L, S = ext.shape
+    skip = np.zeros((L, S), bool)  # s may be reached from s-2: a label that differs from the one before it
     skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
-    neg = -np.inf
-    emit = np.where(valid[None], logp[:, ext], neg)  # (T, n, S); padding can never be reached
-    alpha = np.full((n, S), neg)
-    alpha[:, :2] = emit[0, :, :2]
-    shifted = np.full((n, S), neg)
-    for t in range(1, T):
-        shifted[:, 1:] = alpha[:, :-1]
-        a = np.logaddexp(alpha, shifted)
-        shifted[:, 2:] = np.where(skip[:, 2:], alpha[:, :-2], neg)
-        shifted[:, 1] = neg
-        alpha = np.logaddexp(a, shifted) + emit[t]
-    rows = np.arange(n)
-    return np.logaddexp(alpha[rows, length - 1], alpha[rows, length - 2])
+    alpha = np.zeros(emit.shape[:1] + (L, S))
+    alpha[:, :, :2] = emit[:, 0, :, :2]
+    scale = np.zeros((len(emit), L))
+    for t in range(1, emit.shape[1]):
+        a = alpha.copy()
+        a[:, :, 1:] += alpha[:, :, :-1]
+        a[:, :, 2:] += np.where(skip[None, :, 2:], alpha[:, :, :-2], 0.0)
+        alpha = a * emit[:, t]
+        c = alpha.max(-1)
+        c = np.where(c > 0, c, 1.0)
+        alpha /= c[..., None]
+        scale += np.log(c)
+    rows = np.arange(L)
+    with np.errstate(divide="ignore"):
+        return np.log(alpha[:, rows, length - 1] + alpha[:, rows, length - 2]) + scale
 
 
 # --------------------------------------------------------------------------- compact readings
@@ -111,27 +120,8 @@ def compact_log_likelihoods(blobs: list[bytes], labels: list[list[int]], n_symbo
     for n, (i, _) in enumerate(reads):  # padding: surely blank, nothing else possible
         p[n, len(i):] = 0.0
         p[n, len(i):, b] = 1.0
-    # the forward recursion in probabilities, rescaled every step (logaddexp is the slow part in logs)
-    L, S = ext.shape
-    valid = np.arange(S)[None] < length[:, None]
-    skip = np.zeros((L, S), bool)
-    skip[:, 2:] = (ext[:, 2:] != b) & (ext[:, 2:] != ext[:, :-2])
-    emit = p[:, :, ext] * valid[None, None]  # (N, T, L, S)
-    alpha = np.zeros((len(reads), L, S))
-    alpha[:, :, :2] = emit[:, 0, :, :2]
-    scale = np.zeros((len(reads), L))
-    for t in range(1, T):
-        a = alpha.copy()
-        a[:, :, 1:] += alpha[:, :, :-1]
-        a[:, :, 2:] += np.where(skip[None, :, 2:], alpha[:, :, :-2], 0.0)
-        alpha = a * emit[:, t]
-        c = alpha.max(-1)
-        c = np.where(c > 0, c, 1.0)
-        alpha /= c[..., None]
-        scale += np.log(c)
-    rows = np.arange(L)
-    with np.errstate(divide="ignore"):
-        return np.log(alpha[:, rows, length - 1] + alpha[:, rows, length - 2]) + scale
+    valid = np.arange(ext.shape[1])[None] < length[:, None]
+    return forward(p[:, :, ext] * valid[None, None], ext, length, b)  # (N, T, L, S) emissions
 
 
 def greedy_text(blob: bytes, symbols: list[str]) -> str:
