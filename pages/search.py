@@ -74,7 +74,7 @@ if "search_last" in st.session_state:
     if info.kind == "image":
         cols = st.columns([3, 1] if show_view else [1])
         with cols[0]:
-            st.markdown("Recognised as: " + " · ".join(
+            st.markdown(("Nearest lexicon words" if info.terms else "Recognised as") + ": " + " · ".join(
                 f"**{LANG_NAMES[lg]}** " + ", ".join(f"{md(w)} ({s:.2f})" for _, w, s in info.recognized[lg][:3])
                 for lg in info.recognized))
         if show_view and info.preview is not None:

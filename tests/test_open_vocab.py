@@ -5,12 +5,12 @@ the terms shown, and a new unlabelled word's script from its reading."""
 import numpy as np
 import pytest
 
-from xmr_core.engine import Engine
+from xmr_core.engine import NO_MATCH_BELOW, Engine
 from xmr_core.lexicon import LANGS, Concept, Lexicon
 from xmr_core.model.ctc import expand
 from xmr_core.registry import READING_MODEL
 from xmr_core.render import SyntheticWords
-from xmr_core.store import RARE_TRIGRAMS, Store
+from xmr_core.store import RARE_CHARACTERS, RARE_TRIGRAMS, Store
 
 from helpers import png
 
@@ -18,8 +18,8 @@ WORDS = [("雨伞", "umbrella", "paraguas"), ("蜡烛", "candle", "vela"), ("钥
 
 
 def test_fts_candidates_match_a_brute_force_scan(tmp_path):
-    """Every item sharing one of a Latin term's rarest trigrams, a character of a Chinese one, or holding
-    a short term is returned."""
+    """Every item sharing one of a Latin term's rarest trigrams or a Chinese term's rarest characters, or
+    holding a short term, is returned."""
     store = Store(tmp_path / "s")
     store.create_collection("c")
     rng = np.random.default_rng(0)
@@ -27,7 +27,8 @@ def test_fts_candidates_match_a_brute_force_scan(tmp_path):
     texts = ["".join(rng.choice(letters if i % 3 else han, rng.integers(2, 8))) for i in range(300)]
     ids = store.add_items("c", [{"sha256": f"{i:064x}", "path": f"p{i}"} for i in range(len(texts))], "m",
                           np.zeros((len(texts), 4), np.float32), [(t, b"\0\0\0") for t in texts])
-    for terms in (["kite"], ["ancla", "雨伞"], ["锚"], ["ok"], ["Candle", "key"], ["constellation", "mountain"]):
+    for terms in (["kite"], ["ancla", "雨伞"], ["锚"], ["ok"], ["Candle", "key"], ["constellation", "mountain"],
+                  ["风筝雨伞锚"]):
         got = set(store.reading_candidates("m", terms, limit=10_000))
         want = set()
         for term in (x.lower() for x in terms):
@@ -36,8 +37,11 @@ def test_fts_candidates_match_a_brute_force_scan(tmp_path):
             tri = sorted({latin[j:j + 3] for j in range(len(latin) - 2)})
             docs = {x: sum(x in t for t in texts) for x in tri}
             rare = sorted((x for x in tri if docs[x]), key=docs.__getitem__)[:RARE_TRIGRAMS]
+            chars = sorted({ch for ch in term if "\u3400" <= ch <= "\u9fff"})  # and its rarest characters
+            cdocs = {ch: sum(ch in t for t in texts) for ch in chars}
+            rare_chars = sorted((ch for ch in chars if cdocs[ch]), key=cdocs.__getitem__)[:RARE_CHARACTERS]
             for i, t in zip(ids, texts):
-                if any(ch in t for ch in term if "\u3400" <= ch <= "\u9fff"):
+                if any(ch in t for ch in rare_chars):
                     want.add(i)
                 if any(x in t for x in rare):
                     want.add(i)
@@ -100,6 +104,20 @@ def test_an_image_of_a_word_outside_the_lexicon_finds_it_in_all_three_scripts(en
     assert sum(w.lower() in texts[w].lower().split() for w in texts) >= len(texts) - 2, texts
 
 
+def test_recognize_says_what_a_word_outside_the_lexicon_reads_as(engine_with_new_words, tmp_path, capsys):
+    from xmr_core.cli import main
+
+    eng, _ = engine_with_new_words
+    lex = Lexicon([Concept(f"x{i}", *w, "test") for i, w in enumerate(WORDS)])
+    img = SyntheticWords(lex, "val", kinds={"font": 1.0}, seed=12).sample("x1", "es", np.random.default_rng(12)).image
+    (tmp_path / "vela.png").write_bytes(png(img))
+    word, terms = eng.read_word(png(img))
+    assert (word.word, word.lang) == ("vela", "es") and "candle" in terms["en"], (word, terms)
+    assert main(["recognize", str(tmp_path / "vela.png"), "--data", str(eng.store.root), "--model", str(READING_MODEL)]) == 0
+    out = capsys.readouterr().out
+    assert "read as 'vela' (es; not a lexicon word)" in out and "candle" in out and "nearest lexicon words" in out
+
+
 def test_a_new_unlabelled_word_gets_its_script_from_its_reading(engine_with_new_words):
     eng, items = engine_with_new_words
     got = eng.store.get_items(list(items))
@@ -117,7 +135,7 @@ def test_no_match_is_said_and_the_nearest_are_still_shown(engine_with_new_words,
     hits, info = eng.search(text="lighthouse", k=3)
     assert info.weak and len(hits) == 3
     hits, info = eng.search(text="umbrella", k=3)
-    assert not info.weak and hits[0].score >= 0.69
+    assert not info.weak and hits[0].score >= NO_MATCH_BELOW
     assert main(["search", "archive", "--text", "lighthouse", "-k", "2", "--data", str(eng.store.root),
                  "--model", str(READING_MODEL)]) == 0
     out = capsys.readouterr().out

@@ -304,8 +304,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_recognize(args: argparse.Namespace) -> int:
+    from .lexicon import LANGS
+
     eng = _engine(args)
-    for lang, words in eng.recognize(Path(args.image).read_bytes(), top=args.top).items():
+    data = Path(args.image).read_bytes()
+    word, terms = eng.read_word(data)
+    if word is not None:
+        print(f"read as {word.word!r} ({word.lang}; not a lexicon word): "
+              + " · ".join(w for lg in LANGS for w in terms.get(lg, [])[:1]))
+        print("nearest lexicon words:")
+    for lang, words in eng.recognize(data, top=args.top).items():
         print(f"{lang}: " + ", ".join(f"{w} ({s:.2f})" for _, w, s in words))
     return 0
 

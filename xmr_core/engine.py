@@ -32,14 +32,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # a search by words (typed, or an image read as a word outside the lexicon) whose best fused score is below
 # this found nothing that matches well (chosen by benchmarks/open_vocab.py: docs/open-vocabulary.md)
-NO_MATCH_BELOW = 0.69
-# an image whose best lexicon word is this many nats less likely than the reader's own best path does not
-# show a lexicon word (320 `val` renders of words outside the lexicon: 0.6% pass; of lexicon words 90%)
+NO_MATCH_BELOW = 1.10
+# An image shows a lexicon word when the reading is sure of one and that word is at most LEXICON_MARGIN nats
+# less likely than the reader's own best path (960 `val` renders of 320 words outside the lexicon: 0.6% pass,
+# of 320 lexicon words 90%), or at most LIST_MARGIN less likely than the word lists' best (open_reading.py).
+# Otherwise it is embedded by TEXT_WEIGHT x its word's text embedding + the rest its visual one. The three
+# chosen on benchmarks/open_vocab.py (docs/open-vocabulary.md: TEXT_WEIGHT 0.5 / 0.7 / 1, LIST_MARGIN 2 / 4).
 LEXICON_MARGIN = 5.0
-# ... and when it does not, it still does if its best lexicon word is at most this much less likely than
-# the word lists' best (a lexicon word the reader is unsure of, not a word outside the lexicon)
-LIST_MARGIN = 2.0
-# an image outside the lexicon: the weight of its word's text embedding beside its visual one
+LIST_MARGIN = 4.0
 TEXT_WEIGHT = 0.7
 
 # Attention fusion for labelled items: on, as measured by benchmarks/fusion.py (README, Engine).
@@ -388,6 +388,17 @@ class Engine:
         """What the image says: the top lexicon words per language as (concept_id, word, score)."""
         return self._recognize_vector(self.embed_query(image)[1], top)
 
+    def read_word(self, image: ImageInput):
+        """What an image says when it is not a lexicon word: its reading against the word lists
+        (open_reading.OpenReading) and that word's terms in each script; (None, {}) for a lexicon word, or
+        without a reading model or dictionaries."""
+        if not self.reads:
+            return None, {}
+        opens = self._embed_read(preprocess(image, self.pre)[None])[3]
+        if opens[0] is None:
+            return None, {}
+        return opens[0], self.query_terms(opens[0].word, lang=opens[0].lang)
+
     def _recognize_vector(self, v: np.ndarray, top: int) -> dict[str, list[tuple[str, str, float]]]:
         out = {}
         for lang, s in zip(LANGS, self.concept_scores(v)):
@@ -440,7 +451,7 @@ class Engine:
                 for i, v in zip(mids, self._index_vectors(mids, mvecs, self.store.labels(mids.tolist()))):
                     cos[int(i)] = float(v @ q)
         # only the shortlist is re-scored: an item sharing no trigram or character with any term reads 0
-        langs = {i: it.lang for i, it in self.store.get_items(cand).items()}
+        langs = self.store.langs(cand)
         if self._fold is None:
             self._fold = case_fold(self.reader.index, len(self.reader.symbols))
         read = reading_scores(self.store.readings(self.model_id, cand), terms, langs, self.reader.index,

@@ -211,7 +211,9 @@ class Translator:
                     found = [(v[0][0], lg) for lg, v in out.terms.items() if lg != lang and v and v[0][2] != "use-m3"]
                     qq = q + sum((self.vectors([w], lg)[0] for w, lg in found), np.zeros_like(q))
                     sims = vecs @ (qq / np.linalg.norm(qq))
-                    top = np.argsort(-(2 * sims - self.hubness(target, lang)))[: k * 4]
+                    csls = 2 * sims - self.hubness(target, lang)
+                    top = np.argpartition(-csls, k * 4)[: k * 4] if len(csls) > k * 4 else np.arange(len(csls))
+                    top = top[np.argsort(-csls[top])]
                     ranked += [(words[i], float(sims[i]), "use-m3") for i in top if words[i] != t]
             seen, kept = set(), []
             for w, s, src in ranked:

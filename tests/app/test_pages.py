@@ -68,7 +68,7 @@ def test_search_by_text_and_drawing(app_env):
     assert not at.exception
     assert not at.error
     at.button(key="search_draw_btn").click().run()
-    assert not at.exception and any("Recognised as" in m.value for m in at.markdown)
+    assert not at.exception and any(m.value.startswith(("Recognised as", "Nearest lexicon words")) for m in at.markdown)
 
 
 def test_empty_text_shows_a_message(app_env):
