@@ -8,7 +8,7 @@ Store's own add_items, searched through Engine.search with the bundled reading m
 a typed query (words outside the lexicon, translations warm and cold), the candidate generation alone,
 and the time to build.
 
-    python benchmarks/reading_index.py [--sizes 100000 1000000] [--queries 200]
+    python benchmarks/reading_index.py [--sizes 100000 1000000] [--queries 200] [--data DIR]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch  # noqa: E402
 from xmr_core.engine import Engine  # noqa: E402
 from xmr_core.lexicon import LANGS  # noqa: E402
 from xmr_core.model.ctc import COMPACT_K  # noqa: E402
+from xmr_core.reading_search import SHORTLIST  # noqa: E402
 from xmr_core.registry import READING_MODEL, model_id  # noqa: E402
 from xmr_core.store import Store  # noqa: E402
 
@@ -72,16 +73,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--data", type=Path, help="keep the built stores here (one folder per size) and reuse them")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     rows = []
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            probe = Engine(Path(tmp) / "probe", model_dir=READING_MODEL)
-            queries, build_s = build(Path(tmp) / "data", n, probe.reader, probe.model.cfg.embed_dim, rng)
+            root = args.data / str(n) if args.data else Path(tmp)
+            if (root / "queries.txt").exists():  # built by an earlier run: reused
+                queries, build_s = (root / "queries.txt").read_text(encoding="utf-8").split("\n"), float("nan")
+            else:
+                probe = Engine(root / "probe", model_dir=READING_MODEL)
+                queries, build_s = build(root / "data", n, probe.reader, probe.model.cfg.embed_dim, rng)
+                (root / "queries.txt").write_text("\n".join(queries), encoding="utf-8")
             t0 = time.time()
-            eng = Engine(Path(tmp) / "data", model_dir=READING_MODEL)
+            eng = Engine(root / "data", model_dir=READING_MODEL)
             len(eng.index)  # the vector index, built once
             index_s = time.time() - t0
             pick = [queries[i] for i in rng.choice(len(queries), args.queries, replace=False)]
@@ -95,7 +102,7 @@ def main() -> None:
                 warm.append(1000 * (time.perf_counter() - t))
                 terms = eng.query_terms(q)
                 t = time.perf_counter()
-                eng.store.reading_candidates(eng.model_id, [w for ws in terms.values() for w in ws], limit=300)
+                eng.store.reading_candidates(eng.model_id, [w for ws in terms.values() for w in ws], limit=SHORTLIST)
                 cand.append(1000 * (time.perf_counter() - t))
             rows.append((n, build_s, index_s, cold, warm, cand))
             print(f"{n:,} items: typed query p50 {np.median(cold):.1f} ms (translation cold), "

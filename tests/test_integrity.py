@@ -291,8 +291,8 @@ def test_an_unlabelled_item_gets_the_script_it_is_written_in(model_dir, lexicon,
 
 
 def test_a_schema_1_store_upgrades_and_keeps_its_items(tmp_path, monkeypatch):
-    """Stores made before readings were kept gain the readings tables; their items stay, listed as
-    lacking a reading until a reindex reads them."""
+    """Stores made before readings were kept gain the readings tables (and then their text index); their
+    items stay, listed as lacking a reading until a reindex reads them."""
     import numpy as np
 
     import xmr_core.store as store_mod
@@ -306,3 +306,8 @@ def test_a_schema_1_store_upgrades_and_keeps_its_items(tmp_path, monkeypatch):
     assert new.schema_version() == 2 and [it.id for it in new.items_missing_reading("m")] == ids
     new.set_readings("m", [(ids[0], ("kite", b"\0\0\0"))])
     assert new.reading_candidates("m", ["kite"]) == ids and not new.items_missing_reading("m")
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 3)  # and then the index that finds short readings
+    newer = Store(tmp_path / "d")
+    newer.set_readings("m", [(ids[0], ("ox", b"\0\0\0"))])
+    assert newer.schema_version() == 3 and newer.reading_candidates("m", ["ox"]) == ids
+    assert newer.read("SELECT 1 FROM sqlite_master WHERE name='readings_text'")

@@ -94,8 +94,10 @@ def load_model_dir(path: Path | str, lexicon: Lexicon | None = None) -> tuple[Du
 def load_engine_model(path: Path | str, threads: int = 1):
     """A model directory as the engine and `xmr eval` run it: its DualEncoder, or, when its config has a
     `reading` section, the ReadingModel standing on the pretrained reader (model/reading.py), after
-    checking that the installed reader is the one the directory records."""
+    checking that the installed reader is the one the directory records. For inference only: nothing in it
+    takes gradients (so the text tower keeps each word's vector once computed)."""
     model, lexicon, config = load_model_dir(path)
+    model.requires_grad_(False)
     if "reading" not in config:
         return model, lexicon, config
     from .model.reading import ReadingConfig, ReadingModel, reader_record

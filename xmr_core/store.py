@@ -27,9 +27,10 @@ import numpy as np
 
 from .lexicon import HAN
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RARE_TRIGRAMS = 3  # trigrams of a Latin term searched in the readings: its rarest
 RARE_CHARACTERS = 2  # and characters of a Chinese term
+TOKEN_ROWS = 500  # rows of each such token counted (100,000 readings: 2,000 -> 500 took 10.2 -> 8.6 ms p50)
 BACKUP_EVERY_S = 24 * 3600
 BACKUPS_KEPT = 5
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. ")
@@ -107,13 +108,16 @@ MIGRATIONS = {
         INSERT INTO reading_han(reading_han, rowid, han) VALUES ('delete', old.id, old.han);
     END;
     """,
+    # a term under three letters is looked up as a whole reading (the trigram index cannot hold it)
+    3: """
+    CREATE INDEX readings_text ON readings(model_id, text);
+    """,
 }
 
 
-# the best-ranked rows of a full-text match (FTS5's own top-N by `rank`, bm25; 40 -> 26 ms p50 at 100,000
-# readings against ranking the joined rows), then those of one model (twice the limit: others may hold some)
-_FTS_TOP = ("SELECT r.item_id, f.rank s FROM (SELECT rowid, rank FROM {table} WHERE {table} MATCH ? ORDER BY rank "
-            "LIMIT ?) f JOIN readings r ON r.id = f.rowid WHERE r.model_id=?")
+def _glob_escape(text: str) -> str:
+    """`text` matched literally inside a GLOB pattern."""
+    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in text)
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -163,6 +167,7 @@ class Store:
         self.db_path = self.root / "store.sqlite"
         self.backups = self.root / "backups"
         self._local = threading.local()  # per thread: (pid, file inode), its reading connection
+        self._docs: dict[str, dict[str, int]] = {}  # per full-text table, readings holding a token (_token_docs)
         try:
             with self.tx() as db:
                 db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -379,45 +384,85 @@ class Store:
         return [self._item(r) for r in rows]
 
     def reading_candidates(self, model_id: str, terms: list[str], limit: int = 500) -> list[int]:
-        """Items whose reading shares the most with any of the terms: Latin terms by their trigrams
-        (FTS5 trigram, ranked by bm25), Chinese ones by their characters; terms under three letters by
-        substring. Candidate generation only: the caller re-scores them exactly. A Latin term counts by
-        its RARE_TRIGRAMS rarest trigrams (FTS5's own counts), a Chinese one by its RARE_CHARACTERS rarest
-        characters: a frequent trigram ("ing", "ent") matches a tenth of all readings (100,000 synthetic
-        readings: 20.3 -> 6.7 ms p50 for the Latin terms, and the items that read a term exactly found
-        95.5 -> 98.3% of the time; docs/open-vocabulary.md)."""
-        latin, han, short = set(), set(), set()
+        """Items whose reading holds or shares the most with any of the terms, best first. Candidate
+        generation only: the caller re-scores them exactly.
+
+        First the readings that are a term (one of their words), then those that hold one (an FTS5 phrase:
+        a Latin term as a substring of the trigram index, a Chinese one as its characters in a row), then
+        those sharing the most of the
+        terms' rarest tokens: a Latin term's RARE_TRIGRAMS rarest trigrams, a Chinese term's
+        RARE_CHARACTERS rarest characters (FTS5's own counts; a frequent trigram such as "ing" matches a
+        tenth of all readings), each token's first TOKEN_ROWS rows counted, not ranked (ranking every
+        row that shares a token cost 150 ms at 1,000,000 readings; docs/open-vocabulary.md). Terms under
+        three letters by a substring scan."""
+        whole: list[tuple[str, str]] = []  # (table, phrase)
+        parts: list[tuple[str, set[str], int]] = []  # (table, a term's tokens, how many of its rarest)
+        short = set()
         for t in terms:
             t = t.lower().strip()
             chars = HAN.findall(t)
             if chars:
-                han.update(self._rarest("reading_han", set(chars), RARE_CHARACTERS))
+                whole.append(("reading_han", " ".join(chars)))
+                parts.append(("reading_han", set(chars), RARE_CHARACTERS))
             rest = HAN.sub("", t).strip()
             if len(rest) >= 3:
-                latin.update(self._rarest("reading_latin", {rest[i:i + 3] for i in range(len(rest) - 2)}, RARE_TRIGRAMS))
+                whole.append(("reading_latin", rest))
+                parts.append(("reading_latin", {rest[i:i + 3] for i in range(len(rest) - 2)}, RARE_TRIGRAMS))
             elif rest:
                 short.add(rest)
-        out: dict[int, float] = {}
-        q = lambda xs: " OR ".join('"' + x.replace('"', '""') + '"' for x in sorted(xs))  # noqa: E731
-        if latin:
-            for r in self.read(_FTS_TOP.format(table="reading_latin"), (q(latin), 2 * limit, model_id)):
-                out[int(r["item_id"])] = min(out.get(int(r["item_id"]), 0.0), float(r["s"]))
-        if han:
-            for r in self.read(_FTS_TOP.format(table="reading_han"), (q(han), 2 * limit, model_id)):
-                out[int(r["item_id"])] = min(out.get(int(r["item_id"]), 0.0), float(r["s"]))
-        for t in short:
-            for r in self.read("SELECT item_id FROM readings WHERE model_id=? AND instr(text, ?) > 0 LIMIT ?",
-                               (model_id, t, limit)):
-                out.setdefault(int(r["item_id"]), 0.0)
-        return [i for i, _ in sorted(out.items(), key=lambda x: x[1])][:limit]
+        docs = {table: self._token_docs(table, set().union(*(x for tb, x, _ in parts if tb == table)))
+                for table in {tb for tb, _, _ in parts}}
+        tokens = list(dict.fromkeys((tb, x) for tb, toks, n in parts for x in
+                                    sorted((x for x in sorted(toks) if x in docs[tb]), key=docs[tb].__getitem__)[:n]))
+        holds: dict[int, str] = {}  # row -> the term it holds
+        for (table, x), rowid in self._matches(list(dict.fromkeys(whole)), 4 * limit):
+            holds.setdefault(rowid, x.replace(" ", ""))
+        shared: dict[int, int] = {}
+        for _, rowid in self._matches(tokens, TOKEN_ROWS):
+            shared[rowid] = shared.get(rowid, 0) + 1
+        rows = list(holds) + [i for i, _ in sorted(shared.items(), key=lambda x: -x[1]) if i not in holds][: 2 * limit]
+        # by rowid: the "+" keeps the planner off readings_text, which would scan every reading of the model
+        got = {int(r["id"]): (int(r["item_id"]), r["text"]) for r in
+               self._read_ids("SELECT id, item_id, text FROM readings WHERE +model_id=? AND id IN", rows, (model_id,))}
+        # a reading that is the term (as one of its words) first, then one holding it, then the most shared
+        rank = lambda i: (0 if holds[i] in got[i][1].split() else 1) if i in holds else 2  # noqa: E731
+        order = sorted((i for i in rows if i in got), key=lambda i: (rank(i), -shared.get(i, 0)))
+        out = list(dict.fromkeys(got[i][0] for i in order))
+        for t in short:  # a reading that is the term, or starts with it as its greedy text (store.py's index)
+            for r in self.read("SELECT item_id FROM readings WHERE model_id=? AND text=? UNION SELECT item_id FROM "
+                               "readings WHERE model_id=? AND text GLOB ? LIMIT ?",  # two index searches (an OR: a scan)
+                               (model_id, t, model_id, _glob_escape(t) + " *", limit)):
+                if int(r["item_id"]) not in out:
+                    out.insert(0, int(r["item_id"]))
+        return out[:limit]
 
-    def _rarest(self, table: str, tokens: set[str], n: int) -> list[str]:
-        """The n of these tokens fewest readings hold (FTS5's own counts); those none holds left out."""
-        self.read(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{table}_vocab USING fts5vocab(main, {table}, row)")
-        tok = sorted(tokens)
-        docs = {r["term"]: r["doc"] for r in self.read(
-            f"SELECT term, doc FROM temp.{table}_vocab WHERE term IN ({','.join('?' * len(tok))})", tuple(tok))}
-        return sorted((x for x in tok if x in docs), key=docs.__getitem__)[:n]
+    def _token_docs(self, table: str, tokens: set[str]) -> dict[str, int]:
+        """How many readings hold each of these tokens (FTS5's own counts; those none holds left out)."""
+        if not tokens:
+            return {}
+        cache = self._docs.setdefault(table, {})  # the counts only choose which tokens: stale ones do no harm
+        if len(cache) > 200_000:
+            cache.clear()
+        tok = sorted(x for x in tokens if x not in cache)
+        if not tok:
+            return {x: cache[x] for x in tokens}
+        sql = f"SELECT term, doc FROM temp.{table}_vocab WHERE term IN ({','.join('?' * len(tok))})"
+        try:
+            rows = self.read(sql, tuple(tok))
+        except sqlite3.OperationalError:  # a new reading connection: its view of the counts, made once
+            self.read(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{table}_vocab USING fts5vocab(main, {table}, row)")
+            rows = self.read(sql, tuple(tok))
+        cache.update((r["term"], r["doc"]) for r in rows)  # a token no reading holds is asked again next time
+        return {x: cache[x] for x in tokens if x in cache}
+
+    def _matches(self, queries: list[tuple[str, str]], limit: int) -> list[tuple[tuple[str, str], int]]:
+        """((table, phrase), row) for the first `limit` rows matching each full-text phrase, in one statement."""
+        if not queries:
+            return []
+        sql = " UNION ALL ".join(f"SELECT * FROM (SELECT {n} q, rowid FROM {table} WHERE {table} MATCH ? LIMIT {int(limit)})"
+                                 for n, (table, _) in enumerate(queries))
+        phrase = lambda x: '"' + x.replace('"', '""') + '"'  # noqa: E731
+        return [(queries[r["q"]], int(r["rowid"])) for r in self.read(sql, tuple(phrase(x) for _, x in queries))]
 
     def remove_items(self, ids: list[int]) -> int:
         with self.tx() as db:
