@@ -2,8 +2,8 @@
 
 The store keeps each item's compact reading (model/ctc.py); `reading_candidates` (store.py, FTS5) picks
 the items whose greedy reading shares trigrams or characters with a term, and `reading_scores` re-scores
-them exactly: the CTC log-likelihood of each term under the item's compact posteriors (any letter case: a
-letter's upper and lower case count as one symbol), the best term of the item's script counting. `fuse` adds that, mapped to
+them exactly: the CTC log-likelihood of each term under the item's compact posteriors (any letter case and
+accent: a letter's cases and accented forms count as one symbol), the best term of the item's script counting. `fuse` adds that, mapped to
 [0, 1], to the semantic cosine with a weight measured on the open-vocabulary benchmark.
 """
 
@@ -26,11 +26,17 @@ def term_labels(term: str, lang: str, index: dict[str, int]) -> list[list[int]]:
 
 
 def case_fold(index: dict[str, int], n_symbols: int) -> np.ndarray:
-    """Per symbol, the symbol it counts as: an upper-case letter its lower case, any other itself."""
+    """Per symbol, the symbol it counts as: a letter its lower case without accents (a reader often drops
+    or adds an accent: 'politico' for 'político'), any other itself."""
+    import unicodedata
+
     fold = np.arange(n_symbols)
     for ch, i in index.items():
-        if ch.lower() != ch and ch.lower() in index and len(ch.lower()) == 1:
-            fold[i] = index[ch.lower()]
+        if len(ch) != 1:
+            continue
+        base = unicodedata.normalize("NFD", ch.lower())[0]
+        if base != ch and base in index and base.isalpha():
+            fold[i] = index[base]
     return fold
 
 
@@ -50,6 +56,7 @@ def reading_scores(readings: dict[int, tuple[str, bytes]], terms: dict[str, list
     if not labs or not out:
         return out
     fold = case_fold(index, n_symbols) if fold is None else fold
+    labs = [fold[np.asarray(lab)].tolist() for lab in labs]  # the terms folded as the readings are
     han = np.array(han)
     groups: dict[str, list[int]] = {}  # items by the terms they are compared with: one recursion each
     for i in readings:
