@@ -366,13 +366,13 @@ class Engine:
     def _script_of(self, scores: np.ndarray, text: str, open_reading=None) -> str:
         """The language an image is written in, from its reading: the lexicon word's when it shows one,
         else the word list whose word the reader finds likeliest (open_reading.py); without lists,
-        Chinese for Han characters and the lexicon's best guess otherwise."""
+        Chinese for Han characters and the lexicon's best guess otherwise (a Latin one for a Latin reading)."""
         best = LANGS[int(scores.max(-1).argmax())]
         if open_reading is not None:
             return open_reading.lang
         if HAN.search(text):
             return "zh"
-        return best
+        return "en" if best == "zh" and any(ch.isalpha() for ch in text) else best
 
     def embed_and_read(self, image: ImageInput) -> tuple[np.ndarray, np.ndarray]:
         """One image's embedding and its `read_inks` scores (3, n_concepts): decoded once, and read once

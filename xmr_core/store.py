@@ -393,8 +393,8 @@ class Store:
         terms' rarest tokens: a Latin term's RARE_TRIGRAMS rarest trigrams, a Chinese term's
         RARE_CHARACTERS rarest characters (FTS5's own counts; a frequent trigram such as "ing" matches a
         tenth of all readings), each token's first TOKEN_ROWS rows counted, not ranked (ranking every
-        row that shares a token cost 150 ms at 1,000,000 readings; docs/open-vocabulary.md). Terms under
-        three letters by a substring scan."""
+        row that shares a token cost 150 ms at 1,000,000 readings; docs/open-vocabulary.md). A term under
+        three letters (which no trigram holds) finds the readings that are it, by an index."""
         whole: list[tuple[str, str]] = []  # (table, phrase)
         parts: list[tuple[str, set[str], int]] = []  # (table, a term's tokens, how many of its rarest)
         short = set()
