@@ -49,6 +49,8 @@ def test_fts_candidates_match_a_brute_force_scan(tmp_path):
                 if 0 < len(latin) < 3 and (t == latin or t.startswith(latin + " ")):  # a short term: the reading itself
                     want.add(i)
         assert got == want, terms
+    okra = ids[texts.index("ok okra")]  # a reading that is the term (one of its words) comes first
+    assert store.reading_candidates("m", ["okra"], limit=1) == [okra]
     store.remove_items(ids[:10])  # removed items leave the full-text index too
     assert not set(store.reading_candidates("m", texts[:10], limit=10_000)) & set(ids[:10])
 
@@ -149,7 +151,7 @@ def test_reading_scores_compare_each_item_with_its_scripts_terms():
     from xmr_core.model.ctc import compact, compact_log_likelihood
     from xmr_core.reading_search import LL_FLOOR, reading_scores
 
-    symbols = ["<blank>", *"acdelnv", "蜡", "烛"]
+    symbols = ["<blank>", *"acdelnvé", "蜡", "烛"]
     index = {s: i for i, s in enumerate(symbols)}
 
     def reading(word: str, sure: float) -> bytes:
@@ -171,5 +173,7 @@ def test_reading_scores_compare_each_item_with_its_scripts_terms():
     for i, ll in want.items():
         assert np.isclose(got[i], np.clip(1 - ll / LL_FLOOR, 0, 1)), (i, got[i], ll)
     assert got[1] > got[4] > 0 and got[3] > 0.5
+    # accents and letter case count as one symbol: "Véla" scores as "vela" does
+    assert reading_scores(readings, {"es": ["Véla"]}, langs, index, len(symbols))[1] == got[1]
     # an item compared with a script's terms only: a Chinese item scores 0 when only Latin terms are searched
     assert reading_scores(readings, {"es": ["vela"]}, langs, index, len(symbols))[2] == 0.0

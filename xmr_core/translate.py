@@ -59,6 +59,7 @@ class Translator:
         self._done: dict[tuple, Translation] = {}  # translations made, the oldest dropped first
         self._lists: dict[str, tuple[list[str], np.ndarray]] = {}
         self._rows: dict[str, dict[str, int]] = {}  # per language, each listed word's row in its vectors
+        self._paths: dict[str, tuple] = {}  # per language, its listed words and their vectors' file
         self._lex = {}
         if lexicon is not None:
             for c in lexicon.concepts:
@@ -110,9 +111,11 @@ class Translator:
         """The language's most frequent words and their USE-m3 vectors (float16, cached on disk; None
         when they are not there and `compute` is off)."""
         if lang not in self._lists:
-            words = ranked_words(self.db, lang)[: self.neighbours]
-            digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:12]  # other words, other file
-            path = cache_dir() / "dictionaries" / f"use-{lang}-{len(words)}-{digest}.npy"
+            if lang not in self._paths:  # the words and their vectors' file, found once
+                words = ranked_words(self.db, lang)[: self.neighbours]
+                digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:12]  # other words, other file
+                self._paths[lang] = (words, cache_dir() / "dictionaries" / f"use-{lang}-{len(words)}-{digest}.npy")
+            words, path = self._paths[lang]
             if path.exists():
                 vecs = np.load(path).astype(np.float32)
             elif not compute:
