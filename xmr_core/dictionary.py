@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .fonts import download_package, extract_member, sha256_path
+from .lexicon import HAN
 from .paths import ASSETS, cache_dir
 
 MANIFEST = ASSETS / "dictionaries.tsv"
 TOP_WORDS = 30_000  # words per language taken from wordfreq's ranking
 TABLE_VERSION = 1
-WORD = {"zh": re.compile(r"[\u3400-\u9fff]+"), "en": re.compile(r"[a-z][a-z'-]+"),
+WORD = {"zh": re.compile(f"{HAN.pattern}+"), "en": re.compile(r"[a-z][a-z'-]+"),
         "es": re.compile(r"[a-záéíóúñü][a-záéíóúñü-]+")}  # what counts as a word of each list
 
 

@@ -347,8 +347,10 @@ class Engine:
         """Per crop, whether it shows a lexicon word: the reading is sure of one (`visual_below`), and
         that word is about as likely as the reader's own best path (a word outside the lexicon also
         makes one lexicon word far likelier than the rest, each of them unlikely)."""
+        from .model.ctc import path_log_likelihood
+
         sure = self.model.weights(scores, 1.0).max(1) >= self.model.rcfg.visual_below
-        path = np.array([np.log(np.maximum(p.max(1), 1e-30)).sum() for p in posts])
+        path = np.array([path_log_likelihood(p) for p in posts])
         return sure & (scores.max((1, 2)) >= path - LEXICON_MARGIN)
 
     @property

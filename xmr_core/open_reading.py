@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .lexicon import HAN, LANGS
-from .model.ctc import extend, forward
+from .model.ctc import extend, path_log_likelihood, words_log_likelihood
 
 FLOOR = 1e-3  # a word using a symbol the reader never gives this probability at any step is not scored
 LENGTH_WINDOW = 2  # words scored: at most this many symbols longer or shorter than the greedy reading
@@ -88,11 +88,7 @@ class WordListReader:
                               & (wl.length <= len(p)))
         if not len(keep):
             return None, -np.inf, 0.0
-        width = int(wl.ext_length[keep].max())
-        cols, ext = np.unique(wl.ext[keep, :width], return_inverse=True)  # just the symbols these words use
-        ext = ext.reshape(len(keep), width)
-        valid = np.arange(width)[None] < wl.ext_length[keep][:, None]
-        ll = forward(np.maximum(p[:, cols], 1e-30)[:, ext] * valid[None], ext, wl.ext_length[keep])[0]
+        ll = words_log_likelihood(p, wl.ext[keep], wl.ext_length[keep])
         b = int((ll + wl.prior[keep]).argmax())
         return wl.words[keep[b]], float(ll[b]), float(wl.prior[keep[b]])
 
@@ -103,7 +99,7 @@ class WordListReader:
         near = max(len(greedy), 1)
         got = [(lg, *self.best(posteriors, lg, near)) for lg in langs]
         lang, word, ll, _ = max(got, key=lambda g: g[2] + g[3])
-        path = float(np.log(np.maximum(posteriors.max(1), 1e-30)).sum())  # the greedy path's own likelihood
+        path = path_log_likelihood(posteriors)
         if word is None or ll < path - GREEDY_MARGIN:
             return OpenReading(greedy.lower() if lang != "zh" else greedy, lang, path, False, path)
         return OpenReading(word, lang, ll, True, path)

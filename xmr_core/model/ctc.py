@@ -38,6 +38,21 @@ def ctc_forward(logp: np.ndarray, ext: np.ndarray, length: np.ndarray, blank: in
     return forward(np.exp(logp)[:, ext] * valid[None], ext, length, blank)[0]
 
 
+def words_log_likelihood(posteriors: np.ndarray, ext: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """(n,) log P(word | crop) of words given as extended sequences (n, S, blank padded) and their
+    lengths, under one crop's (steps, symbols) posteriors: the recursion on the symbols they use only."""
+    width = int(length.max())  # only as many columns as the longest word needs
+    cols, sub = np.unique(ext[:, :width], return_inverse=True)
+    sub = sub.reshape(len(ext), width)
+    valid = np.arange(width)[None] < length[:, None]
+    return forward(np.maximum(posteriors[:, cols], 1e-30)[:, sub] * valid[None], sub, length)[0]
+
+
+def path_log_likelihood(posteriors: np.ndarray) -> float:
+    """log P of the reader's own best path (the most probable symbol at every step)."""
+    return float(np.log(np.maximum(posteriors.max(1), 1e-30)).sum())
+
+
 def forward(emit: np.ndarray, ext: np.ndarray, length: np.ndarray, blank: int = 0) -> np.ndarray:
     """log P(label | input) of L extended label sequences (L, S) under (N, T, L, S) or (T, L, S) emission
     probabilities (zero past each sequence's length): the forward recursion in probabilities, rescaled
@@ -144,7 +159,7 @@ class WordTable:
     labels: np.ndarray  # (n, L) symbol indices, -1 padded
     readable: np.ndarray  # (n,) every symbol known to the reader
     n_concepts: int
-    ext: np.ndarray  # (n, 2L + 1) extended label sequences (ctc_forward)
+    ext: np.ndarray  # (n, 2L + 1) extended label sequences (words_log_likelihood)
     length: np.ndarray  # (n,) their lengths
 
     @classmethod
@@ -178,11 +193,7 @@ class WordTable:
         if not len(keep):  # nothing fits: score every readable word
             keep = np.nonzero(self.readable)[0]
         out = np.full(len(self.words), -np.inf)
-        width = int(self.length[keep].max())  # only as many columns as the longest kept word needs
-        ext = self.ext[keep, :width]
-        cols, ext = np.unique(ext, return_inverse=True)  # the log of just the symbols these words use
-        logp = np.log(np.maximum(posteriors[:, cols], 1e-30))
-        out[keep] = ctc_forward(logp, ext.reshape(len(keep), width), self.length[keep])
+        out[keep] = words_log_likelihood(posteriors, self.ext[keep], self.length[keep])
         return out
 
     def by_concept(self, scores: np.ndarray) -> np.ndarray:
