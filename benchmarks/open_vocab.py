@@ -68,7 +68,8 @@ def first_per_script(hits, truth: dict[int, tuple[str, str]]) -> dict[str, str |
     return out
 
 
-def score(engine: Engine, concepts: list[Concept], truth: dict, queries: dict, k: int) -> dict:
+def score(engine: Engine, concepts: list[Concept], truth: dict, queries: dict, k: int,
+          misses: list | None = None) -> dict:
     typed = {"within": [], "across": []}
     image = {"within": [], "across": []}
     ms, tops = [], []
@@ -82,10 +83,14 @@ def score(engine: Engine, concepts: list[Concept], truth: dict, queries: dict, k
             first = first_per_script(hits, truth)
             for t in LANGS:
                 typed["within" if t == s else "across"].append(first[t] == c.concept_id)
+                if misses is not None and first[t] != c.concept_id:
+                    misses.append(("typed", c.concept_id, s, t, first[t]))
             if (c.concept_id, s) in queries:
                 first = first_per_script(engine.search(image=_png(queries[(c.concept_id, s)]), k=k)[0], truth)
                 for t in LANGS:
                     image["within" if t == s else "across"].append(first[t] == c.concept_id)
+                    if misses is not None and first[t] != c.concept_id:
+                        misses.append(("image", c.concept_id, s, t, first[t]))
     pct = lambda xs: 100.0 * float(np.mean(xs)) if xs else float("nan")  # noqa: E731
     return {"typed": {k2: pct(v) for k2, v in typed.items()}, "image": {k2: pct(v) for k2, v in image.items()},
             "typed_ms_p50": float(np.median(ms[5:])), "n_concepts": len(concepts), "top_scores": tops}
@@ -162,6 +167,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--k", type=int, default=50, help="hits looked at per query")
     ap.add_argument("--out", type=Path, help="update this markdown file's open-vocabulary section")
+    ap.add_argument("--misses", type=Path, help="write every miss (kind, concept, query and answer script, got) here")
     ap.add_argument("--no-ocr", dest="ocr", action="store_false", help="skip the OCR + USE-m3 route")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -187,7 +193,11 @@ def main() -> None:
             results[name] = (concepts, renders(concepts, seed=2))
         table = {}
         for name, (concepts, queries) in results.items():
-            table[name] = score(engine, concepts, truth, queries, args.k)
+            misses: list = []
+            table[name] = score(engine, concepts, truth, queries, args.k, misses)
+            if args.misses:
+                with open(args.misses, "a") as f:
+                    f.writelines("\t".join([name, *map(str, m)]) + "\n" for m in misses)
             r = table[name]
             print(f"{name}: typed {r['typed']['within']:.1f} / {r['typed']['across']:.1f}, image "
                   f"{r['image']['within']:.1f} / {r['image']['across']:.1f}, typed p50 {r['typed_ms_p50']:.1f} ms "
