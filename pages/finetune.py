@@ -5,8 +5,8 @@ from collections import Counter
 import streamlit as st
 
 from pages._common import LANG_NAMES, engine_or_stop, routed
-from xmr_core.jobs import refresh_dead_jobs, start_job
-from xmr_core.registry import discard_model, promote
+from xmr_core.jobs import discard_job, job_actions, promote_job, refresh_dead_jobs, start_job
+from xmr_core.registry import model_name
 
 PARTS = {"val_fonts": "held-out fonts", "queue_heldout": "held-out part of the queue"}
 METRICS = {"within_acc@1": "within a script", "cross_acc@1": "across scripts"}
@@ -37,29 +37,54 @@ with st.form("finetune_form"):
     go = st.form_submit_button("Start fine-tuning", type="primary")
 if go:
     if len(queue) < 2:
-        st.error("The queue needs at least 2 labelled samples: annotate some first.")
+        st.session_state["finetune_flash"] = {"level": "error", "text": "The queue needs at least 2 labelled samples: "
+                                              "annotate some first.", "while": None}
     else:
         try:
-            start_job(eng.store, "finetune", {"base": str(eng.model_dir), "name": name.strip() or "finetune",
-                                              "config": {"steps": int(steps)}})
-            st.success("Started: the job runs on even if this page is closed.")
+            job_id = start_job(eng.store, "finetune", {"base": str(eng.model_dir), "name": name.strip() or "finetune",
+                                                       "config": {"steps": int(steps)}})
+            flash = {"level": "success", "text": f"Started job {job_id}: it runs on even if this page is closed.",
+                     "while": ("latest", job_id)}
         except (RuntimeError, ValueError) as exc:
-            st.error(str(exc))
+            busy = next((j for j in eng.store.list_jobs(5) if j["status"] in ("queued", "running")), None)
+            flash = {"level": "error", "text": str(exc), "while": ("running", busy["id"]) if busy else None}
+        st.session_state["finetune_flash"] = flash
+
+
+def _flash(jobs: list[dict]) -> None:
+    """The outcome of the last action, shown while it is still true of the store: a start refused
+    because job N runs, until N ends; a started, promoted or discarded job's line while it is the newest."""
+    flash = st.session_state.get("finetune_flash")
+    if not flash:
+        return
+    cond = flash["while"]
+    if cond is not None:
+        kind, job_id = cond
+        job = next((j for j in jobs if j["id"] == job_id), None)
+        if (job is None or (kind == "running" and job["status"] not in ("queued", "running"))
+                or (kind == "latest" and jobs[0]["id"] != job_id)):
+            st.session_state.pop("finetune_flash", None)
+            return
+    getattr(st, flash["level"])(flash["text"])
 
 
 @st.fragment(run_every=2)
 def job_panel() -> None:
     refresh_dead_jobs(eng.store)
-    jobs = eng.store.list_jobs(1)
+    jobs = eng.store.list_jobs(5)
+    _flash(jobs)
     if not jobs:
         st.info("No fine-tune job yet.")
         return
     job = jobs[0]
     st.subheader(f"Job {job['id']} · {job['kind']} · {job['status']}")
-    st.progress(min(1.0, job["progress"]), text=job["message"] or job["status"])
-    if job["status"] == "failed":
+    if job["status"] in ("queued", "running"):
+        st.progress(min(1.0, job["progress"]), text=job["message"] or job["status"])
+    elif job["status"] == "failed":
         st.error(job["message"])
-    if job["status"] == "done" and job["kind"] == "finetune":
+    elif job["message"] and job["message"] != "done":
+        st.caption(job["message"])
+    if job["kind"] == "finetune" and job["status"] in ("done", "promoted", "discarded") and job["result"]:
         res = job["result"]
         rows = []
         for part in res["before"]:
@@ -67,21 +92,27 @@ def job_panel() -> None:
                 rows.append({"data": PARTS.get(part, part), "Acc@1 (%)": METRICS[metric],
                              "before": _pct(res["before"][part][metric]), "after": _pct(res["after"][part][metric])})
         st.table(rows)
+    actions = job_actions(eng.store, job)
+    if "promote" in actions:
         override = st.checkbox("Promote even if it is worse on the held-out fonts", key="finetune_override")
-        b1, b2 = st.columns(2)
-        if b1.button("Promote and re-index", key="finetune_promote", type="primary"):
-            try:
-                new = promote(eng.store, res, override)
-                start_job(eng.store, "reindex", {"model": str(new)})
-                st.cache_resource.clear()
-                st.success(f"{new.name} is active; re-indexing in the background.")
-            except (ValueError, RuntimeError) as exc:
-                st.error(str(exc))
-        if b2.button("Discard", key="finetune_discard"):
-            try:
-                st.success(f"Discarded {discard_model(eng.store, res['model_dir']).name}.")
-            except (ValueError, OSError) as exc:
-                st.error(str(exc))
+    b1, b2 = st.columns(2)
+    if "promote" in actions and b1.button("Promote and re-index", key="finetune_promote", type="primary"):
+        try:
+            new, reindex = promote_job(eng.store, job["id"], override)
+            st.cache_resource.clear()
+            st.session_state["finetune_flash"] = {"level": "success", "while": ("latest", reindex),
+                                                  "text": f"{model_name(new)} is active; re-indexing in the background."}
+        except (ValueError, RuntimeError) as exc:
+            st.session_state["finetune_flash"] = {"level": "error", "text": str(exc), "while": ("latest", job["id"])}
+        st.rerun(scope="fragment")
+    if "discard" in actions and b2.button("Discard", key="finetune_discard"):
+        try:
+            gone = discard_job(eng.store, job["id"])
+            st.session_state["finetune_flash"] = {"level": "success", "text": f"Discarded {gone.name}.",
+                                                  "while": ("latest", job["id"])}
+        except (ValueError, OSError) as exc:
+            st.session_state["finetune_flash"] = {"level": "error", "text": str(exc), "while": ("latest", job["id"])}
+        st.rerun(scope="fragment")
 
 
 job_panel()

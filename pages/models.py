@@ -5,7 +5,7 @@ Works from the store alone, so a model that fails to load can always be rolled b
 import streamlit as st
 
 from pages._common import get_engine, routed
-from xmr_core.registry import activate, active_model_dir, list_models, rollback
+from xmr_core.registry import activate, active_model_dir, history, list_models, model_name, rollback
 from xmr_core.service import open_store
 
 routed(__file__)
@@ -24,19 +24,31 @@ for m in models:
                  "R/D": round(val.get("rd_ratio", {}).get("all", float("nan")), 3),
                  "latency ms": round(fast.get("latency_ms_p50", float("nan")), 2)})
 st.dataframe(rows, hide_index=True)
-active = next((m["name"] for m in models if m["active"]), active_model_dir(store).name)
+active = next((m["name"] for m in models if m["active"]), model_name(active_model_dir(store)))
 st.caption(f"Active: {active} (metrics on the held-out `val` fonts; "
            "latency is preprocess + embed of one image on one thread).")
-names = [m["name"] for m in models]
-choice = st.selectbox("Model", names, key="models_choice")
+others = [m for m in models if not m["active"]]
+past = [p for p in history(store) if (p / "config.json").exists()]
 c1, c2 = st.columns(2)
-if c1.button("Activate", key="models_activate"):
-    activate(store, next(m["path"] for m in models if m["name"] == choice))
-    get_engine.clear()
-    st.success(f"{choice} is active; the index is rebuilt for it on next use.")
-if c2.button("Roll back", key="models_rollback"):
-    try:
-        st.success(f"rolled back to {rollback(store).name}")
-        get_engine.clear()
-    except ValueError as exc:
-        st.error(str(exc))
+with c1:
+    if others:
+        choice = st.selectbox("Model", [m["name"] for m in others], key="models_choice")
+        if st.button("Activate", key="models_activate"):
+            activate(store, next(m["path"] for m in others if m["name"] == choice))
+            get_engine.clear()
+            st.session_state["models_flash"] = ("success", f"{choice} is active; the index is rebuilt for it on next use.")
+            st.rerun()
+with c2:
+    if past:
+        if st.button(f"Roll back to {model_name(past[-1])}", key="models_rollback"):
+            try:
+                st.session_state["models_flash"] = ("success", f"rolled back to {model_name(rollback(store))}")
+                get_engine.clear()
+            except ValueError as exc:
+                st.session_state["models_flash"] = ("error", str(exc))
+            st.rerun()
+    else:
+        st.caption("No earlier model to roll back to.")
+if "models_flash" in st.session_state:  # the outcome of the click that led to this run
+    level, text = st.session_state.pop("models_flash")
+    getattr(st, level)(text)

@@ -93,3 +93,51 @@ def test_promotion_refuses_a_worse_model(tmp_path):
     with pytest.raises(ValueError, match="worse"):
         promote(s, res)
     assert promote(s, res, override=True) == d and active_model_dir(s) == d.resolve()
+
+
+def test_roll_back_walks_back_through_the_models_activated(tmp_path):
+    """Before: a second Roll back switched back to the model the first one left."""
+    from xmr_core.registry import DEFAULT_MODEL, activate, active_model_dir, rollback
+    from xmr_core.store import Store
+
+    s = Store(tmp_path / "d")
+    a, b = (tmp_path / n for n in "ab")
+    for d in (a, b):
+        d.mkdir()
+        (d / "config.json").write_text("{}")
+    activate(s, a)
+    activate(s, b)
+    assert rollback(s) == a.resolve() and active_model_dir(s) == a.resolve()
+    assert rollback(s).resolve() == DEFAULT_MODEL.resolve()
+    with pytest.raises(ValueError, match="no earlier model"):
+        rollback(s)
+    assert active_model_dir(s).resolve() == DEFAULT_MODEL.resolve()
+
+
+def test_a_finished_finetune_is_promoted_or_discarded_once(lexicon, tmp_path):
+    """Before: finished, promoted and discarded jobs all kept Promote and Discard."""
+    from xmr_core.jobs import discard_job, job_actions, promote_job
+    from xmr_core.registry import active_model_dir
+
+    lex = Lexicon(lexicon.concepts[:5])
+    eng = Engine(tmp_path / "data", model_dir=save_model_dir(DualEncoder(SMALL).eval(), lex, tmp_path / "base"))
+    store = eng.store
+    jobs = []
+    for name in ("one", "two"):
+        model = save_model_dir(DualEncoder(SMALL).eval(), lex, store.root / "models" / name / "model")
+        j = store.create_job("finetune", {"name": name})
+        store.update_job(j, status="done", result={"model_dir": str(model), "before": {"val_fonts": {"within_acc@1": 0.5}},
+                                                    "after": {"val_fonts": {"within_acc@1": 0.6}}})
+        jobs.append((j, model))
+    (j1, m1), (j2, m2) = jobs
+    assert job_actions(store, store.get_job(j1)) == ["promote", "discard"]
+    new, reindex = promote_job(store, j1)
+    assert new == m1 and active_model_dir(store) == m1.resolve()
+    assert store.get_job(j1)["status"] == "promoted" and job_actions(store, store.get_job(j1)) == []
+    with pytest.raises(ValueError, match="cannot be promoted"):
+        promote_job(store, j1)
+    assert _wait(store, reindex)["status"] == "done"
+    assert discard_job(store, j2).name == "two" and not m2.exists()
+    assert store.get_job(j2)["status"] == "discarded" and job_actions(store, store.get_job(j2)) == []
+    running = store.create_job("finetune", {"name": "three"})
+    assert job_actions(store, store.get_job(running)) == []

@@ -11,7 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .registry import new_model_dir
+from .registry import active_model_dir, discard_model, history, model_name, new_model_dir, promote
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,39 @@ def refresh_dead_jobs(store: Store) -> None:
         if job["status"] in ("queued", "running") and job["pid"] and not _alive(job["pid"]):
             store.update_job(job["id"], status="failed", message="the job's process ended unexpectedly",
                              finished=time.time())
+
+
+def job_actions(store: Store, job: dict) -> list[str]:
+    """What can be done with a job's result now, read from the store: a finished fine-tune whose model
+    still exists and is not in use can be promoted or discarded; nothing else can."""
+    if job["kind"] != "finetune" or job["status"] != "done":
+        return []
+    model = Path(job["result"].get("model_dir", ""))
+    if not (model / "config.json").exists() or model.resolve() == active_model_dir(store).resolve():
+        return []
+    held = [p.resolve() for p in history(store)[-1:]]
+    return ["promote"] if model.resolve() in held else ["promote", "discard"]
+
+
+def promote_job(store: Store, job_id: int, override: bool = False) -> tuple[Path, int]:
+    """Activate a finished fine-tune's model (registry.promote's guard applies), mark the job promoted
+    and start re-indexing for the new model; the model and the re-index job."""
+    job = store.get_job(job_id)
+    if "promote" not in job_actions(store, job):
+        raise ValueError(f"job {job_id} is {job['status']}: its model cannot be promoted")
+    new = promote(store, job["result"], override)
+    store.update_job(job_id, status="promoted", message=f"promoted: {model_name(new)}")
+    return new, start_job(store, "reindex", {"model": str(new)})
+
+
+def discard_job(store: Store, job_id: int) -> Path:
+    """Delete a finished fine-tune's model and mark the job discarded."""
+    job = store.get_job(job_id)
+    if "discard" not in job_actions(store, job):
+        raise ValueError(f"job {job_id} is {job['status']}: its model cannot be discarded")
+    folder = discard_model(store, job["result"]["model_dir"])
+    store.update_job(job_id, status="discarded", message=f"discarded: {folder.name}")
+    return folder
 
 
 def run_job(root: Path | str, job_id: int) -> None:

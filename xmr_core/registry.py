@@ -54,9 +54,10 @@ def discard_model(store: Store, path: Path | str) -> Path:
     """Delete a fine-tuned model's folder. Only a folder inside the models directory, and never the
     active model or the one a rollback returns to."""
     folder = inside_models(store, path)
-    for key, what in (("active_model", "the active model"), ("previous_model", "the model a roll back returns to")):
-        held = store.get_meta(key)
-        if held and (Path(held).resolve() == folder or folder in Path(held).resolve().parents):
+    held = [(store.get_meta("active_model"), "the active model")]
+    held += [(str(p), "the model a roll back returns to") for p in history(store)[-1:]]
+    for path, what in held:
+        if path and (Path(path).resolve() == folder or folder in Path(path).resolve().parents):
             raise ValueError(f"{folder.name} is {what}: activate another model first")
     shutil.rmtree(folder)
     return folder
@@ -83,7 +84,7 @@ def list_models(store: Store) -> list[dict]:
     for d in dirs:
         metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else {}
         reads = "reading" in json.loads((d / "config.json").read_text())
-        out.append({"name": d.parent.name if d.name == "model" else d.name, "path": str(d), "id": model_id(d),
+        out.append({"name": model_name(d), "path": str(d), "id": model_id(d),
                     "active": d.resolve() == active.resolve(), "reads": reads,
                     "size_mb": round(sum(p.stat().st_size for p in d.iterdir() if p.is_file()) / 1e6, 2),
                     "metrics": metrics})
@@ -98,21 +99,50 @@ def active_model_dir(store: Store) -> Path:
     return DEFAULT_MODEL
 
 
+def model_name(model_dir: Path | str) -> str:
+    """The name a model goes by: its folder's, or for a fine-tune's `<name>/model` the folder above."""
+    d = Path(model_dir)
+    return d.parent.name if d.name == "model" else d.name
+
+
+def history(store: Store) -> list[Path]:
+    """The models a roll back returns to, the most recent last (activations push, roll backs pop)."""
+    raw = store.get_meta("model_history")
+    if raw is None:  # a store from before the history: its one previous model
+        prev = store.get_meta("previous_model")
+        return [Path(prev)] if prev else []
+    return [Path(p) for p in json.loads(raw)]
+
+
+def _set_history(store: Store, paths: list[Path]) -> None:
+    paths = paths[-20:]
+    store.set_meta("model_history", json.dumps([str(p) for p in paths]))
+    store.set_meta("previous_model", str(paths[-1]) if paths else "")
+
+
 def activate(store: Store, model_dir: Path | str) -> None:
-    """Point the store at a model directory, remembering the previous one for rollback."""
+    """Point the store at a model directory, remembering the one it replaces for a roll back."""
     d = Path(model_dir).resolve()
     if not (d / "config.json").exists():
         raise ValueError(f"{d} is not a model directory")
-    store.set_meta("previous_model", str(active_model_dir(store).resolve()))
+    current = active_model_dir(store).resolve()
+    if current != d:
+        _set_history(store, history(store) + [current])
     store.set_meta("active_model", str(d))
 
 
 def rollback(store: Store) -> Path:
-    prev = store.get_meta("previous_model")
-    if not prev:
-        raise ValueError("no previous model to roll back to")
-    activate(store, prev)
-    return Path(prev)
+    """Return to the model that was active before the current one (again: to the one before that);
+    ValueError when there is none (a model since deleted is skipped)."""
+    past = history(store)
+    while past and not (past[-1] / "config.json").exists():
+        past.pop()
+    if not past:
+        raise ValueError("no earlier model to roll back to")
+    prev = past.pop()
+    _set_history(store, past)
+    store.set_meta("active_model", str(prev))
+    return prev
 
 
 def promote(store: Store, result: dict, override: bool = False) -> Path:

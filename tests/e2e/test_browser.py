@@ -347,6 +347,8 @@ def test_finetune_on_a_new_concept_then_promote(page, server, tmp_path):
     page.get_by_text("is still running").wait_for(timeout=30_000)
     page.get_by_role("button", name="Promote and re-index").wait_for(timeout=600_000)  # the job ended
     TIMINGS["fine-tune job (5 steps + before/after eval)"] = time.perf_counter() - t
+    settle(page)
+    assert page.get_by_text("is still running").count() == 0  # before: the refusal stayed after the job ended
     assert_no_exception(page)
     table = page.locator("[data-testid='stTable']").inner_text()
     assert "held-out fonts" in table and "held-out part of the queue" in table, table
@@ -452,3 +454,49 @@ def test_other_pages_render(page, server, path, title, ready, name):
     assert_no_exception(page)
     shot(page, name)
 
+
+
+def test_job_panel_and_models_show_what_the_store_holds(page, server):
+    """Issue 26: an error in the job panel vanished within a second, a discarded job kept Promote and
+    Discard, and a second Roll back switched back again."""
+    from xmr_core.registry import READING_MODEL
+    from xmr_core.store import Store
+
+    url, data = server
+    store = Store(data)
+    deadline = time.time() + 300  # a re-index an earlier test started
+    while any(j["status"] in ("queued", "running") for j in store.list_jobs()) and time.time() < deadline:
+        time.sleep(1)
+    spare = data / "models" / "spare" / "model"
+    shutil.copytree(READING_MODEL, spare)
+    job = store.create_job("finetune", {"name": "spare"})
+    store.update_job(job, status="done", result={
+        "model_dir": str(spare), "before": {"val_fonts": {"within_acc@1": 0.9, "cross_acc@1": 0.9}},
+        "after": {"val_fonts": {"within_acc@1": 0.8, "cross_acc@1": 0.8}}})
+    open_page(page, url + "/finetune", "Fine-tune")
+    promote = page.get_by_role("button", name="Promote and re-index")
+    promote.wait_for(timeout=30_000)
+    promote.click()
+    worse = page.locator("[data-testid='stAlertContentError']").filter(has_text="worse on the held-out fonts")
+    worse.wait_for(timeout=30_000)
+    page.wait_for_timeout(5_000)  # the panel reruns every 2 s
+    assert worse.count() == 1
+    page.get_by_role("button", name="Discard").click()
+    page.get_by_text("Discarded spare").wait_for(timeout=30_000)
+    page.wait_for_timeout(5_000)
+    assert page.get_by_text("Discarded spare").count() == 1
+    assert promote.count() == 0 and page.get_by_role("button", name="Discard").count() == 0
+    assert not spare.parent.exists() and store.get_job(job)["status"] == "discarded"
+    assert_no_exception(page)
+    open_page(page, url + "/models", "Models")
+    for _ in range(4):  # back through every model activated here, then no further
+        back = page.get_by_role("button", name=re.compile("^Roll back to"))
+        none = page.get_by_text("No earlier model to roll back to")
+        back.or_(none).first.wait_for(timeout=LOAD)
+        if none.count():
+            break
+        back.click()
+        page.get_by_text("rolled back to").wait_for(timeout=LOAD)
+    assert page.get_by_text("No earlier model to roll back to").count() == 1
+    page.get_by_text(f"Active: {READING_MODEL.name}").wait_for(timeout=LOAD)
+    assert_no_exception(page)
