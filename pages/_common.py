@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
+from PIL import Image, ImageDraw
 
 from xmr_core.service import load_engine, model_available
 
@@ -41,6 +43,30 @@ def engine_or_stop():
         st.stop()
 
 
+def drawing_image(objects: list[dict], width: int, height: int) -> np.ndarray:
+    """RGBA pixels of a canvas's free-drawn strokes (fabric.js paths: M, L and Q commands in canvas
+    coordinates), black on transparent as the canvas itself sends them."""
+    img = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    pen = ImageDraw.Draw(img)
+    for obj in objects:
+        pts, at = [], None
+        for cmd in obj.get("path") or []:
+            if cmd[0] in ("M", "L"):
+                at = (float(cmd[1]), float(cmd[2]))
+                pts.append(at)
+            elif cmd[0] == "Q" and at is not None:
+                (cx, cy), end = (float(cmd[1]), float(cmd[2])), (float(cmd[3]), float(cmd[4]))
+                pts += [((1 - t) ** 2 * at[0] + 2 * (1 - t) * t * cx + t * t * end[0],
+                         (1 - t) ** 2 * at[1] + 2 * (1 - t) * t * cy + t * t * end[1]) for t in np.linspace(0.1, 1, 8)]
+                at = end
+        w = max(1, round(float(obj.get("strokeWidth", 10))))
+        if len(pts) > 1:
+            pen.line(pts, fill=(0, 0, 0, 255), width=w, joint="curve")
+        for x, y in pts[:1] + pts[-1:]:  # round caps
+            pen.ellipse((x - w / 2, y - w / 2, x + w / 2, y + w / 2), fill=(0, 0, 0, 255))
+    return np.asarray(img)
+
+
 def md(text: str) -> str:
     """User text made safe to show inside markdown: shown as typed, never as links, images or formatting.
     Markdown syntax is backslash-escaped; bare URLs and e-mail addresses, which GitHub-flavoured markdown
@@ -51,8 +77,9 @@ def md(text: str) -> str:
     return out
 
 
-def show_hits(hits, by_script: bool, columns: int = 5) -> None:
-    """A grid of results: thumbnail, script, the concept's three words, score."""
+def show_hits(hits, by_script: bool, columns: int = 5, details=None) -> None:
+    """A grid of results: thumbnail, script, the concept's three words, score; with an engine as
+    `details`, each opens larger with where it came from."""
     if not hits:
         st.info("No results in the chosen scripts.")
         return
@@ -71,3 +98,19 @@ def show_hits(hits, by_script: bool, columns: int = 5) -> None:
                     st.image(str(h.path), width="stretch")
                 words = " · ".join(md(w) for w in h.words.values()) if h.words else "unlabelled"
                 st.caption(f"**{LANG_NAMES.get(h.lang or '', '?')}** · {words} · score {h.score:.3f}")
+                if details is not None and st.button("Open", key=f"hit_open_{h.item_id}", type="tertiary"):
+                    hit_details(details, h)
+
+
+@st.dialog("Result", width="large")
+def hit_details(eng, h) -> None:
+    """One hit, larger, with its source, collection, reading and the page it was cut from."""
+    if not h.missing:
+        st.image(str(h.path))
+    words = " / ".join(md(w) for w in h.words.values()) if h.words else "unlabelled"
+    reading = eng.store.readings(eng.model_id, [h.item_id]).get(h.item_id)
+    st.markdown(f"**{words}** · {LANG_NAMES.get(h.lang or '', 'script unknown')} · score {h.score:.3f}")
+    st.markdown(f"Item {h.item_id} · collection **{md(h.collection)}** · source {md(h.source) or 'unknown'}"
+                + (f" · read as **{md(reading[0])}**" if reading and reading[0] else ""))
+    if h.page_sha256:
+        st.image(eng.page_with_box(h), caption=f"on its page, box {h.bbox}")

@@ -1,9 +1,25 @@
 """Search: draw, upload or type a word; results in all three scripts."""
 
+from collections import Counter
+
 import streamlit as st
 
-from pages._common import LANG_NAMES, engine_or_stop, md, routed, show_hits
-from xmr_core.preprocess import to_preview
+from pages._common import LANG_NAMES, drawing_image, engine_or_stop, md, routed, show_hits
+from xmr_core.preprocess import open_image, to_preview
+
+CANVAS_W, CANVAS_H = 640, 220
+# The canvas is drawn at CANVAS_W pixels and zoomed down to the column it is in (a narrow window, a
+# phone): the drawing keeps its pixels; the canvas maps the pointer through the zoom. Media queries for
+# browsers without CSS typed arithmetic.
+FIT_CANVAS = f"""<style>
+div:has(> div[class*="st-key-search_canvas_"]) {{ container-type: inline-size; }}
+div[class*="st-key-search_canvas_"] > * {{ zoom: min(1, calc(100cqw / {CANVAS_W + 2}px)); }}
+@supports not (zoom: calc(1px / 1px)) {{
+  @media (max-width: 1000px) {{ div[class*="st-key-search_canvas_"] > * {{ zoom: 0.68; }} }}
+  @media (max-width: 700px) {{ div[class*="st-key-search_canvas_"] > * {{ zoom: 0.55; }} }}
+}}
+</style>"""
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "heic"]
 
 routed(__file__)
 st.title("Search handwriting")
@@ -12,40 +28,76 @@ eng = engine_or_stop()
 with st.sidebar:
     langs = st.multiselect("Target scripts", list(LANG_NAMES), default=list(LANG_NAMES),
                            format_func=LANG_NAMES.get, key="search_langs")
-    k = st.slider("Results", 1, 50, 15, key="search_k")
     by_script = st.toggle("Group by script", value=True, key="search_group")
+    k = st.slider("Results per script" if by_script else "Results", 1, 50, 15, key="search_k")
     show_view = st.toggle("Show what the model sees", value=False, key="search_view")
 
 draw_tab, upload_tab, type_tab = st.tabs(["✏️ Draw", "📤 Upload", "⌨️ Type"])
-query = None
+query, problem = None, None
 with draw_tab:
     from streamlit_drawable_canvas import st_canvas
 
     width = st.slider("Pen width", 3, 30, 10, key="search_pen")
-    canvas = st_canvas(stroke_width=width, stroke_color="#000000", background_color="", height=220, width=640,
-                       drawing_mode="freedraw", return_image_data=True, key="search_canvas")
-    if st.button("Search drawing", key="search_draw_btn", type="primary"):
-        if canvas.image_data is None or canvas.image_data[..., 3].max() == 0:
-            st.error("The canvas is empty: draw a word first.")
+    n = st.session_state.setdefault("search_canvas_n", 0)  # a new key is a fresh, empty canvas
+    st.html(FIT_CANVAS)
+    canvas = st_canvas(stroke_width=width, stroke_color="#000000", background_color="", height=CANVAS_H,
+                       width=CANVAS_W, drawing_mode="freedraw", return_image_data=True, key=f"search_canvas_{n}",
+                       initial_drawing=st.session_state.get("search_canvas_init"))
+    strokes = (canvas.json_data or {}).get("objects") or []
+    b1, b2, b3, _ = st.columns([1, 1, 1, 2])
+    if b1.button("Search drawing", key="search_draw_btn", type="primary"):
+        # a canvas remounted by Undo shows its strokes but sends no image until the next stroke: drawn here
+        image = canvas.image_data if canvas.image_data is not None and canvas.image_data[..., 3].any() else (
+            drawing_image(strokes, CANVAS_W, CANVAS_H) if strokes else None)
+        if image is None:
+            problem = "The canvas is empty: draw a word first."
         else:
-            query = {"image": canvas.image_data}
+            query = {"image": image}
+    if b2.button("Undo the last stroke", key="search_undo", icon="↩️", disabled=not strokes):
+        st.session_state["search_canvas_init"] = {**canvas.json_data, "objects": strokes[:-1]}
+        st.session_state["search_canvas_n"] = n + 1
+        st.rerun()
+    if b3.button("Clear the canvas", key="search_clear", icon="🧹", disabled=not strokes):
+        st.session_state["search_canvas_init"] = None
+        st.session_state["search_canvas_n"] = n + 1
+        st.rerun()
 with upload_tab:
-    up = st.file_uploader("An image of one handwritten word", type=["png", "jpg", "jpeg", "webp", "bmp", "tif",
-                                                                    "tiff", "heic"], key="search_upload")
-    if up is not None and st.button("Search upload", key="search_up_btn", type="primary"):
-        query = {"image": up.getvalue()}
+    up = st.file_uploader("An image of one handwritten word", type=UPLOAD_TYPES, key="search_upload")
+    if up is not None:
+        try:
+            img = open_image(up.getvalue())
+            img.thumbnail((480, 160))
+            st.image(img, caption=f"{up.name} ({img.width} x {img.height} shown)")
+            if st.button("Search upload", key="search_up_btn", type="primary"):
+                query = {"image": up.getvalue()}
+        except ValueError as exc:
+            st.error(f"{up.name} cannot be searched: {exc}.")
 with type_tab:
-    text = st.text_input("A word in any language", key="search_text", placeholder="gato, 猫, cat ...")
-    if st.button("Search text", key="search_text_btn", type="primary"):
-        query = {"text": text}
+    with st.form("search_text_form", border=False):  # Enter in the box submits the form
+        text = st.text_input("A word in any language", key="search_text", placeholder="gato, 猫, cat ...")
+        if st.form_submit_button("Search text", type="primary", key="search_text_btn"):
+            query = {"text": text}
+
+
+def run(q: dict, pages: int) -> None:
+    """Search and keep the answer (and the query, for "Show more") in the session; a bad query is
+    reported above the results it leaves in place."""
+    try:
+        hits, info = eng.search(k=min(1000, k * pages), languages=langs or list(LANG_NAMES), per_script=by_script, **q)
+    except ValueError as exc:
+        st.session_state["search_problem"] = str(exc)
+        return
+    st.session_state.pop("search_problem", None)
+    st.session_state["search_last"] = (hits, info)
+    st.session_state["search_query"] = (q, pages)
+
 
 if query is not None:
-    try:
-        hits, info = eng.search(k=k, languages=langs or list(LANG_NAMES), **query)
-    except ValueError as exc:
-        st.error(str(exc))
-        st.stop()
-    st.session_state["search_last"] = (hits, info)
+    run(query, 1)
+elif problem:
+    st.session_state["search_problem"] = problem
+if st.session_state.get("search_problem"):
+    st.error(st.session_state["search_problem"])
 
 if "search_last" in st.session_state:
     hits, info = st.session_state["search_last"]
@@ -59,15 +111,9 @@ if "search_last" in st.session_state:
             with st.form("search_terms_form"):
                 edited = {lg: st.text_input(LANG_NAMES[lg], ", ".join(info.terms.get(lg, [])), key=f"search_terms_{lg}_{abs(hash((info.text, str(info.terms))))}")
                           for lg in LANG_NAMES}
-                if st.form_submit_button("Search these terms"):
+                if st.form_submit_button("Search these terms", key="search_terms_btn"):
                     terms = {lg: [w.strip() for w in v.split(",") if w.strip()] for lg, v in edited.items()}
-                    try:
-                        hits, info = eng.search(text=info.text, terms={lg: v for lg, v in terms.items() if v}, k=k,
-                                                languages=langs or list(LANG_NAMES))
-                    except ValueError as exc:
-                        st.error(str(exc))
-                        st.stop()
-                    st.session_state["search_last"] = (hits, info)
+                    run({"text": info.text, "terms": {lg: v for lg, v in terms.items() if v}}, 1)
                     st.rerun()
     if info.weak:
         st.warning("Nothing in the collection matches this well. The nearest items:")
@@ -80,9 +126,10 @@ if "search_last" in st.session_state:
         if show_view and info.preview is not None:
             with cols[1]:
                 st.image(to_preview(info.preview[None]), caption="what the model sees")
-    show_hits(hits, by_script)
-    pages = [h for h in hits if h.page_sha256]
-    if pages:
-        with st.expander("Where on the page"):
-            for h in pages[:5]:
-                st.image(eng.page_with_box(h), caption=f"item {h.item_id}")
+    show_hits(hits, by_script, details=eng)
+    last, pages = st.session_state.get("search_query", (None, 1))
+    shown = Counter(h.lang for h in hits) if by_script else {"": len(hits)}
+    if last is not None and max(shown.values(), default=0) >= k * pages and k * (pages + 1) <= 1000:
+        if st.button(f"Show {k} more" + (" per script" if by_script else ""), key="search_more"):
+            run(last, pages + 1)
+            st.rerun()

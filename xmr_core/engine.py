@@ -60,6 +60,7 @@ class Hit:
     bbox: tuple[int, int, int, int] | None
     page_sha256: str
     missing: bool = False  # the image file is gone from the data folder (`xmr doctor` finds these)
+    source: str = ""  # where the image came from (a file name, or a page's name and the word's box)
 
 
 @dataclass
@@ -462,8 +463,9 @@ class Engine:
 
     def search(self, image: ImageInput | None = None, text: str | None = None, k: int = 10,
                languages: Iterable[str] = LANGS, collection: str | None = None,
-               terms: dict[str, list[str]] | None = None) -> tuple[list[Hit], QueryInfo]:
-        """Items nearest to an image or a typed word, restricted to `languages` and a collection.
+               terms: dict[str, list[str]] | None = None, per_script: bool = False) -> tuple[list[Hit], QueryInfo]:
+        """Items nearest to an image or a typed word, restricted to `languages` and a collection: the
+        best `k` of all, or with `per_script` the best `k` of each script (best first either way).
 
         A typed word is searched, with a reading model, as its words in the three scripts (`terms`, or
         `query_terms`: shown in `QueryInfo.terms`, editable by the caller) by meaning and by reading."""
@@ -500,13 +502,18 @@ class Engine:
         if collection is not None:
             self.check_collection(collection)
         self.refresh()
+        ranked: list[tuple[int, float]] = []
         with self._lock:
-            allowed = self._allowed_ids(languages, collection)
-            if info.terms:
-                ranked = self._search_terms(info.terms, int(k), allowed, q if image is not None else None)
-                scores, ids = np.array([[s for _, s in ranked]]), np.array([[i for i, _ in ranked]], np.int64)
-            else:
-                scores, ids = self.index.search(q[None], int(k), allowed=allowed)
+            for group in ([[lg] for lg in languages] if per_script else [languages]):
+                allowed = self._allowed_ids(group, collection)
+                if info.terms:
+                    ranked += self._search_terms(info.terms, int(k), allowed, q if image is not None else None)
+                else:
+                    s, i = self.index.search(q[None], int(k), allowed=allowed)
+                    ranked += [(int(a), float(b)) for a, b in zip(i[0], s[0]) if a >= 0]
+        if per_script:
+            ranked.sort(key=lambda r: -r[1])
+        scores, ids = np.array([[s for _, s in ranked]]), np.array([[i for i, _ in ranked]], np.int64)
         info.weak = bool(info.terms) and (not len(scores[0]) or float(scores[0][0]) < NO_MATCH_BELOW)
         items = self.store.get_items([int(i) for i in ids[0] if i >= 0])
         hits = []
@@ -519,7 +526,7 @@ class Engine:
                 c = self.lexicon.get(it.concept_id)
                 words = {lang: c.word(lang) for lang in LANGS}
             hits.append(Hit(it.id, float(s), it.path, it.collection, it.concept_id, it.lang, words, it.bbox,
-                            it.page_sha256, missing=not it.path.exists()))
+                            it.page_sha256, missing=not it.path.exists(), source=it.source))
         return hits, info
 
     def check_collection(self, name: str) -> None:

@@ -132,7 +132,7 @@ def test_a_typed_word_shows_the_terms_searched_and_they_can_be_edited(app_env, t
     es.input("vela")
     for lg in ("zh", "en"):
         next(t for t in at.text_input if t.key.startswith(f"search_terms_{lg}")).input("")
-    at.button[-1].click().run()  # the form's submit button
+    at.button(key="search_terms_btn").click().run()
     assert not at.exception and not at.error
     said = " ".join(m.value for m in at.markdown)
     assert "**vela**" in said and "雨伞" not in said

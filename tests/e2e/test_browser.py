@@ -252,11 +252,11 @@ def test_bad_inputs_show_messages(page, server, tmp_path):
     page.get_by_role("tab", name="Upload").click()
     upload(page, bad)
     error = page.locator("[data-testid='stAlertContentError']")
-    click_until(page, "Search upload", error.filter(has_text="not a readable image"))
+    error.filter(has_text="not a readable image").wait_for(timeout=60_000)  # said on upload, in words
     huge = tmp_path / "huge.png"  # 11,000 x 11,000 pixels: over the 120 MP limit
     Image.new("1", (11_000, 11_000), 1).save(huge)
     upload(page, huge)
-    click_until(page, "Search upload", error.filter(has_text="the limit is"), timeout=90_000)
+    error.filter(has_text="the limit is").wait_for(timeout=90_000)
     scan = tmp_path / "scan.png"  # a 50 MP scan with one word on it is searched, not refused
     sheet = Image.new("L", (8_660, 5_774), 255)
     ink = rasterise(word_strokes("silla", "es", 640, 220, seed=0), 640, 220, pen=10)
@@ -265,6 +265,81 @@ def test_bad_inputs_show_messages(page, server, tmp_path):
     upload(page, scan)
     click_until(page, "Search upload", page.get_by_text(RECOGNISED), timeout=90_000)
     assert_no_exception(page)
+
+
+def test_search_page_keeps_up(page, server, tmp_path):
+    """Issue 26, the Search page: Enter searches; an error sits above the results instead of clearing
+    them; an upload shows its preview, a file that is no image says so at once; a result opens larger
+    with its details; more results than the slider's page, evenly per script."""
+    url, _ = server
+    open_page(page, url, "Search handwriting")
+    page.get_by_role("tab", name="Type").click()
+    box = page.get_by_label("A word in any language")
+    box.fill("mano")
+    box.press("Enter")  # before: Enter only left the box
+    page.get_by_text("detected language").wait_for(timeout=60_000)
+    wait_for_results(page)
+    page.get_by_role("heading", name="Chinese (15)").wait_for(timeout=30_000)
+    box.fill("")
+    box.press("Enter")
+    error = page.locator("[data-testid='stAlertContentError']")
+    error.first.wait_for(timeout=30_000)
+    settle(page)
+    assert page.get_by_text("detected language").count() == 1  # before: st.stop() took the results away
+    assert len([c for c in captions(page) if "score" in c]) >= 15
+    page.get_by_role("tab", name="Upload").click()
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is not an image")
+    upload(page, bad)
+    error.filter(has_text="notes.png cannot be searched").wait_for(timeout=30_000)  # before: only after a click
+    assert page.get_by_role("button", name="Search upload").count() == 0
+    good = tmp_path / "silla.png"
+    good.write_bytes(png_of(("silla", "es")))
+    upload(page, good)
+    page.locator("[data-testid='stImage']").filter(has_text="silla.png").first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Show 15 more per script").click()
+    page.get_by_role("heading", name="Chinese (30)").wait_for(timeout=60_000)
+    assert page.get_by_role("heading", name="English (30)").count() == 1
+    page.get_by_role("button", name="Open").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("collection").wait_for(timeout=30_000)
+    assert "source" in dialog.inner_text() and dialog.locator("img").count() >= 1
+    assert_no_exception(page)
+
+
+@pytest.mark.parametrize("width", [900, 390])
+def test_the_canvas_fits_a_narrow_window(browser, server, width):
+    """Before: a fixed 640 px canvas, cut off at 900 and 390 px; and undo only as a hover icon."""
+    url, _ = server
+    ctx = browser.new_context(viewport={"width": width, "height": 900})
+    page = ctx.new_page()
+    open_page(page, url, "Search handwriting")
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=LOAD)
+    box = canvas.bounding_box()
+    main = page.locator("[data-testid='stMainBlockContainer']").first.bounding_box()
+    assert box["x"] + box["width"] <= main["x"] + main["width"] + 1 and box["x"] + box["width"] <= width, (box, main)
+    draw(page, 0, "冬天", "zh")
+    page.mouse.move(box["x"] + 4, box["y"] + 4)  # a stray stroke, taken back with the labelled Undo
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] - 4, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(800)
+    settle(page)
+    page.get_by_role("button", name="Undo the last stroke").click()
+    settle(page)
+    page.get_by_role("button", name="Search drawing").click()
+    page.get_by_text(RECOGNISED).wait_for(timeout=60_000)
+    wait_for_results(page)
+    assert any("winter" in c for c in captions(page)[:5]), captions(page)[:5]
+    page.get_by_role("button", name="Clear the canvas").click()
+    settle(page)
+    page.get_by_role("button", name="Search drawing").click()
+    page.get_by_text("The canvas is empty").wait_for(timeout=30_000)
+    if width == 390:
+        shot(page, "search-narrow")
+    assert_no_exception(page)
+    ctx.close()
 
 
 def queue_size(page) -> int:
