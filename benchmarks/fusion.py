@@ -24,7 +24,7 @@ from xmr_core.lexicon import LANGS
 
 def queries(engine: Engine, n: int, seed: int = 11) -> list[tuple[bytes, str, str]]:
     """Other renders of the held-out fonts (another seed): (PNG bytes, concept, language)."""
-    images, labels = render_val_words(engine.lexicon, n, seed)
+    images, labels = render_val_words(engine.lexicon, n, seed, concepts=engine.lexicon.concepts[:n])
     return [(raw, concept, lang) for (_, raw), (concept, lang) in zip(images, labels)]
 
 

@@ -8,16 +8,29 @@ import numpy as np
 import streamlit as st
 from PIL import Image, ImageDraw
 
+from xmr_core.demo import demo_job
+from xmr_core.jobs import refresh_dead_jobs
 from xmr_core.service import load_engine, model_available
 
 LANG_NAMES = {"zh": "Chinese", "en": "English", "es": "Spanish"}
 ZWSP = "\u200b"
 
 
-@st.cache_resource(show_spinner="Loading the model, the store and the index...")
+@st.cache_resource(show_spinner="Loading the model, the store and the index (a first start also renders "
+                                "the demo's first concepts)...")
 def get_engine():
     """The engine for the data folder (built once per server; a first start adds the demo collection)."""
     return load_engine()
+
+
+@st.fragment(run_every=3)
+def demo_progress(store) -> None:
+    """While the demo collection fills in the background: how far it is (search works meanwhile)."""
+    refresh_dead_jobs(store)
+    job = demo_job(store)
+    if job is not None and job["status"] in ("queued", "running"):
+        st.progress(min(1.0, job["progress"]), text=f"Building the demo collection in the background: "
+                    f"{job['message'] or 'starting'}. Search works on what is there.")
 
 
 def routed(page_file: str) -> None:
@@ -98,7 +111,7 @@ def show_hits(hits, by_script: bool, columns: int = 5, details=None) -> None:
                     st.image(str(h.path), width="stretch")
                 words = " · ".join(md(w) for w in h.words.values()) if h.words else "unlabelled"
                 st.caption(f"**{LANG_NAMES.get(h.lang or '', '?')}** · {words} · score {h.score:.3f}")
-                if details is not None and st.button("Open", key=f"hit_open_{h.item_id}", type="tertiary"):
+                if details is not None and st.button("Details", key=f"hit_open_{h.item_id}", type="tertiary", icon="🔍"):
                     hit_details(details, h)
 
 
@@ -106,7 +119,9 @@ def show_hits(hits, by_script: bool, columns: int = 5, details=None) -> None:
 def hit_details(eng, h) -> None:
     """One hit, larger, with its source, collection, reading and the page it was cut from."""
     if not h.missing:
-        st.image(str(h.path))
+        img = Image.open(h.path)
+        f = min(640 / img.width, 240 / img.height)
+        st.image(img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))), Image.LANCZOS))
     words = " / ".join(md(w) for w in h.words.values()) if h.words else "unlabelled"
     reading = eng.store.readings(eng.model_id, [h.item_id]).get(h.item_id)
     st.markdown(f"**{words}** · {LANG_NAMES.get(h.lang or '', 'script unknown')} · score {h.score:.3f}")

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from pages._common import LANG_NAMES, engine_or_stop, md, routed
-from xmr_core.annotate import create_concept, export_manifest, save_annotation, suggest
+from xmr_core.annotate import create_concept, queue_zip, save_annotation, suggest
 
 routed(__file__)
 st.title("Annotate samples")
@@ -90,6 +90,6 @@ for a in queue[:60]:
     if cols[3].button("Delete", key=f"annotate_delete_{a['id']}"):
         eng.store.delete_annotation(a["id"])
         st.rerun()
-if queue and st.button("Export the queue as a manifest", key="annotate_export"):
-    path = export_manifest(eng, eng.store.root / "exports" / "queue")
-    st.success(f"Wrote {path}")
+if queue:
+    st.download_button("Download the queue (images and manifest.csv, zip)", queue_zip(eng), "xmr-queue.zip",
+                       mime="application/zip", key="annotate_export", on_click="ignore")

@@ -3,7 +3,9 @@
 import streamlit as st
 
 from pages._common import engine_or_stop, routed
-from xmr_core.plots import accuracy_matrix_figure, embedding_figure
+from xmr_core.plots import accuracy_matrix_figure, embedding_figure, own_anchor_share
+
+SAMPLE = 300  # images t-SNE maps by default (about 15 s on one core; all 900 of the demo take about 30)
 
 routed(__file__)
 st.title("Explore the embedding space")
@@ -14,26 +16,48 @@ if not collections:
     st.stop()
 c1, c2, c3 = st.columns(3)
 collection = c1.selectbox("Collection", collections, key="explore_collection")
-method = c2.radio("Projection", ["pca", "tsne"], format_func={"pca": "PCA (fast)", "tsne": "t-SNE"}.get,
-                  horizontal=True, key="explore_method")
+method = c2.radio("Projection", ["tsne", "pca"], horizontal=True, key="explore_method",
+                  format_func={"tsne": f"t-SNE ({SAMPLE} images)", "pca": "PCA (all, fast)"}.get,
+                  help="t-SNE keeps a concept's scripts and anchors together (measured below the map); "
+                       "PCA of hundreds of concepts in two dimensions cannot.")
 color = c3.radio("Colour by", ["lang", "concept", "style"], horizontal=True, key="explore_color",
                  format_func={"lang": "script", "concept": "concept", "style": "style (font or hand)"}.get)
 pick = st.multiselect("Concepts to show (empty: all, up to 1,500 images)", eng.lexicon.ids(), key="explore_concepts",
                       format_func=lambda c: " / ".join(eng.lexicon.get(c).word(lg) for lg in ("zh", "en", "es")))
 
 
-@st.cache_data(show_spinner="Projecting the embeddings...", max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16)
 def _frame(model_id: str, collection: str, concepts: tuple, method: str, n_items: int):
-    return eng.explore(collection, list(concepts) or None, method)
+    """The map of a collection state (its model, items and choices): computed once, then cached."""
+    limit = SAMPLE if method == "tsne" and not concepts else 1500
+    return eng.explore(collection, list(concepts) or None, method, max_items=limit)
 
 
+key = (eng.model_id, collection, tuple(pick), method, eng.store.count_items(collection))
 try:
-    df, rd = _frame(eng.model_id, collection, tuple(pick), method, eng.store.count_items(collection))
+    if st.session_state.get("explore_done") == key:
+        df, rd = _frame(*key)
+    else:  # a new map: say what is being computed while it is
+        with st.status(f"Projecting {'a sample of ' + str(SAMPLE) if method == 'tsne' and not pick else 'the'} "
+                       f"images and their anchors by {'t-SNE (about 15 s)' if method == 'tsne' else 'PCA'}...") as box:
+            df, rd = _frame(*key)
+            box.update(label=f"Mapped {int((df.kind == 'image').sum())} images and {int((df.kind == 'anchor').sum())} "
+                             "anchors", state="complete")
+        st.session_state["explore_done"] = key
 except ValueError as exc:
     st.warning(str(exc))
     st.stop()
-event = st.plotly_chart(embedding_figure(df, color), key="explore_chart", on_select="rerun",
+if color == "concept":
+    shown = list(pick) or sorted(set(df[df.kind == "image"].concept) - {"unlabelled"})[:10]
+    st.caption(f"Coloured: {len(shown[:20])} concepts" + ("" if pick else " (choose concepts above to colour others)")
+               + "; the rest grey.")
+else:
+    shown = None
+event = st.plotly_chart(embedding_figure(df, color, shown), key="explore_chart", on_select="rerun",
                         selection_mode=("points", "box", "lasso"))
+share = own_anchor_share(df)
+if share == share:
+    st.caption(f"On this map {100 * share:.0f}% of the labelled images lie nearest an anchor of their own concept.")
 # the browser sends back item ids only; the store says which file each is (a forged event gets nothing)
 selected = eng.selected_items([p.get("customdata") for p in (event.selection.points if event else [])])[:20]
 if selected:
@@ -50,6 +74,8 @@ left, right = st.columns(2)
 with left:
     st.subheader("R/D ratio (lower is better)")
     st.dataframe([{"scripts": k, "R/D": round(v, 3)} for k, v in rd.items()], hide_index=True)
+    st.caption("all: each concept's images around their centre; zh, en, es: that script's images around their "
+               "concept's centre over all scripts.")
 with right:
     val = eng.model_metrics().get("val")
     st.subheader("Cross-lingual Acc@1 of the active model")

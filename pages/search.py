@@ -4,7 +4,9 @@ from collections import Counter
 
 import streamlit as st
 
-from pages._common import LANG_NAMES, drawing_image, engine_or_stop, md, routed, show_hits
+from pages._common import LANG_NAMES, demo_progress, drawing_image, engine_or_stop, md, routed, show_hits
+from xmr_core.demo import EXAMPLES
+from xmr_core.export import manifest_zip, rows_csv
 from xmr_core.preprocess import open_image, to_preview
 
 CANVAS_W, CANVAS_H = 640, 220
@@ -24,6 +26,7 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "heic"]
 routed(__file__)
 st.title("Search handwriting")
 eng = engine_or_stop()
+demo_progress(eng.store)
 
 with st.sidebar:
     langs = st.multiselect("Target scripts", list(LANG_NAMES), default=list(LANG_NAMES),
@@ -74,7 +77,7 @@ with upload_tab:
             st.error(f"{up.name} cannot be searched: {exc}.")
 with type_tab:
     with st.form("search_text_form", border=False):  # Enter in the box submits the form
-        text = st.text_input("A word in any language", key="search_text", placeholder="gato, 猫, cat ...")
+        text = st.text_input("A word in any language", key="search_text", placeholder=", ".join(EXAMPLES) + " ...")
         if st.form_submit_button("Search text", type="primary", key="search_text_btn"):
             query = {"text": text}
 
@@ -127,6 +130,15 @@ if "search_last" in st.session_state:
             with cols[1]:
                 st.image(to_preview(info.preview[None]), caption="what the model sees")
     show_hits(hits, by_script, details=eng)
+    if hits:
+        rows = [{"rank": n + 1, "item_id": h.item_id, "score": round(h.score, 4), "script": h.lang or "",
+                 "concept_id": h.concept_id or "", **{lg: (h.words or {}).get(lg, "") for lg in LANG_NAMES},
+                 "collection": h.collection, "source": h.source} for n, h in enumerate(hits)]
+        d1, d2, _ = st.columns([1, 1, 2])
+        d1.download_button("Download the results (CSV)", rows_csv(rows), "xmr-results.csv", mime="text/csv",
+                           key="search_csv", on_click="ignore")
+        d2.download_button("Download the images (zip)", manifest_zip([(h.path, r) for h, r in zip(hits, rows)]),
+                           "xmr-results.zip", mime="application/zip", key="search_zip", on_click="ignore")
     last, pages = st.session_state.get("search_query", (None, 1))
     shown = Counter(h.lang for h in hits) if by_script else {"": len(hits)}
     if last is not None and max(shown.values(), default=0) >= k * pages and k * (pages + 1) <= 1000:

@@ -1,10 +1,12 @@
 import csv
+import io
+import zipfile
 
 import pytest
 import torch
 from PIL import Image
 
-from xmr_core.annotate import create_concept, export_manifest, save_annotation, suggest
+from xmr_core.annotate import create_concept, queue_zip, save_annotation, suggest
 from xmr_core.checkpoint import save_model_dir
 from xmr_core.engine import Engine
 from xmr_core.evaluate import load_manifest_set
@@ -36,7 +38,8 @@ def test_suggest_save_relabel_export(engine, lexicon, fonts_ready, tmp_path):
     with pytest.raises(ValueError, match="unknown concept"):
         save_annotation(engine, _png(s.image), "no-such", "en")
     engine.store.relabel_annotation(a, ds[7].concept_id, ds[7].lang)
-    path = export_manifest(engine, tmp_path / "export")
+    zipfile.ZipFile(io.BytesIO(queue_zip(engine))).extractall(tmp_path / "export")
+    path = tmp_path / "export" / "manifest.csv"
     rows = list(csv.DictReader(open(path, encoding="utf-8")))
     assert [r["concept_id"] for r in rows] == [ds[7].concept_id] * 2 and (path.parent / rows[0]["path"]).exists()
     data = load_manifest_set(path, engine.lexicon, engine.pre)  # the export reads back as a manifest
@@ -44,8 +47,8 @@ def test_suggest_save_relabel_export(engine, lexicon, fonts_ready, tmp_path):
 
 
 def test_new_concepts_are_validated(engine):
-    c = create_concept(engine, "短尾", "quokka", "quokka")
-    assert c.concept_id == "user.quokka" and "user.quokka" in engine.lexicon
+    c = create_concept(engine, "短尾", "Quokka", "Quokka")  # Latin words lowercased, not refused
+    assert c.concept_id == "user.quokka" and "user.quokka" in engine.lexicon and (c.en, c.es) == ("quokka", "quokka")
     assert len(engine.anchors("en")) == len(engine.lexicon)
     again = Engine(engine.store.root, model_dir=engine.model_dir)  # kept in the store
     assert "user.quokka" in again.lexicon

@@ -222,9 +222,12 @@ def test_fuse_hand_computed():
     assert np.allclose(fuse(v, anchors, FusionConfig(beta=0.0, tau=1e-3))[0], [1.0, 0.0], atol=1e-6)
 
 
-def test_demo_and_explore_map(engine, fonts_ready):
+def test_demo_and_explore_map(engine, fonts_ready, monkeypatch):
     from xmr_core.demo import build_demo
 
+    import xmr_core.demo as demo
+
+    monkeypatch.setattr(demo, "READ_BACK", False)  # the untrained test model reads no render back
     n = build_demo(engine, n_concepts=6)
     assert n == engine.store.count_items("demo") and n >= 15  # 6 concepts x 3 scripts, few glyphs missing
     df, rd = engine.explore("demo", method="pca")
@@ -232,4 +235,22 @@ def test_demo_and_explore_map(engine, fonts_ready):
     assert len(images) == n and len(anchors) == 3 * images.concept.nunique()
     assert images["style"].str.len().min() > 0 and "not recorded" not in set(images["style"])  # the demo's fonts
     assert set(anchors["style"]) == {"text anchor"} and {"all", "zh", "en", "es"} <= set(rd)
+    assert all(rd[lg] > 0 for lg in ("zh", "en", "es"))  # before: 0, one image per concept and script
+    assert images["words"].str.count(" / ").eq(2).all()  # hover shows the three words
     assert np.isfinite(df[["x", "y"]].to_numpy()).all()
+
+
+def test_the_demo_leaves_out_renders_the_model_cannot_read_back(tmp_path, fonts_ready):
+    """Issue 26: an illegible demo render ("oil") turned up in many unrelated results."""
+    from xmr_core.demo import build_demo, demo_concepts, render_val_words
+    from xmr_core.registry import EDGE_MODEL
+
+    eng = Engine(tmp_path / "data", model_dir=EDGE_MODEL)
+    assert [c.en for c in demo_concepts(eng.lexicon, 2)][0] == "cat"  # the Search page's example first
+    images, labels = render_val_words(eng.lexicon, 4, seed=7)
+    wrong = [(c, lg) for (_, lg), c in zip(labels, [labels[-1][0]] * len(labels))]  # all labelled as one concept
+    rep = eng.add("t", images[:3], wrong[:3], readable_only=True)
+    assert not rep.added and all("read it back" in e for e in rep.errors.values())
+    assert eng.store.count_items() == 0 and not list((tmp_path / "data" / "images").rglob("*.png"))  # nothing kept
+    n = build_demo(eng, 4)
+    assert 9 <= n <= 12 and eng.store.count_items("demo") == n

@@ -82,3 +82,13 @@ def test_length_buckets_sort_by_language_then_length():
 
     names = ["en:10+", "zh:4+", "es:1-3", "en:4-5", "zh:1", "en:1-3"]
     assert sorted(names, key=bucket_order) == ["zh:1", "zh:4+", "en:1-3", "en:4-5", "en:10+", "es:1-3"]
+
+
+def test_rd_ratio_of_one_part_uses_every_member_for_the_centres():
+    """One script's images, one per concept: alone each is its own centre (R = 0, what Explore showed
+    for zh, en and es); measured against the concepts' centres over all scripts they have a spread."""
+    emb = np.array([[0, 1], [0, -1], [4, 3], [4, -3]], float)
+    labels, first = np.array([0, 0, 1, 1]), np.array([True, False, True, False])
+    assert rd_ratio(emb[first], labels[first]) == 0
+    assert rd_ratio(emb, labels, members=first) == pytest.approx(((1 + 3) / 2) / 4)
+    assert np.isnan(rd_ratio(emb, labels, members=np.zeros(4, bool)))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 
 from .engine import Engine, _png_bytes
+from .export import manifest_zip
 from .lexicon import LANGS, Concept, validate_concept
 from .preprocess import ImageInput, preprocess
 
@@ -45,7 +43,7 @@ def save_annotation(engine: Engine, image: ImageInput, concept_id: str, lang: st
 def create_concept(engine: Engine, zh: str, en: str, es: str) -> Concept:
     """A user-defined concept, validated, stored and usable at once (its anchors come from the text tower)."""
     en_id = re.sub(r"[^a-z0-9]+", "_", en.strip().lower()).strip("_") or "concept"
-    concept = Concept(f"user.{en_id}", zh.strip(), en.strip(), es.strip().lower(), "user")
+    concept = Concept(f"user.{en_id}", zh.strip(), en.strip().lower(), es.strip().lower(), "user")
     validate_concept(concept)
     if concept.concept_id in engine.lexicon:
         raise ValueError(f"a concept {concept.concept_id!r} exists already")
@@ -55,18 +53,9 @@ def create_concept(engine: Engine, zh: str, en: str, es: str) -> Concept:
     return concept
 
 
-def export_manifest(engine: Engine, out_dir: Path | str) -> Path:
-    """Write the queue as a labelled-image manifest (DESIGN.md contract) with the images beside it."""
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    path = out / "manifest.csv"
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "text", "lang", "concept_id", "author"])
-        for a in engine.store.list_annotations():
-            src = engine.store.root / a["path"]
-            rel = Path("images") / src.name
-            shutil.copyfile(src, out / rel)
-            w.writerow([rel.as_posix(), engine.lexicon.get(a["concept_id"]).word(a["lang"]), a["lang"],
-                        a["concept_id"], a["author"]])
-    return path
+def queue_zip(engine: Engine) -> bytes:
+    """The fine-tune queue as a zip: its images and the manifest (DESIGN.md's labelled-image columns)."""
+    return manifest_zip([(engine.store.root / a["path"], {"text": engine.lexicon.get(a["concept_id"]).word(a["lang"]),
+                                                           "lang": a["lang"], "concept_id": a["concept_id"],
+                                                           "author": a["author"]})
+                         for a in engine.store.list_annotations()])

@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.set_defaults(func=_cmd_doctor)
 
     dm = sub.add_parser("demo", help="build the demo collection (renders of held-out fonts)")
-    dm.add_argument("--concepts", type=int, default=300)
+    dm.add_argument("--concepts", type=int, default=None, help="the first N of the demo's concepts (default: all)")
     data_args(dm)
     dm.set_defaults(func=_cmd_demo)
 

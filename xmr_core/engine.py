@@ -561,11 +561,14 @@ class Engine:
     # ------------------------------------------------------------------ collections
     def add(self, collection: str, images: list[tuple[str, bytes | Image.Image]],
             labels: list[tuple[str, str] | None] | None = None, progress: Progress | None = None,
-            pages: list[tuple[str, tuple[int, int, int, int]]] | None = None) -> AddReport:
+            pages: list[tuple[str, tuple[int, int, int, int]]] | None = None,
+            readable_only: bool = False) -> AddReport:
         """Add images (source name, bytes or PIL image) to a collection, searchable at once.
 
         `labels` gives (concept_id, lang) per image or None. Unreadable or blank images are reported,
-        never fatal; what was stored before stays as it was."""
+        never fatal; what was stored before stays as it was. With `readable_only`, a labelled image the
+        model does not recognise as its own concept in its own script is reported and not added (the
+        demo: an illegible render would turn up in unrelated results)."""
         report = AddReport()
         labels = labels or [None] * len(images)
         pages = pages or [None] * len(images)  # type: ignore[list-item]
@@ -584,8 +587,7 @@ class Engine:
             except ValueError as exc:
                 report.errors[source] = str(exc)
                 continue
-            sha, rel = self.store.put_image(raw, ".png")
-            records.append({"sha256": sha, "path": rel, "source": source,
+            records.append({"raw": raw, "source": source,
                             "concept_id": label[0] if label else None, "lang": label[1] if label else None,
                             "page_sha256": page[0] if page else "", "bbox": page[1] if page else None})
             xs.append(x)
@@ -597,6 +599,21 @@ class Engine:
         # a reading model reads every image for its embedding: its scores give the scripts too
         vecs, read, readings, opens = (self._embed_read(np.stack(xs)) if self.reads
                                        else (self.embed_images(np.stack(xs)), None, None, None))
+        if readable_only:
+            ok = [rec["concept_id"] is None or int(self.concept_scores(v)[LANGS.index(rec["lang"])].argmax())
+                  == self.lexicon.index(rec["concept_id"]) for rec, v in zip(records, vecs)]
+            for rec, good in zip(records, ok):
+                if not good:
+                    report.errors[rec["source"]] = "the model does not read it back as its label"
+            keep = [n for n, good in enumerate(ok) if good]
+            records, vecs, inks = [records[n] for n in keep], vecs[keep], [inks[n] for n in keep]
+            read = read[keep] if read is not None else None
+            readings = [readings[n] for n in keep] if readings is not None else None
+            opens = [opens[n] for n in keep] if opens is not None else None
+            if not records:
+                return report
+        for rec in records:  # stored only once kept
+            rec["sha256"], rec["path"] = self.store.put_image(rec.pop("raw"), ".png")
         unlabelled = [n for n, rec in enumerate(records) if rec["lang"] is None]
         if unlabelled:  # the script each is written in: the language of the word the reader finds most likely
             scores = read[unlabelled] if read is not None else self.read_inks([inks[n] for n in unlabelled])
@@ -657,13 +674,16 @@ class Engine:
                 and (not concepts or items[i].concept_id in concepts)][:max_items]
         if not keep:
             raise ValueError("nothing to show: the collection has no items (with those concepts)")
+        def words(c: str | None) -> str:
+            return " / ".join(self.lexicon.get(c).word(lg) for lg in LANGS) if c in self.lexicon else "unlabelled"
+
         rows = [{"item_id": int(ids[n]), "lang": items[ids[n]].lang or "?", "style": _style(items[ids[n]].source),
-                 "concept": items[ids[n]].concept_id or "unlabelled",
+                 "concept": items[ids[n]].concept_id or "unlabelled", "words": words(items[ids[n]].concept_id),
                  "label": self.lexicon.get(items[ids[n]].concept_id).word(items[ids[n]].lang)
                  if items[ids[n]].concept_id in self.lexicon and items[ids[n]].lang else "?"} for n in keep]
         shown = sorted({r["concept"] for r in rows if r["concept"] in self.lexicon})
         anchor_vecs = np.array([self.anchors(lg)[self.lexicon.index(c)] for c in shown for lg in LANGS])
-        anchor_rows = [{"item_id": -1, "lang": lg, "style": "text anchor", "concept": c,
+        anchor_rows = [{"item_id": -1, "lang": lg, "style": "text anchor", "concept": c, "words": words(c),
                         "label": self.lexicon.get(c).word(lg)}
                        for c in shown for lg in LANGS]
         df = embedding_frame(vecs[keep], rows, anchor_vecs, anchor_rows, method)
@@ -673,9 +693,9 @@ class Engine:
             v, c = vecs[keep][lab], np.array([r["concept"] for r in rows])[lab]
             langs = np.array([r["lang"] for r in rows])[lab]
             rd["all"] = rd_ratio(v, c)
-            for lg in LANGS:
-                m = langs == lg
-                rd[lg] = rd_ratio(v[m], c[m]) if m.sum() >= 2 else float("nan")
+            for lg in LANGS:  # that script's images around their concepts' centres over all scripts (the
+                # demo holds one image per concept and script: a centre of its own would put R at 0)
+                rd[lg] = rd_ratio(v, c, members=langs == lg) if (langs == lg).any() else float("nan")
         return df, rd
 
     def selected_items(self, points: list) -> list[Item]:
@@ -683,7 +703,7 @@ class Engine:
         data); anything else (a path, a string, a forged value) names nothing. Order kept, no repeats."""
         ids = []
         for p in points:
-            v = p[0] if isinstance(p, (list, tuple)) and len(p) == 1 else p
+            v = p[0] if isinstance(p, (list, tuple)) and p else p  # the id first, then what hover shows
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 0:
                 continue
             ids.append(int(v))

@@ -89,8 +89,11 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     train_csv = _write_manifest(train_rows, store, lexicon, out / "data" / "train.csv")
     held_csv = _write_manifest(held_rows, store, lexicon, out / "data" / "heldout.csv") if held_rows else None
     pre = READING_PREPROCESS if reads else base.cfg.preprocess
-    say(0.02, "evaluating the current model")
-    fonts = render_eval_set(lexicon, pre, "val", concepts=cfg.val_concepts)
+    n_check = min(cfg.val_concepts or len(lexicon), len(lexicon))
+    say(0.01, f"rendering the held-out fonts' check set ({n_check} concepts x 3 scripts)")
+    fonts = render_eval_set(lexicon, pre, "val", concepts=cfg.val_concepts,
+                            progress=lambda d, t: say(0.01 + 0.03 * d / max(t, 1),
+                                                      f"rendering the held-out fonts' check set: {d}/{t}"))
     held = load_manifest_set(held_csv, lexicon, pre) if held_csv else None
     head = load_head(base_dir) if reads else None  # the base's reading head, kept as it is
     served = ((lambda m: ReadingModel(m, lexicon, ReadingConfig.from_dict(base_cfg["reading"]), head=head))
@@ -103,7 +106,10 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
             r["queue_heldout"] = _summary(evaluate(model, lexicon, held))
         return r
 
+    say(0.04, f"scoring the current model on {len(fonts.x)} held-out renders"
+              + (f" and {len(held.x)} held-out queue samples" if held is not None else ""))
     before = scores(base)
+    say(0.08, f"preparing training: {len(train_rows)} queue samples with replay renders of the lexicon")
     tcfg = TrainConfig.from_dict({**base_cfg.get("train", {}), "steps": cfg.steps, "lr": cfg.lr,
                                   "warmup": max(1, cfg.steps // 10), "manifest": str(train_csv),
                                   "replay": cfg.replay, "concepts_per_batch": cfg.concepts_per_batch,
@@ -118,7 +124,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
 
     model_dir = train(base.cfg, tcfg, out / "run", lexicon, progress=on_step, init=base_dir)
     tuned, _, _ = load_model_dir(model_dir)
-    say(0.92, "evaluating the fine-tuned model")
+    say(0.92, f"scoring the fine-tuned model on the same {len(fonts.x)} renders")
     after = scores(tuned)
     result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
               "config": asdict(cfg), "minutes": round((time.time() - t0) / 60, 2)}

@@ -15,7 +15,7 @@ from .registry import active_model_dir, discard_model, history, model_name, new_
 from .store import Store
 
 log = logging.getLogger(__name__)
-KINDS = ("finetune", "reindex")
+KINDS = ("finetune", "reindex", "demo")
 
 
 def start_job(store: Store, kind: str, params: dict) -> int:
@@ -108,6 +108,15 @@ def run_job(root: Path | str, job_id: int) -> None:
             p = job["params"]
             out = new_model_dir(store, p["name"])  # the parameters come from the store: checked again
             result = finetune(store, p["base"], out, FinetuneConfig.from_dict(p.get("config", {})), progress)
+        elif job["kind"] == "demo":
+            from .demo import build_demo
+            from .engine import Engine
+
+            p = job["params"]
+            progress(0.0, "demo collection: loading the model")
+            n = build_demo(Engine(store.root), p.get("concepts"), start=p.get("start", 0),
+                           progress=lambda d, t, w: progress(d / max(t, 1), f"{w} {d}/{t}"))
+            result = {"images": n}
         else:
             from .engine import Engine
 

@@ -40,18 +40,25 @@ def map_at_k(sim: np.ndarray, relevant: np.ndarray, k: int = 10) -> dict[str, fl
     return {f"map@{k}": float(ap.mean()), "acc@1": float(hits[:, 0].mean()), "n": int(len(sim))}
 
 
-def rd_ratio(emb: np.ndarray, labels: np.ndarray) -> float:
+def rd_ratio(emb: np.ndarray, labels: np.ndarray, members: np.ndarray | None = None) -> float:
     """R/D: mean distance of members to their concept centroid (averaged over concepts) divided by the
-    mean pairwise distance between centroids. Lower is better. Concepts need >= 1 member; D needs >= 2."""
+    mean pairwise distance between centroids. Lower is better. Concepts need >= 1 member; D needs >= 2.
+    With a boolean `members` mask, R counts only those (e.g. one script's images) while the centroids
+    come from every row: how far that part sits from its concepts' centres."""
     concepts = np.unique(labels)
     if len(concepts) < 2:
         return float("nan")
+    members = np.ones(len(labels), bool) if members is None else np.asarray(members, bool)
     cents, radii = [], []
     for c in concepts:
         m = emb[labels == c]
         cen = m.mean(0)
         cents.append(cen)
-        radii.append(np.linalg.norm(m - cen, axis=1).mean())
+        mine = emb[(labels == c) & members]
+        if len(mine):
+            radii.append(np.linalg.norm(mine - cen, axis=1).mean())
+    if not radii:
+        return float("nan")
     cents = np.stack(cents)
     sq = (cents ** 2).sum(1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * cents @ cents.T, 0)

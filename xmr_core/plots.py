@@ -31,13 +31,38 @@ def embedding_frame(images: np.ndarray, image_rows: list[dict], anchors: np.ndar
     return df
 
 
-def embedding_figure(df: pd.DataFrame, color: str = "lang") -> go.Figure:
+def own_anchor_share(df: pd.DataFrame) -> float:
+    """Of the labelled images on a map, the share whose nearest anchor on the map is their own concept's
+    (how well the 2-D picture keeps a concept's scripts and anchors together); NaN without anchors."""
+    img = df[(df.kind == "image") & df.concept.isin(set(df[df.kind == "anchor"].concept))]
+    anc = df[df.kind == "anchor"]
+    if not len(img) or not len(anc):
+        return float("nan")
+    a = anc[["x", "y"]].to_numpy()
+    d = ((img[["x", "y"]].to_numpy()[:, None, :] - a[None]) ** 2).sum(-1)
+    return float((anc.concept.to_numpy()[d.argmin(1)] == img.concept.to_numpy()).mean())
+
+
+GREY = "#c8c8c8"
+
+
+def embedding_figure(df: pd.DataFrame, color: str = "lang", highlight: list[str] | None = None) -> go.Figure:
     """Scatter of a frame with columns x, y, lang, concept, kind ('image'/'anchor') and label (and
-    item_id, carried as custom data so a selection can show the images; never a file path)."""
-    hover = [c for c in ("label", "concept", "lang", "style") if c in df]
-    fig = px.scatter(df, x="x", y="y", color=color, symbol="kind", hover_data=hover,
-                     custom_data=["item_id"] if "item_id" in df else None, symbol_map={"image": "circle", "anchor": "star"})
-    fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    item_id, carried as custom data so a selection can show the images; never a file path). Coloured by
+    concept, only the `highlight` concepts get colours (at most 20); the rest are grey "other"."""
+    df = df.copy()
+    if color == "concept":
+        keep = set((highlight or [])[:20])
+        df["concept"] = [c if c in keep else "other" for c in df["concept"]]
+    df["words"] = df["words"] if "words" in df else df["label"]
+    order = {"concept": sorted(set(df["concept"]) - {"other"}) + ["other"]} if color == "concept" else {}
+    fig = px.scatter(df, x="x", y="y", color=color, symbol="kind", category_orders=order,
+                     custom_data=["item_id", "words", "lang", "style", "kind"] if "item_id" in df else
+                     ["label", "words", "lang", "style", "kind"],
+                     symbol_map={"image": "circle", "anchor": "star"}, color_discrete_map={"other": GREY})
+    fig.update_traces(marker={"size": 7, "opacity": 0.8},
+                      hovertemplate="<b>%{customdata[1]}</b><br>%{customdata[4]} · %{customdata[2]} · "
+                                    "%{customdata[3]}<extra></extra>")
     fig.update_layout(legend_title_text=color, xaxis_visible=False, yaxis_visible=False, height=650)
     return fig
 

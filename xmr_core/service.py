@@ -16,12 +16,13 @@ def model_available(model_dir: Path | str | None = None) -> bool:
 
 
 def load_engine(data: Path | str | None = None, demo_concepts: int | None = None) -> Engine:
-    """The engine over the data folder; on first start (no items) the demo collection is built
-    (`XMR_DEMO_CONCEPTS` concepts, default 300)."""
+    """The engine over the data folder; on first start (no items) the demo collection is started
+    (`XMR_DEMO_CONCEPTS` concepts, default every lexicon concept: the first few now, the rest in the
+    background, demo.ensure_demo)."""
     from .demo import ensure_demo
 
     eng = Engine(data)
-    ensure_demo(eng, demo_concepts or int(os.environ.get("XMR_DEMO_CONCEPTS", "300")))
+    ensure_demo(eng, demo_concepts or int(os.environ.get("XMR_DEMO_CONCEPTS", "0")) or None)
     return eng
 
 

@@ -33,6 +33,9 @@ def app_env(lexicon, tmp_path, monkeypatch, fonts_ready):
     fake.st_canvas = lambda **kw: types.SimpleNamespace(image_data=drawing, json_data=None)
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
     monkeypatch.setenv("XMR_DEMO_CONCEPTS", "12")
+    import xmr_core.demo as demo
+
+    monkeypatch.setattr(demo, "READ_BACK", False)  # an untrained model reads no render back as its word
     import streamlit as st
 
     st.cache_resource.clear()  # the engine is cached per server: start each test with its own
