@@ -59,7 +59,8 @@ def embedding_figure(df: pd.DataFrame, color: str = "lang", highlight: list[str]
     fig = px.scatter(df, x="x", y="y", color=color, symbol="kind", category_orders=order,
                      custom_data=["item_id", "words", "lang", "style", "kind"] if "item_id" in df else
                      ["label", "words", "lang", "style", "kind"],
-                     symbol_map={"image": "circle", "anchor": "star"}, color_discrete_map={"other": GREY})
+                     symbol_map={"image": "circle", "anchor": "star"}, color_discrete_map={"other": GREY},
+                     color_discrete_sequence=px.colors.qualitative.Dark24)  # no colour near the grey
     fig.update_traces(marker={"size": 7, "opacity": 0.8},
                       hovertemplate="<b>%{customdata[1]}</b><br>%{customdata[4]} · %{customdata[2]} · "
                                     "%{customdata[3]}<extra></extra>")

@@ -623,6 +623,9 @@ def test_new_concepts_lowercase_and_results_download(page, server, tmp_path):
         page.get_by_label(label).fill(word)
     page.get_by_role("button", name="Create concept").click()
     page.get_by_text("Created user.lighthouse: 灯塔 / lighthouse / faro").wait_for(timeout=30_000)
+    annotate_upload(page, url, ("mano", "es"), tmp_path / "mano.png")
+    page.get_by_text("Saved as").wait_for(timeout=30_000)
+    settle(page)  # a click while the page still reruns would fetch a file that rerun replaced
     with page.expect_download() as got:
         page.get_by_role("button", name=re.compile("Download the queue")).click()
     with zipfile.ZipFile(got.value.path()) as z:
@@ -630,6 +633,7 @@ def test_new_concepts_lowercase_and_results_download(page, server, tmp_path):
         assert rows and all(r["path"] in z.namelist() for r in rows)
     search_text(page, url, "mano")
     wait_for_results(page)
+    settle(page)
     with page.expect_download() as got:
         page.get_by_role("button", name="Download the results (CSV)").click()
     rows = list(csv.DictReader(open(got.value.path(), encoding="utf-8")))
@@ -648,11 +652,15 @@ def test_explore_map_keeps_concepts_together(page, server):
     share.wait_for(timeout=LOAD)
     TIMINGS["explore: first map (t-SNE of a sample)"] = time.perf_counter() - t
     assert int(re.search(r"(\d+)%", share.inner_text()).group(1)) >= 80, share.inner_text()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=LOAD)
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.data?.length > 0", timeout=60_000)
     hover = page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(d => d.hovertemplate)")
     assert hover and all("customdata[1]" in h for h in hover), hover[:2]  # the words, not raw fields
     page.get_by_text("concept", exact=True).click()  # colour by concept
     settle(page)
     page.get_by_text(re.compile("Coloured: 10 concepts")).wait_for(timeout=LOAD)
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.data?.some(d => "
+                           "(d.legendgroup || '').startsWith('other'))", timeout=60_000)
     names = page.evaluate("() => [...new Set(document.querySelector('.js-plotly-plot').data.map(d => d.legendgroup))]")
     assert len(names) <= 2 * 11, names  # ten concepts and "other", each as image and anchor
     assert_no_exception(page)
