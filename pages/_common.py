@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,42 @@ LANG_NAMES = {"zh": "Chinese", "en": "English", "es": "Spanish"}
 ZWSP = "\u200b"
 
 
-@st.cache_resource(show_spinner="Loading the model, the store and the index (a first start also renders "
-                                "the demo's first concepts)...")
+_START: dict = {}  # how far the engine's start has got (written by the loading thread, read by pages)
+
+
+@st.cache_resource(show_spinner=False)
 def get_engine():
     """The engine for the data folder (built once per server; a first start adds the demo collection)."""
-    return load_engine()
+    return load_engine(progress=lambda done, total, what: _START.update(done=done, total=total, what=what))
+
+
+def engine_with_progress():
+    """The engine; while it starts (the model, the store, the index and on a first start the demo's
+    first concepts) every page that asks shows each step on a progress bar. The start runs in a thread
+    so that this script can draw the bar: a cached function may not write to elements made outside it."""
+    box: dict = {}
+
+    def start() -> None:
+        try:
+            box["engine"] = get_engine()
+        except Exception as exc:  # shown by the caller, as a start in this thread would be
+            box["error"] = exc
+
+    worker = threading.Thread(target=start, daemon=True)
+    worker.start()
+    worker.join(0.5)
+    if worker.is_alive():
+        slot = st.empty()
+        while worker.is_alive():
+            total = max(_START.get("total", 1), 1)
+            slot.progress(min(1.0, _START.get("done", 0) / total),
+                          text=f"Starting: {_START.get('what', 'loading the model, the store and the index')} "
+                               f"({_START.get('done', 0)}/{total})")
+            worker.join(0.25)
+        slot.empty()
+    if "error" in box:
+        raise box["error"]
+    return box["engine"]
 
 
 @st.fragment(run_every=3)
@@ -48,7 +80,7 @@ def engine_or_stop():
                    "Train one with `xmr train --config configs/default.json --out runs/default`.")
         st.stop()
     try:
-        return get_engine()
+        return engine_with_progress()
     except Exception as exc:  # a bad model or a damaged store must not take every page down
         st.error(f"The search engine could not start: {type(exc).__name__}: {exc}")
         st.info("Open **Models** in the sidebar to roll back or activate another model; "

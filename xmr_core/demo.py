@@ -57,7 +57,11 @@ def build_demo(engine: Engine, n_concepts: int | None = None, seed: int = 7, pro
     concepts = demo_concepts(engine.lexicon, n_concepts)[start:]
     added, left_out = 0, 0
     for i in range(0, len(concepts), CHUNK):
-        images, labels = render_val_words(engine.lexicon, None, seed, concepts=concepts[i:i + CHUNK])
+        rendering = (lambda d, t, w, i=i: progress(i + d, len(concepts), "demo collection: rendering concepts")
+                     ) if progress else None
+        images, labels = render_val_words(engine.lexicon, None, seed, rendering, concepts=concepts[i:i + CHUNK])
+        if progress:
+            progress(i, len(concepts), f"demo collection: the model reads {len(images)} renders")
         report = engine.add(DEMO, images, labels, readable_only=READ_BACK)
         added, left_out = added + len(report.added), left_out + len(report.errors)
         if progress:
@@ -71,13 +75,13 @@ def demo_job(store) -> dict | None:
     return next((j for j in store.list_jobs(50) if j["kind"] == "demo"), None)
 
 
-def ensure_demo(engine: Engine, n_concepts: int | None = None) -> bool:
+def ensure_demo(engine: Engine, n_concepts: int | None = None, progress: Progress | None = None) -> bool:
     """At first start (no items, no demo job yet): the first FIRST concepts now, the rest in a
     background job (jobs.py) the app reports on while search works on what is there. True if built now."""
     if engine.store.count_items() > 0 or demo_job(engine.store) is not None:
         return False
     total = min(n_concepts or len(engine.lexicon), len(engine.lexicon))
-    build_demo(engine, min(FIRST, total))
+    build_demo(engine, min(FIRST, total), progress=progress)
     if total > FIRST:
         from .jobs import start_job
 

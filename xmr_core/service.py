@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .engine import Engine
+from .engine import Engine, Progress
 from .paths import data_dir
 from .registry import DEFAULT_MODEL
 from .store import Store
@@ -15,14 +15,19 @@ def model_available(model_dir: Path | str | None = None) -> bool:
     return (Path(model_dir or DEFAULT_MODEL) / "config.json").exists()
 
 
-def load_engine(data: Path | str | None = None, demo_concepts: int | None = None) -> Engine:
+def load_engine(data: Path | str | None = None, demo_concepts: int | None = None,
+                progress: Progress | None = None) -> Engine:
     """The engine over the data folder; on first start (no items) the demo collection is started
     (`XMR_DEMO_CONCEPTS` concepts, default every lexicon concept: the first few now, the rest in the
-    background, demo.ensure_demo)."""
+    background, demo.ensure_demo). `progress(done, total, what)` hears each step."""
     from .demo import ensure_demo
 
-    eng = Engine(data)
-    ensure_demo(eng, demo_concepts or int(os.environ.get("XMR_DEMO_CONCEPTS", "0")) or None)
+    say = progress or (lambda d, t, w: None)
+    say(0, 3, "loading the model, the store and the index")
+    eng = Engine(data, progress=progress)
+    say(1, 3, "the demo collection's first concepts (on a first start)")
+    ensure_demo(eng, demo_concepts or int(os.environ.get("XMR_DEMO_CONCEPTS", "0")) or None, progress=progress)
+    say(3, 3, "ready")
     return eng
 
 

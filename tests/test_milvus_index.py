@@ -1,0 +1,111 @@
+"""The Milvus backend of the vector index against FAISS (the embedded default), for real: Milvus Lite in
+process over a `.db` path, and a Milvus Lite server that two processes add to at once."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from xmr_core.index import VectorIndex
+from xmr_core.milvus_index import MilvusIndex, open_milvus
+
+pytest.importorskip("pymilvus")
+
+
+def _data(n=600, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, d)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    ids = np.arange(n, dtype=np.int64) * 3 + 7
+    fields = [{"lang": ("zh", "en", "es")[i % 3], "collection": "a" if i % 2 else "b"} for i in range(n)]
+    return ids, v, fields
+
+
+def test_milvus_answers_as_faiss_does(tmp_path):
+    ids, v, fields = _data()
+    m = MilvusIndex.build(ids, v, v.shape[1], str(tmp_path / "x.db"), "items", fields)
+    f = VectorIndex.build(ids, v, v.shape[1])
+    assert len(m) == len(ids) and (m.ids() == np.sort(ids)).all()
+    for allowed in (None, ids[::7]):
+        (sm, im), (sf, i_f) = m.search(v[:8], 10, allowed=allowed), f.search(v[:8], 10, allowed=allowed)
+        assert (im == i_f).all() and np.allclose(sm, sf, atol=1e-5)
+    m.remove(ids[:50])
+    f.remove(ids[:50])
+    assert (m.ids() == f.ids()).all() and (m.search(v[60:62], 5)[1] == f.search(v[60:62], 5)[1]).all()
+    m.add(ids[100:101], -v[100:101])  # an id added again is replaced
+    assert len(m) == len(ids) - 50 and m.search(-v[100:101], 1)[1][0, 0] == ids[100]
+
+
+def test_script_and_collection_filters_are_pushed_down(tmp_path):
+    ids, v, fields = _data()
+    m = MilvusIndex.build(ids, v, v.shape[1], str(tmp_path / "x.db"), "items", fields)
+    _, got = m.search(v[:4], 20, where={"lang": ["en"], "collection": "a"})
+    want = {int(i) for i, f in zip(ids, fields) if f["lang"] == "en" and f["collection"] == "a"}
+    assert got.size and set(got.ravel().tolist()) <= want
+    # the same as FAISS over exactly those ids
+    f = VectorIndex.build(ids, v, v.shape[1])
+    assert (got == f.search(v[:4], 20, allowed=np.array(sorted(want)))[1]).all()
+    assert 'lang in ["en"]' in MilvusIndex.expression(where={"lang": "en"})
+    with pytest.raises(ValueError, match="only lang and collection"):
+        m.search(v[:1], 5, where={"path": "/etc/passwd"})
+
+
+def test_a_saved_record_is_checked_when_reopened(tmp_path):
+    ids, v, fields = _data()
+    uri, rec = str(tmp_path / "x.db"), tmp_path / "index" / "items.faiss"
+    m = MilvusIndex.build(ids, v, v.shape[1], uri, "items", fields)
+    m.save(rec, {"model_id": "m1"})
+    m.remove(ids[:3])  # the collection moves on after the record was written (a kill before the next save)
+    m.client.close()
+    with pytest.raises(ValueError, match="does not hold the ids"):
+        open_milvus(uri, "items", rec, {"model_id": "m1"})
+    with pytest.raises(ValueError, match="another state"):
+        open_milvus(uri, "items", rec, {"model_id": "m2"})
+    m = MilvusIndex(uri, "items", v.shape[1])
+    m.save(rec, {"model_id": "m1"})
+    m.client.close()
+    again, got = open_milvus(uri, "items", rec, {"model_id": "m1"})
+    assert len(again) == len(ids) - 3 and got["count"] == len(ids) - 3
+
+
+WRITER = """
+import sys
+import numpy as np
+from xmr_core.milvus_index import MilvusIndex
+uri, start = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(start)
+m = MilvusIndex(uri, "items", 16)
+for s in range(start, start + 200, 20):
+    v = rng.standard_normal((20, 16)).astype(np.float32)
+    m.add(np.arange(s, s + 20), v / np.linalg.norm(v, axis=1, keepdims=True))
+"""
+
+
+def test_two_processes_add_to_a_milvus_server_at_once(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp_path / "srv"),
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        uri, deadline = f"http://127.0.0.1:{port}", time.time() + 60
+        while True:
+            try:
+                MilvusIndex(uri, "items", 16)
+                break
+            except Exception:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        writers = [subprocess.Popen([sys.executable, "-c", WRITER, uri, str(start)], env=env) for start in (0, 1000)]
+        assert [w.wait(120) for w in writers] == [0, 0]
+        got = MilvusIndex(uri, "items", 16).ids()
+        assert (got == np.concatenate([np.arange(0, 200), np.arange(1000, 1200)])).all()
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -1,0 +1,184 @@
+"""The vector index in Milvus: the same calls as index.VectorIndex (FAISS), for a collection that outgrows
+one machine (issue 27).
+
+One client API reaches Milvus embedded (Milvus Lite: `pymilvus` + `milvus-lite` from PyPI, a local `*.db`
+path, one process at a time) and a Milvus server (`http://host:19530`, any number of processes; `python -m
+milvus_lite server --data-dir D --port P` runs one from the same package). Each item is a row: its id
+(the primary key), its unit vector, and its script and collection as scalar fields, so a script or
+collection filter is pushed down to Milvus (`where`) instead of being applied after the search. As with
+FAISS, a JSON record beside the store says which ids the index held when last saved (count and
+checksum); `open_milvus` refuses an index that does not match it, and the engine rebuilds it from the
+store. Not yet wired into the engine: docs/benchmarks.md has the measurements that decide how.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .store import ids_checksum
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+
+def _literal(values) -> str:
+    """A Milvus filter list of strings, quoted."""
+    return "[" + ", ".join(json.dumps(str(v)) for v in values) + "]"
+
+
+class MilvusIndex:
+    """Inner-product index of L2-normalised vectors keyed by item id, in one Milvus collection."""
+
+    approximate = False  # FLAT: exact inner products
+
+    def __init__(self, uri: str, name: str, dim: int, client=None) -> None:
+        from pymilvus import MilvusClient
+
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"a Milvus collection name is letters, digits and '_': {name!r} is not one")
+        self.uri, self.name, self.dim = str(uri), name, int(dim)
+        self.client = client or MilvusClient(self.uri)
+        if not self.client.has_collection(name):
+            self._create()
+        else:
+            have = next(f for f in self.client.describe_collection(name)["fields"] if f["name"] == "vec")
+            if int(have["params"]["dim"]) != self.dim:
+                raise ValueError(f"Milvus collection {name!r} holds {have['params']['dim']}-d vectors, not {self.dim}-d")
+
+    def _create(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema.add_field("lang", DataType.VARCHAR, max_length=8)
+        schema.add_field("collection", DataType.VARCHAR, max_length=256)
+        params = self.client.prepare_index_params()
+        params.add_index("vec", index_type="FLAT", metric_type="IP")
+        self.client.create_collection(self.name, schema=schema, index_params=params)
+
+    @classmethod
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int, uri: str, name: str,
+              fields: list[dict] | None = None) -> "MilvusIndex":
+        """A fresh collection holding exactly these vectors (any old one of that name dropped)."""
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(str(uri))
+        if client.has_collection(name):
+            client.drop_collection(name)
+        idx = cls(uri, name, dim, client)
+        idx.add(ids, vectors, fields)
+        return idx
+
+    def __len__(self) -> int:
+        self.client.flush(self.name)
+        return int(self.client.query(self.name, filter="", output_fields=["count(*)"])[0]["count(*)"])
+
+    def ids(self) -> np.ndarray:
+        """The item ids held, sorted."""
+        quiet = logging.getLogger("pymilvus")  # the iterator warns that Milvus Lite keeps no server time
+        level, out = quiet.level, []
+        quiet.setLevel(logging.ERROR)
+        try:
+            it = self.client.query_iterator(self.name, batch_size=10_000, filter="id >= 0", output_fields=["id"])
+            try:
+                while rows := it.next():
+                    out += [r["id"] for r in rows]
+            finally:
+                it.close()
+        finally:
+            quiet.setLevel(level)
+        return np.sort(np.asarray(out, np.int64))
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, fields: list[dict] | None = None,
+            batch: int = 5_000) -> None:
+        """Add vectors under item ids (an id held already is replaced: an upsert), each with its
+        `fields` (lang, collection) for filters; an id given twice keeps the last."""
+        if len(ids) == 0:
+            return
+        v = np.ascontiguousarray(vectors, dtype=np.float32)
+        if v.ndim != 2 or v.shape[1] != self.dim:
+            raise ValueError(f"vectors of shape {v.shape} do not fit an index of dimension {self.dim}")
+        ids = np.asarray(ids, np.int64)
+        if len(ids) != len(v) or (fields is not None and len(fields) != len(ids)):
+            raise ValueError("one id (and one fields record) per vector")
+        last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]
+        for s in range(0, len(last), batch):
+            rows = [{"id": int(ids[n]), "vec": v[n], "lang": str((fields[n] if fields else {}).get("lang") or ""),
+                     "collection": str((fields[n] if fields else {}).get("collection") or "")}
+                    for n in last[s:s + batch]]
+            self.client.upsert(self.name, rows)
+        self.client.flush(self.name)
+
+    def remove(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, np.int64)
+        if len(ids):
+            self.client.delete(self.name, ids=[int(i) for i in ids])
+            self.client.flush(self.name)
+
+    @staticmethod
+    def expression(allowed: np.ndarray | None = None, where: dict | None = None) -> str:
+        """The Milvus filter for an id allow-list and scalar conditions ({"lang": [...], "collection": name})."""
+        parts = []
+        if allowed is not None:
+            parts.append("id in [" + ", ".join(str(int(i)) for i in allowed) + "]")
+        for key, value in (where or {}).items():
+            if key not in ("lang", "collection"):
+                raise ValueError(f"filter on {key!r}: only lang and collection are indexed")
+            values = [value] if isinstance(value, str) else list(value)
+            parts.append(f"{key} in {_literal(values)}")
+        return " and ".join(parts)
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               where: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the k best items per query, ids -1 padding; `allowed` restricts to those ids,
+        `where` to a script or collection (pushed down as a Milvus filter)."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if k <= 0 or (allowed is not None and len(allowed) == 0):
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        got = self.client.search(self.name, data=list(q), limit=int(k), filter=self.expression(allowed, where),
+                                 search_params={"metric_type": "IP"})
+        width = max((len(r) for r in got), default=0)
+        scores = np.full((len(q), width), -np.inf, np.float32)
+        ids = np.full((len(q), width), -1, np.int64)
+        for n, hits in enumerate(got):
+            for j, h in enumerate(hits):
+                scores[n, j], ids[n, j] = h["distance"], h["id"]
+        return scores, ids
+
+    def save(self, path: Path | str, record: dict) -> None:
+        """Flush, then write the record of what the collection holds (ids' count and checksum) beside
+        the store, as index.VectorIndex.save does for its file."""
+        self.client.flush(self.name)
+        count, checksum = ids_checksum(self.ids())
+        meta = Path(path).with_suffix(".json")
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        tmp = meta.with_name(meta.name + ".tmp")
+        tmp.write_text(json.dumps({**record, "backend": "milvus", "uri": self.uri, "collection": self.name,
+                                   "dim": self.dim, "count": count, "checksum": checksum}))
+        os.replace(tmp, meta)
+
+
+def open_milvus(uri: str, name: str, path: Path | str, expect: dict) -> tuple[MilvusIndex, dict]:
+    """The Milvus collection whose saved record matches `expect` and whose ids are those of the record;
+    ValueError otherwise (the engine then rebuilds it from the store)."""
+    meta = Path(path).with_suffix(".json")
+    if not meta.exists():
+        raise ValueError("no saved index record")
+    try:
+        rec = json.loads(meta.read_text())
+        dim = int(rec["dim"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"index record is damaged or was written by another version: {exc}") from exc
+    for key, want in {**expect, "backend": "milvus", "uri": str(uri), "collection": name}.items():
+        if rec.get(key) != want:
+            raise ValueError(f"index was made for another state: {key} is {rec.get(key)!r}, expected {want!r}")
+    index = MilvusIndex(uri, name, dim)
+    if (rec.get("count"), rec.get("checksum")) != ids_checksum(index.ids()):
+        raise ValueError("the Milvus collection does not hold the ids of its record")
+    return index, rec
