@@ -38,11 +38,11 @@ def engine_with_progress():
         except Exception as exc:  # shown by the caller, as a start in this thread would be
             box["error"] = exc
 
+    slot = st.empty()  # always made: the elements after it keep their places whether or not it shows
     worker = threading.Thread(target=start, daemon=True)
     worker.start()
     worker.join(0.5)
     if worker.is_alive():
-        slot = st.empty()
         while worker.is_alive():
             total = max(_START.get("total", 1), 1)
             slot.progress(min(1.0, _START.get("done", 0) / total),

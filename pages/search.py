@@ -26,7 +26,8 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "heic"]
 routed(__file__)
 st.title("Search handwriting")
 eng = engine_or_stop()
-demo_progress(eng.store)
+with st.sidebar:  # beside the page, not above it: the canvas does not move when the bar goes
+    demo_progress(eng.store)
 
 with st.sidebar:
     langs = st.multiselect("Target scripts", list(LANG_NAMES), default=list(LANG_NAMES),

@@ -55,6 +55,9 @@ def embedding_figure(df: pd.DataFrame, color: str = "lang", highlight: list[str]
         keep = set((highlight or [])[:20])
         df["concept"] = [c if c in keep else "other" for c in df["concept"]]
     df["words"] = df["words"] if "words" in df else df["label"]
+    for col in ("lang", "style", "kind"):  # what hover shows, blank where a frame does not say
+        if col not in df:
+            df[col] = ""
     order = {"concept": sorted(set(df["concept"]) - {"other"}) + ["other"]} if color == "concept" else {}
     fig = px.scatter(df, x="x", y="y", color=color, symbol="kind", category_orders=order,
                      custom_data=["item_id", "words", "lang", "style", "kind"] if "item_id" in df else
