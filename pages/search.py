@@ -26,15 +26,13 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "heic"]
 routed(__file__)
 st.title("Search handwriting")
 eng = engine_or_stop()
-with st.sidebar:  # beside the page, not above it: the canvas does not move when the bar goes
-    demo_progress(eng.store)
-
 with st.sidebar:
     langs = st.multiselect("Target scripts", list(LANG_NAMES), default=list(LANG_NAMES),
                            format_func=LANG_NAMES.get, key="search_langs")
     by_script = st.toggle("Group by script", value=True, key="search_group")
     k = st.slider("Results per script" if by_script else "Results", 1, 50, 15, key="search_k")
     show_view = st.toggle("Show what the model sees", value=False, key="search_view")
+    demo_progress(eng.store)  # beside the page, not above it: the canvas does not move when the bar goes
 
 draw_tab, upload_tab, type_tab = st.tabs(["✏️ Draw", "📤 Upload", "⌨️ Type"])
 query, problem = None, None

@@ -108,7 +108,7 @@ def model_name(model_dir: Path | str) -> str:
 def history(store: Store) -> list[Path]:
     """The models a roll back returns to, the most recent last (activations push, roll backs pop)."""
     raw = store.get_meta("model_history")
-    if raw is None:  # a store from before the history: its one previous model
+    if raw is None:  # a store from before the history: its one previous model (its last writer)
         prev = store.get_meta("previous_model")
         return [Path(prev)] if prev else []
     return [Path(p) for p in json.loads(raw)]
@@ -117,7 +117,6 @@ def history(store: Store) -> list[Path]:
 def _set_history(store: Store, paths: list[Path]) -> None:
     paths = paths[-20:]
     store.set_meta("model_history", json.dumps([str(p) for p in paths]))
-    store.set_meta("previous_model", str(paths[-1]) if paths else "")
 
 
 def activate(store: Store, model_dir: Path | str) -> None:
