@@ -3,7 +3,7 @@ synthetic 256-d vectors as benchmarks/search.py: insert throughput, p50 / p95 of
 filter (FAISS: the script's ids as an allow-list; Milvus: a scalar filter pushed down), recall@10
 against exact search, and the process's memory.
 
-    python benchmarks/milvus.py [--sizes 100000 1000000] [--queries 200]
+    python benchmarks/milvus.py [--sizes 100000 1000000] [--queries 200] [--index-types FLAT IVF_FLAT HNSW]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def rss_mb() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
 
-def bench(n: int, queries: int, d: int = 256) -> list[dict]:
+def bench(n: int, queries: int, d: int = 256, index_types: tuple[str, ...] = ("FLAT",)) -> list[dict]:
     import faiss
 
     faiss.omp_set_num_threads(1)
@@ -59,21 +59,22 @@ def bench(n: int, queries: int, d: int = 256) -> list[dict]:
                  "insert per s": n / build, "p50": np.median(ms), "p95": np.percentile(ms, 95),
                  "recall@10": recall_at_k(np.stack(got), truth), "memory MB": rss_mb() - m0})
     del faiss_idx
-    with tempfile.TemporaryDirectory() as tmp:
-        m0 = rss_mb()
-        t = time.perf_counter()
-        mil = MilvusIndex.build(ids, v, d, str(Path(tmp) / "bench.db"), "bench",
-                                [{"lang": str(lg), "collection": "archive"} for lg in langs])
-        build = time.perf_counter() - t
-        ms, got = [], []
-        for i in range(queries):
+    for kind in index_types:
+        with tempfile.TemporaryDirectory() as tmp:
+            m0 = rss_mb()
             t = time.perf_counter()
-            got.append(mil.search(q[i:i + 1], 10, where={"lang": [want[i]]})[1][0])
-            ms.append(1000 * (time.perf_counter() - t))
-        rows.append({"backend": "Milvus Lite (FLAT, in process)", "n": n, "insert per s": n / build,
-                     "p50": np.median(ms), "p95": np.percentile(ms, 95),
-                     "recall@10": recall_at_k(np.stack(got), truth), "memory MB": rss_mb() - m0})
-        mil.client.close()
+            mil = MilvusIndex.build(ids, v, d, str(Path(tmp) / "bench.db"), "bench",
+                                    [{"lang": str(lg), "collection": "archive"} for lg in langs], index_type=kind)
+            build = time.perf_counter() - t
+            ms, got = [], []
+            for i in range(queries):
+                t = time.perf_counter()
+                got.append(mil.search(q[i:i + 1], 10, where={"lang": [want[i]]})[1][0])
+                ms.append(1000 * (time.perf_counter() - t))
+            rows.append({"backend": f"Milvus Lite ({kind}, in process)", "n": n, "insert per s": n / build,
+                         "p50": np.median(ms), "p95": np.percentile(ms, 95),
+                         "recall@10": recall_at_k(np.stack(got), truth), "memory MB": rss_mb() - m0})
+            mil.client.close()
     return rows
 
 
@@ -81,10 +82,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--index-types", nargs="+", default=["FLAT"], choices=["FLAT", "IVF_FLAT", "HNSW"])
     args = ap.parse_args()
     rows = []
     for n in args.sizes:
-        rows += bench(n, args.queries)
+        rows += bench(n, args.queries, index_types=tuple(args.index_types))
         print(f"{n:,} done (peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)", flush=True)
     print("\n| backend | vectors | insert / s | query p50 / p95 ms (script filter) | recall@10 | memory MB |\n"
           "|---|---|---|---|---|---|")
