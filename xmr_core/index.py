@@ -35,6 +35,18 @@ class IndexConfig:
     seed: int = 0
 
 
+def checked_batch(ids, vectors, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A batch to add, checked (one id per vector of `dim` floats): the ids (int64), the vectors
+    (float32, contiguous) and the rows that hold each id's last occurrence. ValueError otherwise."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if v.ndim != 2 or v.shape[1] != dim:
+        raise ValueError(f"vectors of shape {v.shape} do not fit an index of dimension {dim}")
+    ids = np.asarray(ids, np.int64)
+    if len(ids) != len(v):
+        raise ValueError("one id per vector")
+    return ids, v, len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]
+
+
 class VectorIndex:
     """Inner-product index of L2-normalised vectors keyed by item id."""
 
@@ -79,13 +91,7 @@ class VectorIndex:
         """Add vectors under item ids; an id given twice, or already held, keeps one entry (the last)."""
         if len(ids) == 0:
             return
-        v = np.ascontiguousarray(vectors, dtype=np.float32)
-        if v.ndim != 2 or v.shape[1] != self.dim:
-            raise ValueError(f"vectors of shape {v.shape} do not fit an index of dimension {self.dim}")
-        ids = np.asarray(ids, np.int64)
-        if len(ids) != len(v):
-            raise ValueError("one id per vector")
-        last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]  # last occurrence of each id
+        ids, v, last = checked_batch(ids, vectors, self.dim)
         ids, v = ids[last], np.ascontiguousarray(v[last])
         self.remove(ids)  # re-adding an id replaces it
         self.index.add_with_ids(v, ids)

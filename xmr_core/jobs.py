@@ -11,7 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .registry import active_model_dir, discard_model, history, model_name, new_model_dir, promote
+from .registry import active_model_dir, discard_model, in_use, model_name, new_model_dir, promote
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,7 @@ def job_actions(store: Store, job: dict) -> list[str]:
     model = Path(job["result"].get("model_dir", ""))
     if not (model / "config.json").exists() or model.resolve() == active_model_dir(store).resolve():
         return []
-    held = [p.resolve() for p in history(store)[-1:]]
-    return ["promote"] if model.resolve() in held else ["promote", "discard"]
+    return ["promote"] if in_use(store, model) else ["promote", "discard"]
 
 
 def promote_job(store: Store, job_id: int, override: bool = False) -> tuple[Path, int]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .index import checked_batch
 from .store import ids_checksum
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
@@ -105,13 +106,9 @@ class MilvusIndex:
         `fields` (lang, collection) for filters; an id given twice keeps the last."""
         if len(ids) == 0:
             return
-        v = np.ascontiguousarray(vectors, dtype=np.float32)
-        if v.ndim != 2 or v.shape[1] != self.dim:
-            raise ValueError(f"vectors of shape {v.shape} do not fit an index of dimension {self.dim}")
-        ids = np.asarray(ids, np.int64)
-        if len(ids) != len(v) or (fields is not None and len(fields) != len(ids)):
-            raise ValueError("one id (and one fields record) per vector")
-        last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]
+        ids, v, last = checked_batch(ids, vectors, self.dim)
+        if fields is not None and len(fields) != len(ids):
+            raise ValueError("one fields record per vector")
         for s in range(0, len(last), batch):
             rows = [{"id": int(ids[n]), "vec": v[n], "lang": str((fields[n] if fields else {}).get("lang") or ""),
                      "collection": str((fields[n] if fields else {}).get("collection") or "")}

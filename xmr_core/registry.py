@@ -54,13 +54,23 @@ def discard_model(store: Store, path: Path | str) -> Path:
     """Delete a fine-tuned model's folder. Only a folder inside the models directory, and never the
     active model or the one a rollback returns to."""
     folder = inside_models(store, path)
-    held = [(store.get_meta("active_model"), "the active model")]
-    held += [(str(p), "the model a roll back returns to") for p in history(store)[-1:]]
-    for path, what in held:
-        if path and (Path(path).resolve() == folder or folder in Path(path).resolve().parents):
-            raise ValueError(f"{folder.name} is {what}: activate another model first")
+    why = in_use(store, folder)
+    if why:
+        raise ValueError(f"{folder.name} is {why}: activate another model first")
     shutil.rmtree(folder)
     return folder
+
+
+def in_use(store: Store, path: Path | str) -> str | None:
+    """Why the model at `path` (or a folder holding it) must stay: "the active model", "the model a roll
+    back returns to", or None."""
+    folder = Path(path).resolve()
+    held = [(store.get_meta("active_model"), "the active model")]
+    held += [(str(p), "the model a roll back returns to") for p in history(store)[-1:]]
+    for p, what in held:
+        if p and (Path(p).resolve() == folder or folder in Path(p).resolve().parents):
+            return what
+    return None
 
 
 def model_id(model_dir: Path | str) -> str:

@@ -398,6 +398,15 @@ def annotate_upload(page, url: str, word_lang: tuple[str, str], path: Path, clic
         page.get_by_role("button", name="Save to the fine-tune queue").click()
 
 
+def create_concept(page, url: str, zh: str, en: str, es: str) -> None:
+    """Fill and send the Annotate page's new-concept form (the caller waits for its answer)."""
+    open_page(page, url + "/annotate", "Annotate samples")
+    page.get_by_text("Create a new concept").click()
+    for label, word in (("Chinese (simplified)", zh), ("English", en), ("Spanish", es)):
+        page.get_by_label(label).fill(word)
+    page.get_by_role("button", name="Create concept").click()
+
+
 def test_annotate_a_drawing_grows_the_queue(page, server):
     url, _ = server
     open_page(page, url + "/annotate", "Annotate samples")
@@ -436,11 +445,7 @@ def test_finetune_on_a_new_concept_then_promote(page, server, tmp_path):
     """Issue 23: a promote of a model fine-tuned on a user concept re-indexed with `duplicate concept_id`
     and then every page, Models included, showed that traceback."""
     url, _ = server
-    open_page(page, url + "/annotate", "Annotate samples")
-    page.get_by_text("Create a new concept").click()
-    for label, word in (("Chinese (simplified)", "风筝"), ("English", "kite"), ("Spanish", "cometa")):
-        page.get_by_label(label).fill(word)
-    page.get_by_role("button", name="Create concept").click()
+    create_concept(page, url, "风筝", "kite", "cometa")
     page.get_by_text("Created user.kite").wait_for(timeout=30_000)
     for n, wl in enumerate([("mano", "es"), ("hand", "en")]):  # two of one concept: one is held out
         annotate_upload(page, url, wl, tmp_path / f"{n}.png", concept="kite")
@@ -616,11 +621,7 @@ def test_new_concepts_lowercase_and_results_download(page, server, tmp_path):
     import zipfile
 
     url, _ = server
-    open_page(page, url + "/annotate", "Annotate samples")
-    page.get_by_text("Create a new concept").click()
-    for label, word in (("Chinese (simplified)", "灯塔"), ("English", "Lighthouse"), ("Spanish", "Faro")):
-        page.get_by_label(label).fill(word)
-    page.get_by_role("button", name="Create concept").click()
+    create_concept(page, url, "灯塔", "Lighthouse", "Faro")
     page.get_by_text("Created user.lighthouse: 灯塔 / lighthouse / faro").wait_for(timeout=30_000)
     annotate_upload(page, url, ("mano", "es"), tmp_path / "mano.png")
     page.get_by_text("Saved as").wait_for(timeout=30_000)
