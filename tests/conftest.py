@@ -38,3 +38,48 @@ def dictionaries_ready():
     assert not report.skipped, report.summary()
     open_table().close()
     return True
+
+
+# ---------------------------------------------------------------- vector backends (issue 27)
+
+BACKENDS = ["faiss", "milvus-lite", "milvus-server"]
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A Milvus server for the session (`python -m milvus_lite server`, the same package as Milvus Lite)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from pymilvus import MilvusClient
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir",
+                               str(tmp_path_factory.mktemp("milvus")), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri, deadline = f"http://127.0.0.1:{port}", time.time() + 60
+    while True:
+        try:
+            MilvusClient(uri).list_collections()
+            break
+        except Exception:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                raise
+            time.sleep(0.5)
+    yield uri
+    server.terminate()
+    server.wait(30)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    """Each engine (and each process it starts) on FAISS, a Milvus Lite file in the data folder, or a
+    Milvus server: `XMR_VECTOR_URI` as a user sets it."""
+    uri = {"faiss": "", "milvus-lite": "index.db"}.get(request.param)
+    monkeypatch.setenv("XMR_VECTOR_URI", request.getfixturevalue("milvus_server") if uri is None else uri)
+    return request.param

@@ -33,8 +33,9 @@ def samples(lexicon, fonts_ready):
 
 
 @pytest.fixture()
-def engine(small_model_dir, tmp_path):
-    """Without fusion: the index holds exactly the image embeddings (fusion has its own test)."""
+def engine(small_model_dir, tmp_path, backend):
+    """Without fusion: the index holds exactly the image embeddings (fusion has its own test); on each
+    vector backend (conftest.backend)."""
     return Engine(tmp_path / "data", model_dir=small_model_dir, fusion=None)
 
 
@@ -177,7 +178,7 @@ while True:
 
 
 @pytest.mark.parametrize("phase", ["add", "reindex"])
-def test_sigkill_mid_write_leaves_a_consistent_store(small_model_dir, tmp_path, phase):
+def test_sigkill_mid_write_leaves_a_consistent_store(small_model_dir, tmp_path, phase, backend):
     import signal
     import subprocess
     import sys

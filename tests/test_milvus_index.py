@@ -109,3 +109,16 @@ def test_two_processes_add_to_a_milvus_server_at_once(tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_the_vector_uri_names_faiss_a_milvus_lite_file_or_a_server(tmp_path, monkeypatch):
+    from xmr_core.index import vector_uri
+
+    monkeypatch.delenv("XMR_VECTOR_URI", raising=False)
+    assert vector_uri(tmp_path) is None and vector_uri(tmp_path, "faiss") is None
+    assert vector_uri(tmp_path, "index.db") == str(tmp_path.resolve() / "index.db")  # in the data folder
+    assert vector_uri(tmp_path, "/srv/x.db") == "/srv/x.db"
+    monkeypatch.setenv("XMR_VECTOR_URI", "http://milvus:19530")
+    assert vector_uri(tmp_path) == "http://milvus:19530"
+    with pytest.raises(ValueError, match=r"Milvus Lite file \(\*\.db\) or a Milvus server"):
+        vector_uri(tmp_path, "milvus:19530")

@@ -19,7 +19,7 @@ from PIL import Image
 from .checkpoint import load_engine_model
 from .fastpath import load_fast_path
 from .fusion import FusionConfig, fuse
-from .index import IndexConfig, VectorIndex, load_index
+from .index import IndexConfig, VectorIndex, build_index, index_path, open_index, vector_uri
 from .lexicon import HAN, LANGS, Concept, Lexicon, is_han, normalize_word
 from .paths import data_dir as default_data_dir
 from .preprocess import ImageInput, fit, open_image, preprocess, to_gray, word_ink
@@ -115,8 +115,11 @@ class Engine:
 
     def __init__(self, data: Path | str | None = None, model_dir: Path | str | None = None,
                  index_cfg: IndexConfig | None = None, progress: Progress | None = None,
-                 fusion: FusionConfig | None = DEFAULT_FUSION, fast_path: bool = True) -> None:
+                 fusion: FusionConfig | None = DEFAULT_FUSION, fast_path: bool = True,
+                 vector: str | None = None) -> None:
         self.store = Store(data or default_data_dir())
+        # the vector backend: FAISS in the data folder, or Milvus (`vector` or XMR_VECTOR_URI; index.py)
+        self.vector_uri = vector_uri(self.store.root, vector)
         self.model_dir = Path(model_dir) if model_dir else active_model_dir(self.store)
         self.model, base_lexicon, self.model_config = load_engine_model(self.model_dir, torch.get_num_threads())
         self.reads = "reading" in self.model_config  # the visual tower stands on the pretrained reader
@@ -140,6 +143,7 @@ class Engine:
         self._fold = None  # the reader's symbols with letter case folded (reading_search.py)
         self._synced = -1  # the store version the index last caught up with
         self._allowed: dict[tuple, np.ndarray] = {}  # search filters at self._synced
+        self.busy: str | None = None  # why this process holds no index (index.py: Milvus Lite held elsewhere)
         self.index = self._open_index(progress)
 
     def set_lexicon(self, lexicon: Lexicon) -> None:
@@ -167,7 +171,19 @@ class Engine:
 
     # ------------------------------------------------------------------ index
     def _index_path(self) -> Path:
-        return self.store.root / "index" / f"{self.model_id}.faiss"
+        return index_path(self.store.root, self.model_id, self.vector_uri)
+
+    def _load_index(self) -> VectorIndex:
+        """The saved index of this engine's state (ValueError when there is none or it does not match)."""
+        return open_index(self._index_path(), self._made_by(), self.vector_uri, self._collection())
+
+    def _collection(self) -> str:
+        """The Milvus collection of this data folder, model and fusion ("" on FAISS)."""
+        if self.vector_uri is None:
+            return ""
+        from .milvus_index import collection_name
+
+        return collection_name({**self._made_by(), "store": self.store.store_id()})
 
     def _made_by(self) -> dict:
         """What the index file must have been made by to be usable for this engine."""
@@ -189,6 +205,19 @@ class Engine:
     def _save_index(self) -> None:
         self.index.save(self._index_path(), self._made_by())
 
+    def _index_fields(self, ids: np.ndarray) -> list[dict] | None:
+        """Each item's script and collection, for a backend that filters by them inside its search."""
+        if not self.index_pushes_filters:
+            return None
+        got = {r["id"]: {"lang": r["lang"], "collection": r["name"]} for r in self.store._read_ids(
+            "SELECT i.id, i.lang, c.name FROM items i JOIN collections c ON c.id = i.collection_id WHERE i.id IN",
+            [int(i) for i in ids])}
+        return [got.get(int(i), {}) for i in ids]
+
+    @property
+    def index_pushes_filters(self) -> bool:
+        return self.vector_uri is not None
+
     def _index_vectors(self, ids: np.ndarray, vecs: np.ndarray, labels: dict[int, str] | None = None) -> np.ndarray:
         """What the index holds for these items: with fusion on, labelled items' embeddings fused
         with their concept's anchors (fusion.py); the store keeps the image embeddings."""
@@ -204,17 +233,31 @@ class Engine:
         out[rows] = fuse(vecs[rows], anchors, self.fusion)
         return out
 
-    def _open_index(self, progress: Progress | None = None) -> VectorIndex:
+    def _open_index(self, progress: Progress | None = None) -> VectorIndex | None:
+        """The index, caught up with the store; None when a Milvus Lite file is held by another process,
+        which keeps the index (this engine then writes to the store only: that process catches up)."""
+        from .milvus_index import IndexBusy
+
         missing = self.store.items_missing_embedding(self.model_id)
         if missing:
             self._embed_items(missing, progress)
         with self._index_lock():
             try:
-                self.index, _ = load_index(self._index_path(), self._made_by())
-            except ValueError as exc:
-                log.info("rebuilding the index: %s", exc)
-                self.index = self._rebuild_index()
+                try:
+                    self.index = self._load_index()
+                except ValueError as exc:
+                    log.info("rebuilding the index: %s", exc)
+                    self.index = self._rebuild_index()
+            except IndexBusy as exc:
+                log.warning("%s: this process writes to the store only", exc)
+                self.busy, self.index = str(exc), None
+                return None
             self._sync_index()
+        return self.index
+
+    def _searchable(self) -> VectorIndex:
+        if self.index is None:
+            raise RuntimeError(f"no search in this process: {self.busy}")
         return self.index
 
     def _embed_items(self, items: list[Item], progress: Progress | None = None, batch: int = 256) -> None:
@@ -239,7 +282,8 @@ class Engine:
     def _rebuild_index(self) -> VectorIndex:
         ids, vecs = self.store.embeddings(self.model_id)
         vecs = self._index_vectors(ids, vecs) if len(ids) else np.zeros((0, self.model.cfg.embed_dim), np.float32)
-        idx = VectorIndex.build(ids, vecs, self.model.cfg.embed_dim, self.index_cfg)
+        idx = build_index(ids, vecs, self.model.cfg.embed_dim, self.index_cfg, self.vector_uri, self._collection(),
+                          self._index_fields(ids))
         self.index = idx
         self._save_index()
         return idx
@@ -247,6 +291,8 @@ class Engine:
     def _sync_index(self) -> bool:
         """Bring the index to exactly the store's items embedded by this model (adding what others
         added, dropping what they removed) and save it if it changed. Call under `_index_lock`."""
+        if self.index is None:  # another process keeps the index (Milvus Lite): it catches up itself
+            return False
         version = self.store.version()  # read first: a change after it is caught by the next sync
         want, have = self.store.embedded_ids(self.model_id), self.index.ids()
         new, gone = np.setdiff1d(want, have), np.setdiff1d(have, want)
@@ -255,7 +301,8 @@ class Engine:
         if len(new):
             ids, vecs = self.store.embeddings(self.model_id, new.tolist())
             if len(ids):
-                self.index.add(ids, self._index_vectors(ids, vecs, self.store.labels(ids.tolist())))
+                self.index.add(ids, self._index_vectors(ids, vecs, self.store.labels(ids.tolist())),
+                               self._index_fields(ids))
         changed = bool(len(new) or len(gone))
         if changed or not self._index_path().exists():
             self._save_index()
@@ -264,7 +311,7 @@ class Engine:
 
     def refresh(self) -> None:
         """Catch up with changes other processes made to the store since the last look (cheap when none)."""
-        if self.store.version() != self._synced:
+        if self.index is not None and self.store.version() != self._synced:
             with self._index_lock():
                 self._sync_index()
 
@@ -276,6 +323,8 @@ class Engine:
                 have = {it.id for it in todo}
                 todo += [it for it in self.store.items_missing_reading(self.model_id) if it.id not in have]
             self._embed_items(todo, progress)
+            if self.index is None:  # another process keeps the index: it rebuilds from the store
+                return len(self.store.embedded_ids(self.model_id))
             self._rebuild_index()
             self._sync_index()
             return len(self.index)
@@ -432,8 +481,16 @@ class Engine:
         tr = self.translator.translate(t, lang=lang, k=per_script)
         return {lg: [w for w, _, _ in tr.terms[lg]] for lg in LANGS if tr.terms.get(lg)}
 
+    def _nearest(self, q: np.ndarray, k: int, allowed: np.ndarray | None, where: dict | None):
+        """(scores, ids) of the index's k nearest items to q: the filter pushed into the backend's search
+        where it can (`where`: Milvus), else as the allowed ids (FAISS)."""
+        index = self._searchable()
+        if index.pushes_filters:
+            return index.search(q[None], k, where=where)
+        return index.search(q[None], k, allowed=allowed)
+
     def _search_terms(self, terms: dict[str, list[str]], k: int, allowed: np.ndarray | None,
-                      q: np.ndarray | None = None) -> list[tuple[int, float]]:
+                      q: np.ndarray | None = None, where: dict | None = None) -> list[tuple[int, float]]:
         """Items ranked by the semantic cosine (to the terms' anchors, or to the query image's embedding
         `q`) fused with their reading scores."""
         from .reading_search import SHORTLIST, case_fold, fuse, reading_scores
@@ -441,7 +498,7 @@ class Engine:
         if q is None:
             q = self.embed_text([ws[0] for lg, ws in terms.items() if ws]).sum(0)
             q = (q / np.linalg.norm(q)).astype(np.float32)
-        sc, ids = self.index.search(q[None], max(100, 5 * k), allowed=allowed)
+        sc, ids = self._nearest(q, max(100, 5 * k), allowed, where)
         cos = {int(i): float(s) for s, i in zip(sc[0], ids[0]) if i >= 0}
         cand = self.store.reading_candidates(self.model_id, [w for ws in terms.values() for w in ws], limit=SHORTLIST)
         if allowed is not None:
@@ -506,10 +563,13 @@ class Engine:
         with self._lock:
             for group in ([[lg] for lg in languages] if per_script else [languages]):
                 allowed = self._allowed_ids(group, collection)
+                where = {**({"lang": group} if set(group) != set(LANGS) else {}),
+                         **({"collection": collection} if collection else {})}
                 if info.terms:
-                    ranked += self._search_terms(info.terms, int(k), allowed, q if image is not None else None)
+                    ranked += self._search_terms(info.terms, int(k), allowed, q if image is not None else None,
+                                                 where)
                 else:
-                    s, i = self.index.search(q[None], int(k), allowed=allowed)
+                    s, i = self._nearest(q, int(k), allowed, where)
                     ranked += [(int(a), float(b)) for a, b in zip(i[0], s[0]) if a >= 0]
         if per_script:
             ranked.sort(key=lambda r: -r[1])

@@ -9,6 +9,13 @@ fusion), the ids it holds (count, checksum) and the sha256 of the file's bytes. 
 file whose bytes or ids do not match its record, or that another model made; the engine then rebuilds
 it from the store. Which items the index should hold is the engine's business (it catches up with the
 store by id), not the file's.
+
+The backend interface (issue 27): an index answers `add(ids, vectors, fields)`, `remove(ids)`, `ids()`,
+`len()`, `search(queries, k, allowed, where)` and `save(path, record)`, and is opened by `open_index` or
+built by `build_index` for a vector URI: none for FAISS here (the embedded default), a `*.db` path for
+Milvus Lite or `http://host:19530` for a Milvus server (milvus_index.py; `XMR_VECTOR_URI`). A backend
+with `pushes_filters` takes script and collection conditions (`where`) and filters inside its search;
+FAISS takes the allowed ids instead (`allowed`, from the store).
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ def checked_batch(ids, vectors, dim: int) -> tuple[np.ndarray, np.ndarray, np.nd
 class VectorIndex:
     """Inner-product index of L2-normalised vectors keyed by item id."""
 
+    pushes_filters = False  # filters come as allowed ids (`search(allowed=)`), from the store
+
     def __init__(self, dim: int, cfg: IndexConfig | None = None, index: faiss.Index | None = None) -> None:
         self.dim, self.cfg = dim, cfg or IndexConfig()
         self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
@@ -87,8 +96,9 @@ class VectorIndex:
                                   for c in range(inv.nlist) if inv.list_size(c)] or [np.zeros(0, np.int64)])
         return np.sort(np.asarray(out, np.int64))
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add vectors under item ids; an id given twice, or already held, keeps one entry (the last)."""
+    def add(self, ids: np.ndarray, vectors: np.ndarray, fields: list[dict] | None = None) -> None:
+        """Add vectors under item ids; an id given twice, or already held, keeps one entry (the last).
+        `fields` (each item's script and collection) are for backends that filter by them: not FAISS."""
         if len(ids) == 0:
             return
         ids, v, last = checked_batch(ids, vectors, self.dim)
@@ -101,9 +111,12 @@ class VectorIndex:
         if len(ids):
             self.index.remove_ids(faiss.IDSelectorBatch(ids))
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               where: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the k best items per query; ids -1 pad missing results. `allowed` restricts
-        the search to those item ids."""
+        the search to those item ids (FAISS cannot filter by fields: `where` is refused)."""
+        if where:
+            raise ValueError("the FAISS index filters by allowed ids, not by fields")
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if self.index.ntotal == 0 or k <= 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
@@ -168,6 +181,46 @@ def load_index(path: Path | str, expect: dict) -> tuple[VectorIndex, dict]:
     if (rec.get("count"), rec.get("checksum")) != ids_checksum(index.ids()):
         raise ValueError("index file is damaged: the ids it holds are not those of its record")
     return index, rec
+
+
+def vector_uri(data: Path | str, uri: str | None = None) -> str | None:
+    """The vector backend's URI for a data folder: `uri`, else `XMR_VECTOR_URI`, else None (FAISS). A
+    relative `*.db` path lies in the data folder; anything but a `*.db` path or an http(s) URL is refused."""
+    uri = (os.environ.get("XMR_VECTOR_URI", "") if uri is None else uri).strip() or None
+    if uri is None or uri.lower() == "faiss":
+        return None
+    if uri.startswith(("http://", "https://")):
+        return uri
+    if uri.endswith(".db"):
+        return str((Path(data) / uri).resolve()) if not Path(uri).is_absolute() else uri
+    raise ValueError(f"XMR_VECTOR_URI is a Milvus Lite file (*.db) or a Milvus server (http://host:19530); "
+                     f"got {uri!r}")
+
+
+def index_path(data: Path | str, model_id: str, uri: str | None) -> Path:
+    """Where an index (FAISS: the file; Milvus: its record) of this model's embeddings is kept."""
+    return Path(data) / "index" / (f"{model_id}.faiss" if uri is None else f"{model_id}.milvus.json")
+
+
+def open_index(path: Path, expect: dict, uri: str | None = None, name: str = ""):
+    """The saved index whose record matches `expect`: the FAISS file, or (`uri`) the Milvus collection
+    `name`; ValueError when there is none or it does not match, milvus_index.IndexBusy when a Milvus Lite
+    file is held by another process."""
+    if uri is None:
+        return load_index(path, expect)[0]
+    from .milvus_index import open_milvus
+
+    return open_milvus(uri, name, path, expect)[0]
+
+
+def build_index(ids: np.ndarray, vectors: np.ndarray, dim: int, cfg: IndexConfig | None = None,
+                uri: str | None = None, name: str = "", fields: list[dict] | None = None):
+    """A fresh index of exactly these vectors: FAISS (`uri` None), or the Milvus collection `name`."""
+    if uri is None:
+        return VectorIndex.build(ids, vectors, dim, cfg)
+    from .milvus_index import MilvusIndex
+
+    return MilvusIndex.build(ids, vectors, dim, uri, name, fields)
 
 
 def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int = 10) -> float:

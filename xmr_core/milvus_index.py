@@ -8,11 +8,14 @@ milvus_lite server --data-dir D --port P` runs one from the same package). Each 
 collection filter is pushed down to Milvus (`where`) instead of being applied after the search. As with
 FAISS, a JSON record beside the store says which ids the index held when last saved (count and
 checksum); `open_milvus` refuses an index that does not match it, and the engine rebuilds it from the
-store. Not yet wired into the engine: docs/benchmarks.md has the measurements that decide how.
+store. The engine uses it when `XMR_VECTOR_URI` names one (index.py); a process that finds a Milvus Lite
+file held by another gets `IndexBusy` and leaves the index to that process, which catches up from the
+store by id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,6 +33,50 @@ INDEX_PARAMS = {"FLAT": {}, "IVF_FLAT": {"nlist": 1024}, "HNSW": {"M": 16, "efCo
 SEARCH_PARAMS = {"FLAT": {}, "IVF_FLAT": {"nprobe": 64}, "HNSW": {"ef": 128}}
 
 
+class IndexBusy(RuntimeError):
+    """A Milvus Lite file that another process holds (Milvus Lite opens a file in one process only)."""
+
+
+def connect(uri: str):
+    """A Milvus client for `uri`; IndexBusy when it is a Milvus Lite file another process holds."""
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        # no keep-alive pings between calls: a server with gRPC's default policy (Milvus Lite's) answers an idle
+        # client's pings every 10 s (pymilvus's default) with "too many pings" and drops the connection
+        return MilvusClient(str(uri), grpc_options={"grpc.keepalive_permit_without_calls": False})
+    except MilvusException as exc:
+        if str(uri).endswith(".db") and _held_elsewhere(Path(uri) / "LOCK"):
+            raise IndexBusy(f"another process holds the Milvus Lite file {uri}; it keeps the index (a Milvus "
+                            "server, XMR_VECTOR_URI=http://host:19530, serves several processes)") from exc
+        raise
+
+
+def _held_elsewhere(lock: Path) -> bool:
+    """Whether another process holds Milvus Lite's lock on its data folder (`<file>.db/LOCK`)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def collection_name(made_by: dict) -> str:
+    """The collection for an index made by `made_by` (store id, model id, fusion): one per such state, so
+    data folders, models or fusion settings sharing a Milvus never overwrite each other's."""
+    return "xmr_" + hashlib.sha256(json.dumps(made_by, sort_keys=True).encode()).hexdigest()[:24]
+
+
 def _literal(values) -> str:
     """A Milvus filter list of strings, quoted."""
     return "[" + ", ".join(json.dumps(str(v)) for v in values) + "]"
@@ -38,22 +85,24 @@ def _literal(values) -> str:
 class MilvusIndex:
     """Inner-product index of L2-normalised vectors keyed by item id, in one Milvus collection."""
 
-    def __init__(self, uri: str, name: str, dim: int, client=None, index_type: str = "FLAT") -> None:
-        from pymilvus import MilvusClient
+    pushes_filters = True  # script and collection filters go into Milvus's search (`where`)
 
+    def __init__(self, uri: str, name: str, dim: int, client=None, index_type: str = "FLAT") -> None:
         if not _NAME.fullmatch(name):
             raise ValueError(f"a Milvus collection name is letters, digits and '_': {name!r} is not one")
         if index_type not in INDEX_PARAMS:
             raise ValueError(f"Milvus index type {index_type!r}: expected one of {sorted(INDEX_PARAMS)}")
         self.uri, self.name, self.dim, self.index_type = str(uri), name, int(dim), index_type
         self.approximate = index_type != "FLAT"
-        self.client = client or MilvusClient(self.uri)
+        self.client = client or connect(self.uri)
         if not self.client.has_collection(name):
             self._create()
         else:
             have = next(f for f in self.client.describe_collection(name)["fields"] if f["name"] == "vec")
             if int(have["params"]["dim"]) != self.dim:
                 raise ValueError(f"Milvus collection {name!r} holds {have['params']['dim']}-d vectors, not {self.dim}-d")
+            if "Loaded" not in str(self.client.get_load_state(name).get("state")):
+                self.client.load_collection(name)  # released (as a killed writer leaves it): searchable again
 
     def _create(self) -> None:
         from pymilvus import DataType, MilvusClient
@@ -71,9 +120,7 @@ class MilvusIndex:
     def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int, uri: str, name: str,
               fields: list[dict] | None = None, index_type: str = "FLAT") -> "MilvusIndex":
         """A fresh collection holding exactly these vectors (any old one of that name dropped)."""
-        from pymilvus import MilvusClient
-
-        client = MilvusClient(str(uri))
+        client = connect(str(uri))
         if client.has_collection(name):
             client.drop_collection(name)
         idx = cls(uri, name, dim, client, index_type)

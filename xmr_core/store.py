@@ -288,6 +288,14 @@ class Store:
         rows = self.read("SELECT value FROM meta WHERE key=?", (key,))
         return rows[0]["value"] if rows else default
 
+    def store_id(self) -> str:
+        """This store's own id (made once, kept): what tells two data folders apart on one Milvus server."""
+        import uuid
+
+        with self.tx() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+        return self.get_meta("store_id")
+
     def set_meta(self, key: str, value: str) -> None:
         with self.tx() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
