@@ -12,6 +12,7 @@ from xmr_core.engine import Engine, detect_language
 from xmr_core.fusion import FusionConfig, fuse
 from xmr_core.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
+from xmr_core.pages import iou
 from xmr_core.render import SyntheticWords
 
 from helpers import SMALL, png as _png
@@ -152,6 +153,14 @@ def test_page_ingestion_keeps_boxes(engine, lexicon, fonts_ready):
     items = engine.store.get_items(rep.added)
     it = items[rep.added[0]]
     assert it.bbox is not None and it.page_sha256 and engine.page_path(it.page_sha256).exists()
+    # a page is kept and read at up to 4,000 pixels (a word at 1,600): a scan at twice the size has its
+    # boxes at twice the size, on the page as stored
+    big = page.resize((page.width * 2, page.height * 2))
+    rep2 = engine.add_page("scans", "page1-2x.png", _png(big))
+    small = [it.bbox for it in items.values()]
+    large = list(engine.store.get_items(rep2.added).values())
+    assert Image.open(engine.page_path(large[0].page_sha256)).size == big.size
+    assert sum(any(iou(tuple(v // 2 for v in it.bbox), s) >= 0.7 for s in small) for it in large) >= 6, (small, large)
 
 
 _ADDER = r"""

@@ -22,7 +22,7 @@ from .fusion import FusionConfig, fuse
 from .index import IndexConfig, VectorIndex, build_index, index_path, open_index, vector_uri
 from .lexicon import HAN, LANGS, Concept, Lexicon, is_han, normalize_word
 from .paths import data_dir as default_data_dir
-from .preprocess import ImageInput, fit, open_image, preprocess, to_gray, word_ink
+from .preprocess import WORK_SIDE, ImageInput, fit, open_image, preprocess, to_gray, word_ink
 from .registry import active_model_dir, model_id
 from .store import Item, Store
 
@@ -141,6 +141,7 @@ class Engine:
         self._translator = None  # translations of any word (translate.py), made on first use
         self._word_reader = None  # the word lists as the reader spells them (open_reading.py)
         self._fold = None  # the reader's symbols with letter case folded (reading_search.py)
+        self._pages = None  # the page reader (pages.py), loaded on first use
         self._synced = -1  # the store version the index last caught up with
         self._allowed: dict[tuple, np.ndarray] = {}  # search filters at self._synced
         self.busy: str | None = None  # why this process holds no index (index.py: Milvus Lite held elsewhere)
@@ -687,19 +688,17 @@ class Engine:
 
     def add_page(self, collection: str, source: str, page: bytes | Image.Image,
                  progress: Progress | None = None) -> AddReport:
-        """Segment a page into word images and add each with the page and its box, so a hit can show
-        where on the page the word is."""
-        from .segment import segment_page
+        """Find a page's words (pages.py: PP-OCRv6's text detector, lines straightened and split at their
+        gaps) and add each, with the page and its box on it, so a hit can show where on the page it is."""
+        from .pages import MAX_WORK, PageReader
 
-        raw = _png_bytes(page)
-        boxes = segment_page(raw)
+        raw = _png_bytes(page, MAX_WORK)  # a page is kept larger than a word (up to MAX_WORK pixels)
+        with self._lock:
+            self._pages = self._pages or PageReader(torch.get_num_threads())
+        words = self._pages.words(open_image(raw, MAX_WORK))
+        boxes = [w.box for w in words]
         page_sha, _ = self.store.put_image(raw, ".png")
-        img = open_image(raw)
-        crops = []
-        for b in boxes:
-            m = max(2, (b[3] - b[1]) // 8)
-            crop = img.crop((max(0, b[0] - m), max(0, b[1] - m), min(img.width, b[2] + m), min(img.height, b[3] + m)))
-            crops.append((f"{source}#{b[0]},{b[1]},{b[2]},{b[3]}", crop))
+        crops = [(f"{source}#{b[0]},{b[1]},{b[2]},{b[3]}", w.image) for w, b in zip(words, boxes)]
         return self.add(collection, crops, progress=progress, pages=[(page_sha, b) for b in boxes])
 
     def model_metrics(self) -> dict:
@@ -783,9 +782,9 @@ def _style(source: str) -> str:
     return Path(source).stem.rsplit("@", 1)[1] if "@" in Path(source).stem else "not recorded"
 
 
-def _normalised(data: bytes | Image.Image) -> Image.Image:
+def _normalised(data: bytes | Image.Image, max_side: int = WORK_SIDE) -> Image.Image:
     """An input image opened for storage: EXIF orientation applied, size capped, 8-bit modes."""
-    img = open_image(data)
+    img = open_image(data, max_side)
     if img.mode.startswith(("I", "F")):  # 16-bit and float scans: scale to 8 bits, not clip
         img = Image.fromarray((to_gray(img) * 255).astype(np.uint8), "L")
     elif img.mode not in ("L", "LA", "RGB", "RGBA"):
@@ -799,6 +798,6 @@ def _encode_png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _png_bytes(data: bytes | Image.Image) -> bytes:
-    """Normalise an input image to PNG bytes for storage."""
-    return _encode_png(_normalised(data))
+def _png_bytes(data: bytes | Image.Image, max_side: int = WORK_SIDE) -> bytes:
+    """Normalise an input image to PNG bytes for storage (at most `max_side` pixels on its longer side)."""
+    return _encode_png(_normalised(data, max_side))

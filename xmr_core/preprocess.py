@@ -51,8 +51,9 @@ class PreprocessConfig:
         return asdict(self)
 
 
-def open_image(src: ImageInput) -> Image.Image:
-    """Open a path, bytes, PIL image or array, honouring EXIF rotation; clear ValueError otherwise."""
+def open_image(src: ImageInput, max_side: int = WORK_SIDE) -> Image.Image:
+    """Open a path, bytes, PIL image or array, honouring EXIF rotation, reduced to at most `max_side`
+    pixels on its longer side; clear ValueError otherwise."""
     if isinstance(src, Image.Image):
         img = src
     elif isinstance(src, np.ndarray):
@@ -81,14 +82,14 @@ def open_image(src: ImageInput) -> Image.Image:
     if w < 2 or h < 2:
         raise ValueError(f"image is {w}x{h} pixels: too small to hold a word")
     try:
-        if getattr(img, "format", None) == "JPEG" and max(w, h) > WORK_SIDE:
-            img.draft("RGB", (WORK_SIDE, WORK_SIDE))  # decode at reduced scale: no 50 MP buffer
+        if getattr(img, "format", None) == "JPEG" and max(w, h) > max_side:
+            img.draft("RGB", (max_side, max_side))  # decode at reduced scale: no 50 MP buffer
         img = ImageOps.exif_transpose(img)
         img.load()
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(f"image could not be decoded: {exc}") from exc
-    if max(img.size) > WORK_SIDE:
-        f = int(np.ceil(max(img.size) / WORK_SIDE))
+    if max(img.size) > max_side:
+        f = int(np.ceil(max(img.size) / max_side))
         img = img.reduce(f) if img.mode not in ("P", "1", "I;16", "I;16B", "I;16L") else img
     return img
 

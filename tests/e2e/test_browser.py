@@ -41,15 +41,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`streamlit run app.py` on a free port over an empty data folder (so the demo is built)."""
+def start_app(tmp_path_factory, **env):
+    """`streamlit run app.py` on a free port over an empty data folder (so the demo is built), with
+    these environment variables; yields (url, data folder) and stops it afterwards."""
     data = tmp_path_factory.mktemp("data")
     port = _free_port()
-    log = open(data.parent / "streamlit.log", "wb")
+    log = open(data.parent / f"streamlit-{data.name}.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
                             cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "XMR_DATA": str(data), "XMR_DEMO_CONCEPTS": "300"})
+                            env={**os.environ, "XMR_DATA": str(data), **env})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -59,12 +59,23 @@ def server(tmp_path_factory):
         except OSError:
             pass
         if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"streamlit did not start: {(data.parent / 'streamlit.log').read_text()[-2000:]}")
+            raise RuntimeError(f"streamlit did not start: {Path(log.name).read_text()[-2000:]}")
         time.sleep(0.3)
     yield url, data
     proc.terminate()
     proc.wait(30)
     log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from start_app(tmp_path_factory, XMR_DEMO_CONCEPTS="300")
+
+
+@pytest.fixture(scope="module")
+def milvus_app(tmp_path_factory):
+    """The app with its vectors in a Milvus Lite file in the data folder (issue 27)."""
+    yield from start_app(tmp_path_factory, XMR_DEMO_CONCEPTS="60", XMR_VECTOR_URI="index.db")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -665,3 +676,28 @@ def test_explore_map_keeps_concepts_together(page, server):
     assert len(names) <= 2 * 11, names  # ten concepts and "other", each as image and anchor
     assert_no_exception(page)
     shot(page, "explore")
+
+
+def test_the_app_on_a_milvus_lite_file(page, milvus_app):
+    """Issue 27: XMR_VECTOR_URI=index.db puts the app's vectors in Milvus Lite. The demo's background job
+    (another process: it cannot open the file the app holds) writes to the store, and the app's index
+    catches up: a concept from that job is found in all three scripts."""
+    from xmr_core.demo import FIRST, demo_concepts
+    from xmr_core.store import Store
+
+    url, data = milvus_app
+    open_page(page, url, "Search handwriting")
+    store, deadline = Store(data), time.time() + 300
+    while not any(j["kind"] == "demo" and j["status"] == "done" for j in store.list_jobs()):
+        assert time.time() < deadline and not any(j["status"] == "failed" for j in store.list_jobs()), store.list_jobs()
+        time.sleep(1)
+    assert (data / "index.db").is_dir() and list((data / "index").glob("*.milvus.json"))
+    late = demo_concepts(load_lexicon(), 60)[FIRST + 5]  # rendered by the background job
+    for word in ("gato", late.es):
+        search_text(page, url, word)
+        wait_for_results(page)
+        want = "cat" if word == "gato" else late.en
+        for script in ("Chinese", "English", "Spanish"):
+            first = next(c for c in captions(page) if c.startswith(script))
+            assert f" {want} " in f" {first} ", (word, script, first)
+    assert_no_exception(page)

@@ -40,3 +40,47 @@ def render_page(ds: SyntheticWords, words: list[tuple[str, str]], rng: np.random
         region = np.asarray(page.crop((px, py, px + crop.width, py + crop.height))).astype(np.float32)
         page.paste(Image.fromarray((region * (1 - alpha) + ink_level * alpha).astype(np.uint8)), (px, py))
     return page, boxes, labels
+
+
+def two_columns(left: tuple[Image.Image, list[Box]], right: tuple[Image.Image, list[Box]],
+                gutter: int = 120) -> tuple[Image.Image, list[Box]]:
+    """Two pages side by side as the columns of one, a gutter of paper between them."""
+    (a, ba), (b, bb) = left, right
+    paper = int(np.median(np.asarray(a)))
+    page = Image.new("L", (a.width + gutter + b.width, max(a.height, b.height)), paper)
+    page.paste(a, (0, 0))
+    page.paste(b, (a.width + gutter, 0))
+    dx = a.width + gutter
+    return page, list(ba) + [(x0 + dx, y0, x1 + dx, y1) for x0, y0, x1, y1 in bb]
+
+
+def photographed(page: Image.Image, boxes: list[Box], rng: np.random.Generator, max_angle: float = 6.0,
+                 ) -> tuple[Image.Image, list[Box]]:
+    """A page as a phone photographs it: turned by up to `max_angle` degrees, lit unevenly (a gradient
+    and a soft shadow), on textured paper, a little blurred and noisy. The boxes follow the words (each
+    the axis-aligned box around its turned box)."""
+    import cv2
+
+    g = np.asarray(page.convert("L"), np.float32)
+    h, w = g.shape
+    angle = float(rng.uniform(-max_angle, max_angle))
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(h * sin + w * cos), int(h * cos + w * sin)
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    paper = float(np.median(g))
+    g = cv2.warpAffine(g, m, (nw, nh), flags=cv2.INTER_LINEAR, borderValue=paper)
+    moved = []
+    for x0, y0, x1, y1 in boxes:
+        c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float32) @ m.T
+        moved.append((int(c[:, 0].min()), int(c[:, 1].min()), int(np.ceil(c[:, 0].max())), int(np.ceil(c[:, 1].max()))))
+    yy, xx = np.mgrid[0:nh, 0:nw].astype(np.float32)
+    d = rng.normal(size=2)
+    light = 1.0 - float(rng.uniform(0.1, 0.3)) * ((xx / nw - 0.5) * d[0] + (yy / nh - 0.5) * d[1]) / (abs(d).sum() / 2 + 1e-6)
+    cx, cy, r = rng.uniform(0, nw), rng.uniform(0, nh), rng.uniform(0.3, 0.7) * max(nw, nh)
+    light -= float(rng.uniform(0.05, 0.2)) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+    texture = cv2.GaussianBlur(rng.normal(0, 1, (nh, nw)).astype(np.float32), (0, 0), 3) * 12
+    g = g * light + texture
+    g = cv2.GaussianBlur(g, (0, 0), float(rng.uniform(0.3, 1.0))) + rng.normal(0, 3, g.shape)
+    return Image.fromarray(np.clip(g, 0, 255).astype(np.uint8)), moved
