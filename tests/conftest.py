@@ -47,24 +47,24 @@ BACKENDS = ["faiss", "milvus-lite", "milvus-server"]
 
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory):
-    """A Milvus server for the session (`python -m milvus_lite server`, the same package as Milvus Lite)."""
+    """A Milvus server for the session (`python -m xmr_core.milvus_index`: milvus-lite's own binary on a port)."""
     import socket
     import subprocess
     import sys
     import time
 
-    from pymilvus import MilvusClient
+    from xmr_core.milvus_index import connect
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir",
-                               str(tmp_path_factory.mktemp("milvus")), "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "xmr_core.milvus_index",
+                               str(tmp_path_factory.mktemp("milvus") / "server.db"), str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     uri, deadline = f"http://127.0.0.1:{port}", time.time() + 60
     while True:
         try:
-            MilvusClient(uri).list_collections()
+            connect(uri).list_collections()  # as the engine connects (a shared connection keeps its options)
             break
         except Exception:
             if time.time() > deadline or server.poll() is not None:

@@ -89,8 +89,8 @@ def test_two_processes_add_to_a_milvus_server_at_once(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp_path / "srv"),
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, "-m", "xmr_core.milvus_index", str(tmp_path / "srv.db"), str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         uri, deadline = f"http://127.0.0.1:{port}", time.time() + 60
         while True:

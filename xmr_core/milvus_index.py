@@ -3,7 +3,7 @@ one machine (issue 27).
 
 One client API reaches Milvus embedded (Milvus Lite: `pymilvus` + `milvus-lite` from PyPI, a local `*.db`
 path, one process at a time) and a Milvus server (`http://host:19530`, any number of processes; `python -m
-milvus_lite server --data-dir D --port P` runs one from the same package). Each item is a row: its id
+xmr_core.milvus_index FILE.db PORT` runs one from milvus-lite's own binary). Each item is a row: its id
 (the primary key), its unit vector, and its script and collection as scalar fields, so a script or
 collection filter is pushed down to Milvus (`where`) instead of being applied after the search. As with
 FAISS, a JSON record beside the store says which ids the index held when last saved (count and
@@ -28,33 +28,56 @@ from .index import checked_batch
 from .store import ids_checksum
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
-# FLAT is exact; IVF_FLAT as index.py's FAISS IVF (about 4 sqrt(n) cells at 100,000, 64 visited)
-INDEX_PARAMS = {"FLAT": {}, "IVF_FLAT": {"nlist": 1024}, "HNSW": {"M": 16, "efConstruction": 200}}
-SEARCH_PARAMS = {"FLAT": {}, "IVF_FLAT": {"nprobe": 64}, "HNSW": {"ef": 128}}
+# FLAT is exact; IVF_FLAT as index.py's FAISS IVF (about 4 sqrt(n) cells at 100,000, 64 visited). Milvus Lite
+# builds these two only (a server builds HNSW and more: add them here when one is measured)
+INDEX_PARAMS = {"FLAT": {}, "IVF_FLAT": {"nlist": 1024}}
+SEARCH_PARAMS = {"FLAT": {}, "IVF_FLAT": {"nprobe": 64}}
 
 
 class IndexBusy(RuntimeError):
     """A Milvus Lite file that another process holds (Milvus Lite opens a file in one process only)."""
 
 
-def connect(uri: str):
-    """A Milvus client for `uri`; IndexBusy when it is a Milvus Lite file another process holds."""
-    from pymilvus import MilvusClient
-    from pymilvus.exceptions import MilvusException
+_OPENED: set[str] = set()  # Milvus Lite files this process holds (milvus-lite keeps them open until exit)
 
-    try:
-        # no keep-alive pings between calls: a server with gRPC's default policy (Milvus Lite's) answers an idle
-        # client's pings every 10 s (pymilvus's default) with "too many pings" and drops the connection
-        return MilvusClient(str(uri), grpc_options={"grpc.keepalive_permit_without_calls": False})
-    except MilvusException as exc:
-        if str(uri).endswith(".db") and _held_elsewhere(Path(uri) / "LOCK"):
-            raise IndexBusy(f"another process holds the Milvus Lite file {uri}; it keeps the index (a Milvus "
-                            "server, XMR_VECTOR_URI=http://host:19530, serves several processes)") from exc
-        raise
+
+def connect(uri: str):
+    """A Milvus client for `uri`; IndexBusy when it is a Milvus Lite file another process holds.
+
+    milvus-lite 2.5 takes a POSIX lock on `.<file>.db.lock`, and a process that fails to take it deletes
+    that lock file on its way out, after which a third process could open the file a second time. So no
+    process of ours tries a held file: each looks at the lock first, and they look and open one at a time
+    (our own lock beside it). The process holding a file never looks (closing any descriptor of a file drops
+    the process's POSIX locks on it)."""
+    from pymilvus import MilvusClient
+
+    uri = str(uri)
+
+    def client():
+        # no keep-alive pings between calls: a server with gRPC's default policy answers an idle client's
+        # pings every 10 s (pymilvus's default) with "too many pings" and drops the connection
+        return MilvusClient(uri, grpc_options={"grpc.keepalive_permit_without_calls": False})
+
+    if not uri.endswith(".db") or uri in _OPENED:
+        return client()
+    import fcntl
+
+    db = Path(uri)
+    with open(db.parent / f".{db.name}.xmr-open", "a") as gate:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            if _held_elsewhere(db.parent / f".{db.name}.lock"):
+                raise IndexBusy(f"another process holds the Milvus Lite file {uri}; it keeps the index (a Milvus "
+                                "server, XMR_VECTOR_URI=http://host:19530, serves several processes)")
+            c = client()
+            _OPENED.add(uri)
+            return c
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
 
 
 def _held_elsewhere(lock: Path) -> bool:
-    """Whether another process holds Milvus Lite's lock on its data folder (`<file>.db/LOCK`)."""
+    """Whether another process holds Milvus Lite's lock on its file (`.<file>.db.lock` beside it)."""
     import fcntl
 
     try:
@@ -62,13 +85,35 @@ def _held_elsewhere(lock: Path) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_UN)
         return False
     except OSError:
         return True
     finally:
         os.close(fd)
+
+
+def serve(db: Path | str, port: int, host: str = "127.0.0.1") -> None:
+    """Run a Milvus server over a Milvus Lite file until SIGTERM or SIGINT (`python -m
+    xmr_core.milvus_index FILE.db PORT`): the Milvus of milvus-lite's own binary, reached as
+    `http://host:port` by any number of processes, as a Milvus server or cluster would be."""
+    import signal
+    import time
+
+    from milvus_lite.server import Server
+
+    server = Server(str(db), f"{host}:{int(port)}")
+    if not server.start():
+        raise SystemExit(f"the Milvus server over {db} did not start (is the file held by another process?)")
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    try:
+        while not stop and server._p.poll() is None:
+            time.sleep(0.2)
+    finally:
+        server.stop()
 
 
 def collection_name(made_by: dict) -> str:
@@ -230,3 +275,9 @@ def open_milvus(uri: str, name: str, path: Path | str, expect: dict) -> tuple[Mi
     if (rec.get("count"), rec.get("checksum")) != ids_checksum(index.ids()):
         raise ValueError("the Milvus collection does not hold the ids of its record")
     return index, rec
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve(sys.argv[1], int(sys.argv[2]))
