@@ -47,7 +47,7 @@ def test_word_boxes_on_synthetic_pages(page_reader, kind, fonts_ready):
         prec.append(box_precision(pred, truth))
         assert all(w.image.width >= 2 and w.image.height >= 2 for w in words)
     # the home-made segmenter it replaces: 0.950 / 0.815, 0.867 / 0.675, 0.809 / 0.724 (docs/pages.md)
-    assert np.mean(rec) >= 0.93 and np.mean(prec) >= 0.93, (kind, rec, prec)
+    assert np.mean(rec) >= 0.95 and np.mean(prec) >= 0.95, (kind, rec, prec)
 
 
 def test_a_blank_page_says_so(page_reader):

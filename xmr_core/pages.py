@@ -26,6 +26,7 @@ DETECTOR_SHA256 = "090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in page pixels
 
 WORD_GAP = 0.8  # an ink gap this many line heights wide splits words (0.55 / 0.7 / 0.8 / 0.9: docs/pages.md)
+INK_SHARE, INK_MIN, INK_MAX = 0.3, 0.08, 0.35  # what counts as ink in a line (docs/pages.md)
 MAX_SIDE = 1600  # the detector sees the page with its longer side at most this many pixels
 MAX_WORK = 4000  # lines are cut from the page at most this many pixels on its longer side
 
@@ -106,9 +107,10 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def split_line(ink: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Word boxes (x0, y0, x1, y1) inside a straightened line's ink map: the columns with ink, split at
-    gaps at least WORD_GAP ink heights wide, each box tightened to its ink."""
-    on = ink > 0.35
+    """Word boxes (x0, y0, x1, y1) inside a straightened line's ink map: the columns with ink (ink above
+    INK_SHARE of the line's darkest, between INK_MIN and INK_MAX: a faint word is still ink), split at gaps
+    at least WORD_GAP ink heights wide, each box tightened to its ink."""
+    on = ink > float(np.clip(INK_SHARE * np.percentile(ink, 99.5), INK_MIN, INK_MAX))
     cols = on.sum(0) > 0
     rows = np.flatnonzero(on.sum(1) > 0)
     if not cols.any() or not len(rows):

@@ -691,7 +691,7 @@ def test_the_app_on_a_milvus_lite_file(page, milvus_app):
     while not any(j["kind"] == "demo" and j["status"] == "done" for j in store.list_jobs()):
         assert time.time() < deadline and not any(j["status"] == "failed" for j in store.list_jobs()), store.list_jobs()
         time.sleep(1)
-    assert (data / "index.db").is_dir() and list((data / "index").glob("*.milvus.json"))
+    assert (data / "index.db").exists() and list((data / "index").glob("*.milvus.json"))
     late = demo_concepts(load_lexicon(), 60)[FIRST + 5]  # rendered by the background job
     for word in ("gato", late.es):
         search_text(page, url, word)
