@@ -700,4 +700,25 @@ def test_the_app_on_a_milvus_lite_file(page, milvus_app):
         for script in ("Chinese", "English", "Spanish"):
             first = next(c for c in captions(page) if c.startswith(script))
             assert f" {want} " in f" {first} ", (word, script, first)
+    # a page added from the command line meanwhile (that process, too, leaves the index to the app): its
+    # words are found, and a hit's Details show it on its page with its box
+    from xmr_core.render.page import render_page
+
+    lex = load_lexicon()
+    held = {c.concept_id for c in demo_concepts(lex, 60)}
+    outside = [c for c in lex.concepts if c.concept_id not in held][:6]
+    scan, _, _ = render_page(SyntheticWords(lex, "val", seed=3), [(c.concept_id, "zh") for c in outside],
+                             np.random.default_rng(3))
+    scan.save(data.parent / "scan.png")
+    done = subprocess.run([sys.executable, "-m", "xmr_core.cli", "add", "scans", str(data.parent / "scan.png"),
+                           "--pages", "--data", str(data)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "XMR_VECTOR_URI": "index.db"})
+    assert done.returncode == 0 and "added 6 images" in done.stdout, done.stdout + done.stderr[-2000:]
+    search_text(page, url, outside[0].en)
+    wait_for_results(page)
+    first = next(c for c in captions(page) if c.startswith("Chinese"))
+    assert "unlabelled" in first, first  # a word of the page (the demo's renders are all labelled) comes first
+    page.get_by_role("button", name="Details", exact=True).first.click()
+    page.get_by_role("dialog").get_by_text("on its page, box").wait_for(timeout=30_000)
+    shot(page, "search-page-box")
     assert_no_exception(page)
