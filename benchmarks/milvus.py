@@ -3,7 +3,7 @@ synthetic 256-d vectors as benchmarks/search.py: insert throughput, p50 / p95 of
 filter (FAISS: the script's ids as an allow-list; Milvus: a scalar filter pushed down), recall@10
 against exact search, and the process's memory.
 
-    python benchmarks/milvus.py [--sizes 100000 1000000] [--queries 200] [--index-types FLAT IVF_FLAT]
+    python benchmarks/milvus.py [--sizes 100000 1000000] [--queries 200] [--index-types FLAT IVF_FLAT] [--faiss-only]
 """
 
 from __future__ import annotations
@@ -88,11 +88,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--index-types", nargs="+", default=["FLAT"], choices=["FLAT", "IVF_FLAT"])
+    ap.add_argument("--faiss-only", action="store_true", help="measure FAISS alone")
+    ap.add_argument("--index-types", nargs="+", default=["FLAT"], choices=["FLAT", "IVF_FLAT"],
+                    help="Milvus index types to measure (none: FAISS alone)")
     args = ap.parse_args()
     rows = []
     for n in args.sizes:
-        rows += bench(n, args.queries, index_types=tuple(args.index_types))
+        rows += bench(n, args.queries, index_types=() if args.faiss_only else tuple(args.index_types))
         print(f"{n:,} done (peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)", flush=True)
     print("\n| backend | vectors | insert / s | query p50 / p95 ms (script filter) | recall@10 | memory MB |\n"
           "|---|---|---|---|---|---|")

@@ -65,6 +65,9 @@ class VectorIndex:
         self.approximate = isinstance(self.index, faiss.IndexIVF)
         if self.approximate:
             self.index.nprobe = self.cfg.nprobe
+        # a selector per allow-list, kept while its array lives: building one from 333,000 ids costs about as
+        # much as the search it restricts (the engine passes the same array until the store changes)
+        self._selectors: dict[int, tuple[np.ndarray, faiss.IDSelector]] = {}
 
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int, cfg: IndexConfig | None = None) -> "VectorIndex":
@@ -123,10 +126,20 @@ class VectorIndex:
         kk = min(k, self.index.ntotal)
         if allowed is None:
             return self.index.search(q, kk)
-        sel = faiss.IDSelectorBatch(np.asarray(allowed, np.int64))
+        sel = self._selector(allowed)
         params = (faiss.SearchParametersIVF(sel=sel, nprobe=self.cfg.nprobe) if self.approximate
                   else faiss.SearchParameters(sel=sel))
         return self.index.search(q, kk, params=params)
+
+    def _selector(self, allowed) -> faiss.IDSelector:
+        got = self._selectors.get(id(allowed))
+        if got is not None and got[0] is allowed:
+            return got[1]
+        if len(self._selectors) >= 16:
+            self._selectors.clear()
+        sel = faiss.IDSelectorBatch(np.asarray(allowed, np.int64))
+        self._selectors[id(allowed)] = (allowed, sel)
+        return sel
 
     def save(self, path: Path | str, record: dict) -> None:
         """Write the index and its record atomically (index first, record last); the record gets the
