@@ -74,6 +74,30 @@ def test_added_images_are_searchable_at_once(engine, samples):
     assert hits and all(h.lang == "zh" for h in hits)
 
 
+def test_feedback_leaves_out_the_wrong_puts_the_right_first_and_moves_the_query(engine, samples):
+    """Issue 28: hits marked wrong are gone, those marked right lead, and the query vector moves towards
+    the right ones (Rocchio): an item near them climbs."""
+    rep = engine.add("demo", [(f"s{i}", _png(s.image)) for i, s in enumerate(samples)])
+    query = _png(samples[0].image)
+    hits, info = engine.search(image=query, k=10)
+    ids = [h.item_id for h in hits]
+    assert info.feedback == (0, 0) and len(ids) == 10
+    right, wrong = ids[5], ids[:2]
+    again, info = engine.search(image=query, k=10, feedback={right: True, wrong[0]: False, wrong[1]: False})
+    got = [h.item_id for h in again]
+    assert info.feedback == (1, 2) and len(got) == 10
+    assert got[0] == right and not set(wrong) & set(got)
+    q0 = engine.embed_query(query)[1]
+    moved = engine._rocchio(q0, [right], wrong)
+    _, vecs = engine.store.embeddings(engine.model_id, [right])
+    assert float(moved @ vecs[0]) > float(q0 @ vecs[0]) and abs(float(np.linalg.norm(moved)) - 1) < 1e-5
+    # by script too: still k of each
+    per, _ = engine.search(image=query, k=2, per_script=True, feedback={wrong[0]: False})
+    assert wrong[0] not in [h.item_id for h in per]
+    assert max(sum(h.lang == lg for h in per) for lg in ("zh", "en", "es")) <= 2
+    assert set(rep.added) >= set(got)
+
+
 def test_text_search_and_language_detection(engine, samples, lexicon):
     engine.add("demo", [("a", _png(samples[0].image))])
     hits, info = engine.search(text="tres", k=5)

@@ -7,6 +7,7 @@ import io
 import logging
 import threading
 import unicodedata
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +43,10 @@ LEXICON_MARGIN = 5.0
 LIST_MARGIN = 4.0
 TEXT_WEIGHT = 0.7
 
+# Relevance feedback (Rocchio): the query vector plus ROCCHIO_RIGHT x the mean of the hits marked right, minus
+# ROCCHIO_WRONG x the mean of those marked wrong (benchmarks/feedback.py)
+ROCCHIO_RIGHT, ROCCHIO_WRONG = 0.75, 0.25
+
 # Attention fusion for labelled items: on, as measured by benchmarks/fusion.py (README, Engine).
 DEFAULT_FUSION: FusionConfig | None = FusionConfig(beta=0.25)
 MAX_QUERY_CHARS = 200
@@ -72,6 +77,7 @@ class QueryInfo:
     preview: np.ndarray | None = None  # what the model sees (image queries)
     terms: dict[str, list[str]] = field(default_factory=dict)  # typed queries: the words searched per script
     weak: bool = False  # the best hit scores below NO_MATCH_BELOW: nothing in the collection matches well
+    feedback: tuple[int, int] = (0, 0)  # hits marked right and wrong that re-ranked this search (Rocchio)
 
 
 @dataclass
@@ -490,15 +496,29 @@ class Engine:
             return index.search(q[None], k, where=where)
         return index.search(q[None], k, allowed=allowed)
 
+    def _terms_vector(self, terms: dict[str, list[str]]) -> np.ndarray:
+        """The semantic query of a search by words: the unit sum of each script's first term's anchor."""
+        q = self.embed_text([ws[0] for lg, ws in terms.items() if ws]).sum(0)
+        return (q / np.linalg.norm(q)).astype(np.float32)
+
+    def _rocchio(self, q: np.ndarray, right: list[int], wrong: list[int]) -> np.ndarray:
+        """Rocchio's relevance feedback on the query vector: towards the hits marked right, away from
+        those marked wrong (as the index holds them), unit length again."""
+        out = q.astype(np.float32).copy()
+        for ids, w in ((right, ROCCHIO_RIGHT), (wrong, -ROCCHIO_WRONG)):
+            got, vecs = self.store.embeddings(self.model_id, ids) if ids else (np.zeros(0, np.int64), None)
+            if len(got):
+                out += w * self._index_vectors(got, vecs, self.store.labels(got.tolist())).mean(0)
+        n = float(np.linalg.norm(out))
+        return out / n if n > 0 else q
+
     def _search_terms(self, terms: dict[str, list[str]], k: int, allowed: np.ndarray | None,
                       q: np.ndarray | None = None, where: dict | None = None) -> list[tuple[int, float]]:
         """Items ranked by the semantic cosine (to the terms' anchors, or to the query image's embedding
         `q`) fused with their reading scores."""
         from .reading_search import SHORTLIST, case_fold, fuse, reading_scores
 
-        if q is None:
-            q = self.embed_text([ws[0] for lg, ws in terms.items() if ws]).sum(0)
-            q = (q / np.linalg.norm(q)).astype(np.float32)
+        q = self._terms_vector(terms) if q is None else q
         sc, ids = self._nearest(q, max(100, 5 * k), allowed, where)
         cos = {int(i): float(s) for s, i in zip(sc[0], ids[0]) if i >= 0}
         cand = self.store.reading_candidates(self.model_id, [w for ws in terms.values() for w in ws], limit=SHORTLIST)
@@ -521,12 +541,15 @@ class Engine:
 
     def search(self, image: ImageInput | None = None, text: str | None = None, k: int = 10,
                languages: Iterable[str] = LANGS, collection: str | None = None,
-               terms: dict[str, list[str]] | None = None, per_script: bool = False) -> tuple[list[Hit], QueryInfo]:
+               terms: dict[str, list[str]] | None = None, per_script: bool = False,
+               feedback: dict[int, bool] | None = None) -> tuple[list[Hit], QueryInfo]:
         """Items nearest to an image or a typed word, restricted to `languages` and a collection: the
         best `k` of all, or with `per_script` the best `k` of each script (best first either way).
 
         A typed word is searched, with a reading model, as its words in the three scripts (`terms`, or
-        `query_terms`: shown in `QueryInfo.terms`, editable by the caller) by meaning and by reading."""
+        `query_terms`: shown in `QueryInfo.terms`, editable by the caller) by meaning and by reading.
+        `feedback` (item id -> marked right) re-ranks it: the query moves towards the hits marked right and
+        away from those marked wrong (Rocchio); those marked wrong are left out, those marked right lead."""
         if (image is None) == (text is None):
             raise ValueError("search takes an image or a text, not both")
         languages = [lg for lg in languages]
@@ -560,6 +583,14 @@ class Engine:
         if collection is not None:
             self.check_collection(collection)
         self.refresh()
+        right = [int(i) for i, ok in (feedback or {}).items() if ok]
+        wrong = {int(i) for i, ok in (feedback or {}).items() if not ok}
+        if right or wrong:
+            if image is None and info.terms:
+                q = self._terms_vector(info.terms)
+            q = self._rocchio(q, right, sorted(wrong))
+            info.feedback = (len(right), len(wrong))
+        by_words = info.terms and (image is not None or right or wrong)  # the query vector is q
         ranked: list[tuple[int, float]] = []
         with self._lock:
             for group in ([[lg] for lg in languages] if per_script else [languages]):
@@ -567,13 +598,25 @@ class Engine:
                 where = {**({"lang": group} if set(group) != set(LANGS) else {}),
                          **({"collection": collection} if collection else {})}
                 if info.terms:
-                    ranked += self._search_terms(info.terms, int(k), allowed, q if image is not None else None,
+                    ranked += self._search_terms(info.terms, int(k) + len(wrong), allowed, q if by_words else None,
                                                  where)
                 else:
-                    s, i = self._nearest(q, int(k), allowed, where)
+                    s, i = self._nearest(q, int(k) + len(wrong), allowed, where)
                     ranked += [(int(a), float(b)) for a, b in zip(i[0], s[0]) if a >= 0]
         if per_script:
             ranked.sort(key=lambda r: -r[1])
+        if right or wrong:  # marked wrong: gone; marked right: first
+            ranked = [r for r in ranked if r[0] not in wrong]
+            ranked = [r for r in ranked if r[0] in right] + [r for r in ranked if r[0] not in right]
+            if per_script:  # k of each script, as without feedback
+                langs, seen, keep = self.store.langs([i for i, _ in ranked]), Counter(), []
+                for r in ranked:
+                    seen[langs.get(r[0])] += 1
+                    if seen[langs.get(r[0])] <= int(k):
+                        keep.append(r)
+                ranked = keep
+            else:
+                ranked = ranked[:int(k)]
         scores, ids = np.array([[s for _, s in ranked]]), np.array([[i for i, _ in ranked]], np.int64)
         info.weak = bool(info.terms) and (not len(scores[0]) or float(scores[0][0]) < NO_MATCH_BELOW)
         items = self.store.get_items([int(i) for i in ids[0] if i >= 0])
