@@ -17,28 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from xmr_core.lexicon import LANGS, load_lexicon  # noqa: E402
+from xmr_core.lexicon import load_lexicon  # noqa: E402
 from xmr_core.pages import PageReader, box_precision, box_recall  # noqa: E402
 from xmr_core.render import SyntheticWords  # noqa: E402
-from xmr_core.render.page import photographed, render_page, two_columns  # noqa: E402
-
-KINDS = ("clean", "photographed", "two columns")
-
-
-def synthetic_page(kind: str, ds: SyntheticWords, rng: np.random.Generator):
-    """(page, true word boxes) of one kind."""
-    lex = ds.lexicon
-
-    def words(n):
-        return [(lex.concepts[int(i)].concept_id, LANGS[int(rng.integers(3))]) for i in rng.integers(0, len(lex), n)]
-
-    if kind == "two columns":
-        page, boxes = two_columns(render_page(ds, words(16), rng, width=800)[:2],
-                                  render_page(ds, words(16), rng, width=800)[:2])
-    else:
-        page, boxes, _ = render_page(ds, words(24), rng)
-    return photographed(page, boxes, rng) if kind != "clean" else (page, boxes)
-
+from xmr_core.render.page import KINDS, synthetic_page  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,10 +1,12 @@
-"""Synthetic pages: rendered words laid out in lines, with their true boxes (for segmentation tests)."""
+"""Synthetic pages: rendered words laid out in lines, with their true boxes: clean, photographed, in two
+columns (the page reader's tests and benchmarks/pages.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
+from ..lexicon import LANGS
 from ..preprocess import ink_map
 from .dataset import SyntheticWords
 
@@ -84,3 +86,22 @@ def photographed(page: Image.Image, boxes: list[Box], rng: np.random.Generator, 
     g = g * light + texture
     g = cv2.GaussianBlur(g, (0, 0), float(rng.uniform(0.3, 1.0))) + rng.normal(0, 3, g.shape)
     return Image.fromarray(np.clip(g, 0, 255).astype(np.uint8)), moved
+
+
+KINDS = ("clean", "photographed", "two columns")
+
+
+def synthetic_page(kind: str, ds: SyntheticWords, rng: np.random.Generator):
+    """(page, true word boxes) of one of KINDS: 24 words in lines, or two columns of 16, photographed
+    but for "clean"."""
+    lex = ds.lexicon
+
+    def words(n):
+        return [(lex.concepts[int(i)].concept_id, LANGS[int(rng.integers(3))]) for i in rng.integers(0, len(lex), n)]
+
+    if kind == "two columns":
+        page, boxes = two_columns(render_page(ds, words(16), rng, width=800)[:2],
+                                  render_page(ds, words(16), rng, width=800)[:2])
+    else:
+        page, boxes, _ = render_page(ds, words(24), rng)
+    return photographed(page, boxes, rng) if kind != "clean" else (page, boxes)

@@ -1,19 +1,14 @@
 """Pages (issue 27): PP-OCRv6's text detector finds the lines, straightened lines are split into words;
 word boxes measured against the true boxes of synthetic pages (benchmarks/pages.py has the full table)."""
 
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from xmr_core.lexicon import load_lexicon
 from xmr_core.pages import PageReader, box_precision, box_recall, iou, split_line
-from xmr_core.paths import PROJECT_ROOT
 from xmr_core.render import SyntheticWords
-
-sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
-from pages import KINDS, synthetic_page  # noqa: E402
+from xmr_core.render.page import KINDS, synthetic_page
 
 
 @pytest.fixture(scope="module")
