@@ -216,9 +216,7 @@ class Engine:
         """Each item's script and collection, for a backend that filters by them inside its search."""
         if not self.index_pushes_filters:
             return None
-        got = {r["id"]: {"lang": r["lang"], "collection": r["name"]} for r in self.store._read_ids(
-            "SELECT i.id, i.lang, c.name FROM items i JOIN collections c ON c.id = i.collection_id WHERE i.id IN",
-            [int(i) for i in ids])}
+        got = self.store.scripts_and_collections([int(i) for i in ids])
         return [got.get(int(i), {}) for i in ids]
 
     @property
@@ -590,7 +588,7 @@ class Engine:
                 q = self._terms_vector(info.terms)
             q = self._rocchio(q, right, sorted(wrong))
             info.feedback = (len(right), len(wrong))
-        by_words = info.terms and (image is not None or right or wrong)  # the query vector is q
+        by_words = bool(info.terms) and (image is not None or bool(right or wrong))  # the query vector is q
         ranked: list[tuple[int, float]] = []
         with self._lock:
             for group in ([[lg] for lg in languages] if per_script else [languages]):

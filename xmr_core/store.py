@@ -532,6 +532,12 @@ class Store:
         """The script (language) of each of these items."""
         return {r["id"]: r["lang"] for r in self._read_ids("SELECT id, lang FROM items WHERE id IN", ids)}
 
+    def scripts_and_collections(self, ids: list[int]) -> dict[int, dict[str, str | None]]:
+        """Each of these items' script and collection name ({"lang": ..., "collection": ...})."""
+        rows = self._read_ids("SELECT i.id, i.lang, c.name FROM items i JOIN collections c "
+                              "ON c.id = i.collection_id WHERE i.id IN", ids)
+        return {r["id"]: {"lang": r["lang"], "collection": r["name"]} for r in rows}
+
     def labels(self, ids: list[int] | None = None) -> dict[int, str]:
         """Concept id of every labelled item (of those `ids`)."""
         sql = "SELECT id, concept_id FROM items WHERE concept_id IS NOT NULL"
