@@ -122,12 +122,14 @@ def md(text: str) -> str:
     return out
 
 
-def show_hits(hits, by_script: bool, columns: int = 5, details=None) -> None:
+def show_hits(hits, by_script: bool, columns: int = 5, details=None, marks: dict | None = None):
     """A grid of results: thumbnail, script, the concept's three words, score; with an engine as
-    `details`, each opens larger with where it came from."""
+    `details`, each opens larger with where it came from; with `marks` (item id -> marked right), each can
+    be marked right or wrong: the (item id, right) clicked is returned."""
+    clicked = None
     if not hits:
         st.info("No results in the chosen scripts.")
-        return
+        return clicked
     groups = [(LANG_NAMES[lg], [h for h in hits if h.lang == lg]) for lg in LANG_NAMES] if by_script else [("", hits)]
     for title, group in groups:
         if by_script:
@@ -145,6 +147,16 @@ def show_hits(hits, by_script: bool, columns: int = 5, details=None) -> None:
                 st.caption(f"**{LANG_NAMES.get(h.lang or '', '?')}** · {words} · score {h.score:.3f}")
                 if details is not None and st.button("Details", key=f"hit_open_{h.item_id}", type="tertiary", icon="🔍"):
                     hit_details(details, h)
+                if marks is not None:
+                    if h.item_id in marks:
+                        st.caption("✅ marked right" if marks[h.item_id] else "marked wrong")
+                    else:
+                        right, wrong = st.columns(2)
+                        if right.button("Right", key=f"hit_right_{h.item_id}", type="tertiary", icon="👍"):
+                            clicked = (h.item_id, True)
+                        if wrong.button("Wrong", key=f"hit_wrong_{h.item_id}", type="tertiary", icon="👎"):
+                            clicked = (h.item_id, False)
+    return clicked
 
 
 @st.dialog("Result", width="large")

@@ -5,6 +5,7 @@ from collections import Counter
 import streamlit as st
 
 from pages._common import LANG_NAMES, demo_progress, drawing_image, engine_or_stop, md, routed, show_hits
+from xmr_core.annotate import save_annotation
 from xmr_core.demo import EXAMPLES
 from xmr_core.export import manifest_zip, rows_csv
 from xmr_core.preprocess import open_image, to_preview
@@ -81,21 +82,41 @@ with type_tab:
             query = {"text": text}
 
 
-def run(q: dict, pages: int) -> None:
-    """Search and keep the answer (and the query, for "Show more") in the session; a bad query is
-    reported above the results it leaves in place."""
+def run(q: dict, pages: int, feedback: dict | None = None) -> None:
+    """Search and keep the answer (and the query and the user's marks on its hits, for "Show more" and
+    re-ranking) in the session; a bad query is reported above the results it leaves in place."""
     try:
-        hits, info = eng.search(k=min(1000, k * pages), languages=langs or list(LANG_NAMES), per_script=by_script, **q)
+        hits, info = eng.search(k=min(1000, k * pages), languages=langs or list(LANG_NAMES), per_script=by_script,
+                                feedback=feedback or None, **q)
     except ValueError as exc:
         st.session_state["search_problem"] = str(exc)
         return
     st.session_state.pop("search_problem", None)
     st.session_state["search_last"] = (hits, info)
     st.session_state["search_query"] = (q, pages)
+    st.session_state["search_marks"] = dict(feedback or {})
+
+
+def queue_marked(hits, info, marks: dict) -> None:
+    """Offer each hit marked right to the fine-tune queue, labelled with its concept (or the typed lexicon
+    word's) and its script; the user's click is the confirmation."""
+    typed = eng.lexicon.lookup(info.text) if info.kind == "text" else []
+    queued = st.session_state.setdefault("search_queued", set())
+    for h in hits:
+        cid = h.concept_id or (typed[0].concept_id if typed else None)
+        if not marks.get(h.item_id) or cid is None or h.lang is None or h.missing or h.item_id in queued:
+            continue
+        c = eng.lexicon.get(cid)
+        if st.button(f"Add item {h.item_id} to the fine-tune queue as {c.en} / {c.zh} / {c.es} "
+                     f"({LANG_NAMES.get(h.lang)})", key=f"search_queue_{h.item_id}", icon="➕"):
+            save_annotation(eng, str(h.path), cid, h.lang, author="search feedback")
+            queued.add(h.item_id)
+            st.toast(f"Item {h.item_id} is in the fine-tune queue as {c.en} ({LANG_NAMES.get(h.lang)})")
+            st.rerun()
 
 
 if query is not None:
-    run(query, 1)
+    run(query, 1)  # a new query starts without marks
 elif problem:
     st.session_state["search_problem"] = problem
 if st.session_state.get("search_problem"):
@@ -128,7 +149,21 @@ if "search_last" in st.session_state:
         if show_view and info.preview is not None:
             with cols[1]:
                 st.image(to_preview(info.preview[None]), caption="what the model sees")
-    show_hits(hits, by_script, details=eng)
+    marks = st.session_state.get("search_marks", {})
+    if marks:
+        n_right = sum(marks.values())
+        c1, c2 = st.columns([4, 1])
+        c1.info(f"Re-ranked by your marks: {n_right} right, {len(marks) - n_right} wrong (hits marked wrong are "
+                "left out; the search moved towards those marked right).")
+        if c2.button("Clear marks", key="search_marks_clear"):
+            run(st.session_state["search_query"][0], st.session_state["search_query"][1])
+            st.rerun()
+        queue_marked(hits, info, marks)
+    clicked = show_hits(hits, by_script, details=eng, marks=marks)
+    if clicked is not None:
+        last, pages = st.session_state["search_query"]
+        run(last, pages, {**marks, clicked[0]: clicked[1]})
+        st.rerun()
     if hits:
         rows = [{"rank": n + 1, "item_id": h.item_id, "score": round(h.score, 4), "script": h.lang or "",
                  "concept_id": h.concept_id or "", **{lg: (h.words or {}).get(lg, "") for lg in LANG_NAMES},
@@ -142,5 +177,5 @@ if "search_last" in st.session_state:
     shown = Counter(h.lang for h in hits) if by_script else {"": len(hits)}
     if last is not None and max(shown.values(), default=0) >= k * pages and k * (pages + 1) <= 1000:
         if st.button(f"Show {k} more" + (" per script" if by_script else ""), key="search_more"):
-            run(last, pages + 1)
+            run(last, pages + 1, st.session_state.get("search_marks"))
             st.rerun()

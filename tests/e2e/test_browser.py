@@ -351,6 +351,42 @@ def test_search_page_keeps_up(page, server, tmp_path):
     assert_no_exception(page)
 
 
+def test_marking_hits_reranks_and_queues_the_right_one(page, server):
+    """Issue 28: a hit marked wrong leaves the results and one marked right leads them, the page says it
+    re-ranked, and a hit marked right goes into the fine-tune queue as the query's concept once confirmed."""
+    from xmr_core.store import Store
+
+    url, data = server
+    search_text(page, url, "mano")
+    wait_for_results(page)
+    page.get_by_role("heading", name="Chinese (15)").wait_for(timeout=30_000)
+
+    def firsts():  # each hit's caption without its score (feedback moves the query, and so the scores)
+        return [c.rsplit(" · score", 1)[0] for c in captions(page) if "score" in c]
+
+    before = firsts()
+    page.get_by_role("button", name="Wrong").first.click()  # the first hit (Chinese, hand)
+    page.get_by_text("Re-ranked by your marks: 0 right, 1 wrong").wait_for(timeout=60_000)
+    settle(page)
+    assert firsts()[0] != before[0] and before[0] not in firsts()[:1]
+    queued, third = len(Store(data).list_annotations()), firsts()[2]
+    page.get_by_role("button", name="Right").nth(2).click()  # the third hit
+    page.get_by_text("Re-ranked by your marks: 1 right, 1 wrong").wait_for(timeout=60_000)
+    settle(page)
+    assert firsts()[0] == third and page.get_by_text("✅ marked right", exact=True).count() == 1  # it leads now
+    add = page.get_by_role("button", name=re.compile("to the fine-tune queue as"))
+    add.wait_for(timeout=30_000)
+    add.click()
+    page.get_by_text("is in the fine-tune queue as").wait_for(timeout=30_000)
+    assert len(Store(data).list_annotations()) == queued + 1
+    settle(page)
+    shot(page, "search-feedback")
+    page.get_by_role("button", name="Clear marks").click()
+    page.get_by_text("Re-ranked by your marks").wait_for(state="detached", timeout=60_000)
+    assert page.get_by_role("button", name="Wrong").count() >= 45  # every hit can be marked again
+    assert_no_exception(page)
+
+
 @pytest.mark.parametrize("width", [900, 390])
 def test_the_canvas_fits_a_narrow_window(browser, server, width):
     """Before: a fixed 640 px canvas, cut off at 900 and 390 px; and undo only as a hover icon."""
