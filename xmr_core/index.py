@@ -11,7 +11,7 @@ it from the store. Which items the index should hold is the engine's business (i
 store by id), not the file's.
 
 The backend interface (issue 27): an index answers `add(ids, vectors, fields)`, `remove(ids)`, `ids()`,
-`len()`, `search(queries, k, allowed, where)` and `save(path, record)`, and is opened by `open_index` or
+`len()`, `vectors(ids)`, `search(queries, k, allowed, where)` and `save(path, record)`, and is opened by `open_index` or
 built by `build_index` for a vector URI: none for FAISS here (the embedded default), a `*.db` path for
 Milvus Lite or `http://host:19530` for a Milvus server (milvus_index.py; `XMR_VECTOR_URI`). A backend
 with `pushes_filters` takes script and collection conditions (`where`) and filters inside its search;
@@ -113,6 +113,13 @@ class VectorIndex:
         ids = np.asarray(ids, np.int64)
         if len(ids):
             self.index.remove_ids(faiss.IDSelectorBatch(ids))
+
+    def vectors(self, ids) -> np.ndarray:
+        """The vectors held for these item ids, in their order (KeyError for an id not held)."""
+        try:
+            return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
+        except RuntimeError as exc:
+            raise KeyError(f"an id is not in the index: {exc}") from exc
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
                where: dict | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -208,6 +208,16 @@ class MilvusIndex:
             self.client.upsert(self.name, rows)
         self.client.flush(self.name)
 
+    def vectors(self, ids) -> np.ndarray:
+        """The vectors held for these item ids, in their order (KeyError for an id not held)."""
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        got = {int(r["id"]): r["vec"] for r in self.client.get(self.name, ids=[int(i) for i in ids], output_fields=["vec"])}
+        missing = [int(i) for i in ids if int(i) not in got]
+        if missing:
+            raise KeyError(f"ids not in the index: {missing[:5]}")
+        return np.asarray([got[int(i)] for i in ids], np.float32)
+
     def remove(self, ids: np.ndarray) -> None:
         ids = np.asarray(ids, np.int64)
         if len(ids):
