@@ -2,10 +2,8 @@
 process over a `.db` path, and a Milvus Lite server that two processes add to at once."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -78,37 +76,20 @@ import numpy as np
 from xmr_core.milvus_index import MilvusIndex
 uri, start = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(start)
-m = MilvusIndex(uri, "items", 16)
+m = MilvusIndex(uri, "two_writers", 16)
 for s in range(start, start + 200, 20):
     v = rng.standard_normal((20, 16)).astype(np.float32)
     m.add(np.arange(s, s + 20), v / np.linalg.norm(v, axis=1, keepdims=True))
 """
 
 
-def test_two_processes_add_to_a_milvus_server_at_once(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "xmr_core.milvus_index", str(tmp_path / "srv.db"), str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        uri, deadline = f"http://127.0.0.1:{port}", time.time() + 60
-        while True:
-            try:
-                MilvusIndex(uri, "items", 16)
-                break
-            except Exception:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.5)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        writers = [subprocess.Popen([sys.executable, "-c", WRITER, uri, str(start)], env=env) for start in (0, 1000)]
-        assert [w.wait(120) for w in writers] == [0, 0]
-        got = MilvusIndex(uri, "items", 16).ids()
-        assert (got == np.concatenate([np.arange(0, 200), np.arange(1000, 1200)])).all()
-    finally:
-        server.terminate()
-        server.wait(30)
+def test_two_processes_add_to_a_milvus_server_at_once(milvus_server):
+    MilvusIndex.build(np.zeros(0, np.int64), np.zeros((0, 16), np.float32), 16, milvus_server, "two_writers")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, milvus_server, str(start)], env=env) for start in (0, 1000)]
+    assert [w.wait(120) for w in writers] == [0, 0]
+    got = MilvusIndex(milvus_server, "two_writers", 16).ids()
+    assert (got == np.concatenate([np.arange(0, 200), np.arange(1000, 1200)])).all()
 
 
 def test_the_vector_uri_names_faiss_a_milvus_lite_file_or_a_server(tmp_path, monkeypatch):

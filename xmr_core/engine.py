@@ -592,7 +592,8 @@ class Engine:
         ranked: list[tuple[int, float]] = []
         with self._lock:
             for group in ([[lg] for lg in languages] if per_script else [languages]):
-                allowed = self._allowed_ids(group, collection)
+                # the allowed ids: FAISS's filter, and the reading candidates' (Milvus filters by `where` itself)
+                allowed = self._allowed_ids(group, collection) if info.terms or not self.index_pushes_filters else None
                 where = {**({"lang": group} if set(group) != set(LANGS) else {}),
                          **({"collection": collection} if collection else {})}
                 if info.terms:

@@ -1,7 +1,8 @@
 """Pages: a scanned or photographed page of handwriting -> its words, each with its box on the page.
 
 Text lines come from PP-OCRv6's text detector (`PP-OCRv6_det_small.onnx`, Apache-2.0, inside the installed
-rapidocr wheel beside the reader; run by onnxruntime, with rapidocr's own DB pre- and post-processing). Each
+rapidocr wheel beside the reader; run by onnxruntime on the page scaled to MAX_SIDE and normalised as rapidocr
+does, with rapidocr's own DB post-processing). Each
 line is cut out along its rotated box, which deskews a rotated or photographed page line by line, and split
 into words where its ink leaves a gap of at least WORD_GAP line heights (Chinese words: the character groups
 those gaps leave). Also splitting narrower gaps where the reader reads a space was measured and dropped: on

@@ -292,7 +292,10 @@ class Store:
         """This store's own id (made once, kept): what tells two data folders apart on one Milvus server."""
         import uuid
 
-        with self.tx() as db:
+        have = self.get_meta("store_id")
+        if have:
+            return have
+        with self.tx() as db:  # the first to ask makes it; any other process racing it keeps the same one
             db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
         return self.get_meta("store_id")
 
