@@ -151,9 +151,9 @@ if "search_last" in st.session_state:
                 st.image(to_preview(info.preview[None]), caption="what the model sees")
     marks = st.session_state.get("search_marks", {})
     if marks:
-        n_right = sum(marks.values())
+        n_right, n_wrong = info.feedback  # what the engine re-ranked with
         c1, c2 = st.columns([4, 1])
-        c1.info(f"Re-ranked by your marks: {n_right} right, {len(marks) - n_right} wrong (hits marked wrong are "
+        c1.info(f"Re-ranked by your marks: {n_right} right, {n_wrong} wrong (hits marked wrong are "
                 "left out; the search moved towards those marked right).")
         if c2.button("Clear marks", key="search_marks_clear"):
             run(st.session_state["search_query"][0], st.session_state["search_query"][1])
