@@ -64,3 +64,16 @@ def test_train_overrides_steps_and_seed(tmp_path, fonts_ready):
     recorded = json.loads((run / "train_config.json").read_text())["train"]
     assert (recorded["steps"], recorded["seed"]) == (2, 7)
     assert json.loads((run / "checkpoint" / "checkpoint.json").read_text())["step"] == 2
+
+
+def test_user_roles_from_the_command_line(tmp_path, capsys):
+    from xmr_core.cli import main
+    from xmr_core.store import Store
+    from xmr_core.users import role
+
+    assert main(["user", "rita", "--role", "reviewer", "--data", str(tmp_path)]) == 0
+    assert "rita" in capsys.readouterr().out and role(Store(tmp_path), "rita") == "reviewer"
+    assert main(["user", "rita", "--data", str(tmp_path)]) == 0  # back to a plain user
+    assert role(Store(tmp_path), "rita") == "user"
+    assert main(["user", "a/b", "--data", str(tmp_path)]) == 2
+    assert "user name" in capsys.readouterr().err

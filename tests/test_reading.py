@@ -160,7 +160,7 @@ def test_a_directory_with_a_reading_head_serves_it(small, tmp_path, fonts_ready)
 
 
 @pytest.mark.slow
-def test_a_finetune_of_a_reading_model_keeps_its_head(small, tmp_path, fonts_ready):
+def test_a_finetune_of_a_reading_model_adapts_its_head_only(small, tmp_path, fonts_ready):
     from xmr_core.annotate import save_annotation
     from xmr_core.finetune import FinetuneConfig, finetune
     from xmr_core.model.reading_head import HEAD_FILE, ReadingHead, head_symbols
@@ -173,8 +173,11 @@ def test_a_finetune_of_a_reading_model_keeps_its_head(small, tmp_path, fonts_rea
     ds = SyntheticWords(lex, "train", seed=4)
     for i in range(8):
         save_annotation(eng, png(ds[i].image), ds[i].concept_id, ds[i].lang)
-    res = finetune(eng.store, d, tmp_path / "ft", FinetuneConfig(steps=4, val_concepts=4, concepts_per_batch=4))
+    res = finetune(eng.store, d, tmp_path / "ft", FinetuneConfig(steps=4, val_concepts=4, replay_renders=20))
     out = tmp_path / "ft" / "model"
-    assert res["model_dir"] == str(out) and (out / HEAD_FILE).read_bytes() == (d / HEAD_FILE).read_bytes()
+    assert res["model_dir"] == str(out) and res["trained"] == "reading head"
     tuned, _, _ = load_engine_model(out)
     assert isinstance(tuned, ReadingModel) and tuned.head is not None
+    assert not np.allclose(tuned.head.dw, 0.01)  # the head was adapted from the base's
+    assert (out / "model.safetensors").read_bytes() == (d / "model.safetensors").read_bytes()  # nothing else
+    assert set(res["before"]) == set(res["after"]) == {"val_fonts", "queue_heldout"}

@@ -40,6 +40,33 @@ def save_annotation(engine: Engine, image: ImageInput, concept_id: str, lang: st
     return engine.store.annotate(sha, str(rel), concept_id, lang, author)
 
 
+def _editable(engine: Engine, user: str, ann_id: int) -> dict:
+    """The queued annotation `ann_id` if `user` may change it (their own, or they are the reviewer)."""
+    from .users import may_edit
+
+    ann = next((a for a in engine.store.list_annotations(None) if a["id"] == ann_id), None)
+    if ann is None:
+        raise ValueError(f"no annotation {ann_id}")
+    if not may_edit(engine.store, user, ann):
+        raise PermissionError(f"annotation {ann_id} is {ann['author'] or 'nobody'}'s: only they or the project's "
+                              "reviewer (`xmr user NAME --role reviewer`) may change it")
+    return ann
+
+
+def relabel_annotation(engine: Engine, user: str, ann_id: int, concept_id: str, lang: str) -> None:
+    """Change a queued sample's concept and script, as `user` (PermissionError for another's)."""
+    if concept_id not in engine.lexicon or lang not in LANGS:
+        raise ValueError(f"unknown concept {concept_id!r} or script {lang!r}")
+    _editable(engine, user, ann_id)
+    engine.store.relabel_annotation(ann_id, concept_id, lang)
+
+
+def delete_annotation(engine: Engine, user: str, ann_id: int) -> None:
+    """Take a sample out of the queue, as `user` (PermissionError for another's)."""
+    _editable(engine, user, ann_id)
+    engine.store.delete_annotation(ann_id)
+
+
 def create_concept(engine: Engine, zh: str, en: str, es: str) -> Concept:
     """A user-defined concept, validated, stored and usable at once (its anchors come from the text tower)."""
     en_id = re.sub(r"[^a-z0-9]+", "_", en.strip().lower()).strip("_") or "concept"

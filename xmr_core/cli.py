@@ -342,6 +342,20 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if rep.healthy else 1
 
 
+def _cmd_user(args: argparse.Namespace) -> int:
+    from .paths import data_dir
+    from .store import Store
+    from .users import list_users, set_role
+
+    store = Store(args.data or data_dir())
+    if args.name:
+        set_role(store, args.name, args.role)
+        print(f"{args.name.strip()}: {args.role}")
+    for u in list_users(store):
+        print(f"{u['name']:24s} {u['role']:9s} {u['searches']:5d} searches {u['annotations']:5d} annotations")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import build_demo
 
@@ -426,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--backup", help="with --restore: this backup file instead of the newest")
     dr.add_argument("--grace", type=float, default=3600.0, help="seconds an orphan file must be old to be removed")
     dr.set_defaults(func=_cmd_doctor)
+
+    us = sub.add_parser("user", help="list the app's users; with a name, set that user's role")
+    us.add_argument("name", nargs="?", help="the user (created if new)")
+    us.add_argument("--role", choices=("user", "reviewer"), default="user",
+                    help="a reviewer may relabel and delete anyone's annotations (default: user)")
+    us.add_argument("--data", help="data folder (default: $XMR_DATA or ./data)")
+    us.set_defaults(func=_cmd_user)
 
     dm = sub.add_parser("demo", help="build the demo collection (renders of held-out fonts)")
     dm.add_argument("--concepts", type=int, default=None, help="the first N of the demo's concepts (default: all)")

@@ -1,43 +1,54 @@
 """Stage 2: fine-tune a model on the annotation queue, mixed with synthetic replay, and compare
-before/after on the held-out fonts and on a held-out part of the queue."""
+before/after on the held-out fonts and on a held-out part of the queue.
+
+A reading model adapts its reading head (adapt.py: seconds; the reader and the visual encoder stay as
+they are); an edge model trains its visual encoder (train.py). Training the reading model's encoder on the
+queue was how this went before issue 28 and cost a real hand 8 points (docs/adaptation.md)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from .checkpoint import load_head, load_model_dir, save_model_dir
+from .adapt import AdaptConfig, adapt_head
+from .checkpoint import load_engine_model, load_model_dir, save_model_dir
 from .evaluate import evaluate, load_manifest_set, render_eval_set
 from .fastpath import add_onnx_fp32
 from .lexicon import Concept, Lexicon
-from .model.reading import READING_PREPROCESS, ReadingConfig, ReadingModel
+from .model.config import strict_from_dict
+from .model.reading import READING_PREPROCESS
 from .model.reading_head import HEAD_FILE
-from .preprocess import crop_to_ink, fit
 from .store import Store
 from .train import TrainConfig, train
 
 
 @dataclass
 class FinetuneConfig:
-    steps: int = 300  # optimisation steps
-    lr: float = 5e-4
-    replay: float = 0.5  # share of each batch rendered from the train fonts
+    steps: int = 300  # optimisation steps (of the reading head, or of the edge model's encoder)
+    lr: float | None = None  # None: 1e-3 for a reading head, 5e-4 for an encoder
+    replay: float = 0.5  # share of each batch replayed from the train fonts
     holdout: float = 0.2  # share of the queue kept out of training for the after/before comparison
     val_concepts: int = 200  # held-out-font check on the first N concepts (all concepts are candidates)
-    concepts_per_batch: int = 32
+    concepts_per_batch: int = 32  # edge model: concepts per batch
+    replay_renders: int = 600  # reading model: `train`-font renders read for replay (adapt.py)
     seed: int = 0
     threads: int = 2
 
+    def __post_init__(self) -> None:
+        if self.steps < 1 or (self.lr is not None and not self.lr > 0) or not 0 <= self.replay < 1 \
+                or not 0 <= self.holdout < 1 or self.val_concepts < 0 or self.threads < 1:
+            raise ValueError(f"fine-tune config {self}: steps >= 1, lr > 0, replay and holdout in [0, 1), "
+                             "val_concepts >= 0, threads >= 1")
+
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        return strict_from_dict(cls, d, "fine-tune")
 
 
 def split_queue(annotations: list[dict], holdout: float) -> tuple[list[dict], list[dict]]:
@@ -76,6 +87,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
              progress: Callable[[float, str], None] | None = None) -> dict:
     """Fine-tune `base_dir` on the store's queue into `out_dir`; returns the before/after comparison."""
     say = progress or (lambda f, m: None)
+    t_start = time.time()
     out = Path(out_dir)
     queue = store.list_annotations()
     if len(queue) < 2:
@@ -84,7 +96,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     extra = [Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in store.list_concepts()
              if c["concept_id"] not in base_lex]
     lexicon = base_lex.with_concepts(extra)
-    reads = "reading" in base_cfg  # a reading model: tune its trained encoder, serve and score it as read
+    reads = "reading" in base_cfg  # a reading model: adapt its reading head, serve and score it as read
     train_rows, held_rows = split_queue(queue, cfg.holdout)
     train_csv = _write_manifest(train_rows, store, lexicon, out / "data" / "train.csv")
     held_csv = _write_manifest(held_rows, store, lexicon, out / "data" / "heldout.csv") if held_rows else None
@@ -95,22 +107,65 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
                             progress=lambda d, t: say(0.01 + 0.03 * d / max(t, 1),
                                                       f"rendering the held-out fonts' check set: {d}/{t}"))
     held = load_manifest_set(held_csv, lexicon, pre) if held_csv else None
-    head = load_head(base_dir) if reads else None  # the base's reading head, kept as it is
-    served = ((lambda m: ReadingModel(m, lexicon, ReadingConfig.from_dict(base_cfg["reading"]), head=head))
-              if reads else (lambda m: m))
 
-    def scores(model) -> dict:
-        model = served(model)  # scored as the engine will run it
+    def scores(model) -> dict:  # as the engine runs it
         r = {"val_fonts": _summary(evaluate(model, lexicon, fonts))}
         if held is not None:
             r["queue_heldout"] = _summary(evaluate(model, lexicon, held))
         return r
 
-    say(0.04, f"scoring the current model on {len(fonts.x)} held-out renders"
-              + (f" and {len(held.x)} held-out queue samples" if held is not None else ""))
-    before = scores(base)
-    say(0.08, f"preparing training: {len(train_rows)} queue samples with replay renders of the lexicon")
-    tcfg = TrainConfig.from_dict({**base_cfg.get("train", {}), "steps": cfg.steps, "lr": cfg.lr,
+    final = out / "model"
+    final.mkdir(parents=True, exist_ok=True)
+    if reads:
+        served, _, _ = load_engine_model(base_dir, threads=cfg.threads)
+        served.set_lexicon(lexicon)
+        say(0.04, f"scoring the current model on {len(fonts.x)} held-out renders"
+                  + (f" and {len(held.x)} held-out queue samples" if held is not None else ""))
+        before = scores(served)
+        data = load_manifest_set(train_csv, lexicon, pre, keep_raw=0)
+        acfg = AdaptConfig(steps=cfg.steps, lr=cfg.lr or AdaptConfig.lr, replay=cfg.replay, seed=cfg.seed,
+                           replay_renders=cfg.replay_renders)
+        head, record = adapt_head(served, data.x, [(lexicon.get(c).word(lg), lg) for c, lg in
+                                                   zip(data.concept_ids, data.langs)], acfg,
+                                  lambda f, m: say(0.1 + 0.8 * f, m))
+        served.head = head
+        say(0.92, f"scoring the adapted model on the same {len(fonts.x)} renders")
+        after = scores(served)
+        trained = {"adapt": asdict(acfg), "adapt_record": record}
+        fast = None
+        for name in ("visual.onnx",):  # the encoder is unchanged: its graph too
+            if (Path(base_dir) / name).exists():
+                shutil.copyfile(Path(base_dir) / name, final / name)
+    else:
+        say(0.04, f"scoring the current model on {len(fonts.x)} held-out renders"
+                  + (f" and {len(held.x)} held-out queue samples" if held is not None else ""))
+        before = scores(base)
+        tuned, tcfg = _tune_encoder(base, base_cfg, base_dir, lexicon, train_csv, out, cfg, say)
+        say(0.92, f"scoring the fine-tuned model on the same {len(fonts.x)} renders")
+        after = scores(tuned)
+        say(0.97, "exporting the ONNX graph")
+        fast = add_onnx_fp32(tuned, final, fonts.x[:64])  # the engine's fast path for the new model too
+        trained, head = {"train": asdict(tcfg)}, None
+    result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
+              "config": asdict(cfg), "trained": "reading head" if reads else "visual encoder",
+              "minutes": round((time.time() - t_start) / 60, 2)}
+    keep = {k: base_cfg[k] for k in ("reading", "reader", "train", "visual_params") if k in base_cfg}
+    save_model_dir(base if reads else tuned, lexicon, final,
+                   metrics={"finetune": result, **({"fast_path": fast} if fast else {})},
+                   extra={**keep, **trained, "base_model": str(base_dir)})
+    if head is not None:
+        head.save(final / HEAD_FILE)
+    result["model_dir"] = str(final)
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    say(1.0, "done")
+    return result
+
+
+def _tune_encoder(base, base_cfg: dict, base_dir, lexicon: Lexicon, train_csv: Path, out: Path,
+                  cfg: FinetuneConfig, say) -> tuple:
+    """An edge model's visual encoder trained on the queue with replay (train.py); the model and its config."""
+    say(0.08, "preparing training: the queue samples with replay renders of the lexicon")
+    tcfg = TrainConfig.from_dict({**base_cfg.get("train", {}), "steps": cfg.steps, "lr": cfg.lr or 5e-4,
                                   "warmup": max(1, cfg.steps // 10), "manifest": str(train_csv),
                                   "replay": cfg.replay, "concepts_per_batch": cfg.concepts_per_batch,
                                   "seed": cfg.seed, "threads": cfg.threads, "workers": 0, "eval_concepts": 0,
@@ -124,26 +179,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
 
     model_dir = train(base.cfg, tcfg, out / "run", lexicon, progress=on_step, init=base_dir)
     tuned, _, _ = load_model_dir(model_dir)
-    say(0.92, f"scoring the fine-tuned model on the same {len(fonts.x)} renders")
-    after = scores(tuned)
-    result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
-              "config": asdict(cfg), "minutes": round((time.time() - t0) / 60, 2)}
-    say(0.97, "exporting the ONNX graph")
-    final = out / "model"
-    final.mkdir(parents=True, exist_ok=True)
-    sample = fonts.x[:64]
-    if reads:  # the encoder's own input box
-        sample = np.stack([fit(crop_to_ink(x[0]), base.cfg.preprocess)[None] for x in sample])
-    fast = add_onnx_fp32(tuned, final, sample)  # the engine's fast path for the new model too
-    keep = {k: base_cfg[k] for k in ("reading", "reader") if k in base_cfg}
-    save_model_dir(tuned, lexicon, final, metrics={"finetune": result, "fast_path": fast},
-                   extra={"train": asdict(tcfg), "base_model": str(base_dir), **keep})
-    if head is not None:
-        head.save(final / HEAD_FILE)
-    result["model_dir"] = str(final)
-    (out / "result.json").write_text(json.dumps(result, indent=2))
-    say(1.0, "done")
-    return result
+    return tuned, tcfg
 
 
 def _summary(res: dict) -> dict:

@@ -27,7 +27,7 @@ import numpy as np
 
 from .lexicon import HAN
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RARE_TRIGRAMS = 3  # trigrams of a Latin term searched in the readings: its rarest
 RARE_CHARACTERS = 2  # and characters of a Chinese term
 TOKEN_ROWS = 500  # rows of each such token counted (100,000 readings: 2,000 -> 500 took 10.2 -> 8.6 ms p50)
@@ -111,6 +111,25 @@ MIGRATIONS = {
     # a term under three letters is looked up as a whole reading (the trigram index cannot hold it)
     3: """
     CREATE INDEX readings_text ON readings(model_id, text);
+    """,
+    # users, their searches and their marks on hits (users.py)
+    4: """
+    CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL DEFAULT 'user', created REAL NOT NULL);
+    CREATE TABLE searches (id INTEGER PRIMARY KEY, user TEXT NOT NULL, kind TEXT NOT NULL, query TEXT NOT NULL,
+                           results TEXT NOT NULL, created REAL NOT NULL);
+    CREATE INDEX searches_user ON searches(user, id);
+    CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY,
+        user TEXT NOT NULL,
+        search_id INTEGER,
+        item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+        right INTEGER NOT NULL,
+        concept_id TEXT,
+        lang TEXT,
+        query_key TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX feedback_query ON feedback(user, query_key);
     """,
 }
 
@@ -565,9 +584,11 @@ class Store:
 
     def referenced_files(self) -> set[str]:
         """Paths (relative to the root) of every image file the store refers to: items, their pages,
-        queued samples."""
+        queued samples, the images of searches kept in users' histories."""
         rows = self.read("SELECT path FROM items UNION SELECT path FROM annotations")
         files = {str(r["path"]) for r in rows}
+        files |= {str(r["p"]) for r in self.read("SELECT json_extract(query, '$.image') AS p FROM searches "
+                                                 "WHERE json_extract(query, '$.image') IS NOT NULL")}
         pages = self.read("SELECT DISTINCT page_sha256 FROM items WHERE page_sha256 != ''")
         files |= {f"images/{r['page_sha256'][:2]}/{r['page_sha256']}.png" for r in pages}
         return files

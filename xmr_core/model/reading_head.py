@@ -116,37 +116,57 @@ def ctc_loss(head_rows: tuple[torch.Tensor, torch.Tensor], w0: torch.Tensor, b0:
 
 
 def fit_head(examples: list[Example], w: np.ndarray, b: np.ndarray, symbols: np.ndarray,
-             cfg: HeadConfig | None = None, progress: Callable[[int, int, float], None] | None = None
+             cfg: HeadConfig | None = None, progress: Callable[[int, int, float], None] | None = None,
+             init: ReadingHead | None = None, replay: list[Example] | None = None, replay_share: float = 0.5
              ) -> tuple[ReadingHead, list[float]]:
     """Train a head on cached features. `w` (120, n_symbols), `b` are the reader's CTC layer; returns the
-    head and the loss every 50 steps (the first is before any step)."""
+    head and the loss every 50 steps (the first is before any step). With `init`, training starts from
+    that head (its rows where `symbols` has them, zero for new symbols) and the L2 term pulls towards it;
+    with `replay`, `replay_share` of each batch is drawn from those examples, the rest from `examples`."""
     cfg = cfg or HeadConfig()
     symbols = np.unique(np.asarray(symbols, np.int64))
     pos = {int(s): n for n, s in enumerate(symbols)}
     rest_mask = np.ones(w.shape[1], bool)
     rest_mask[symbols] = False
     w_rest, b_rest = np.ascontiguousarray(w[:, rest_mask]), b[rest_mask]
-    data = []
-    for ex in examples:
-        if ex.label and all(s in pos for s in ex.label):
-            f = ex.features.astype(np.float32)
-            z = f @ w_rest + b_rest  # the untouched symbols' log mass, once per example
-            m = z.max(1, keepdims=True)
-            rest = (m + np.log(np.exp(z - m).sum(1, keepdims=True)))[:, 0]
-            data.append((f, rest.astype(np.float32), [pos[s] for s in ex.label]))
+
+    def prepared(exs: list[Example]) -> list:
+        data = []
+        for ex in exs:
+            if ex.label and all(s in pos for s in ex.label):
+                f = ex.features.astype(np.float32)
+                z = f @ w_rest + b_rest  # the untouched symbols' log mass, once per example
+                m = z.max(1, keepdims=True)
+                rest = (m + np.log(np.exp(z - m).sum(1, keepdims=True)))[:, 0]
+                data.append((f, rest.astype(np.float32), [pos[s] for s in ex.label]))
+        return data
+
+    data, again = prepared(examples), prepared(replay or [])
     if not data:
         raise ValueError("no example spells its word in the head's symbols")
+    if not 0 <= replay_share < 1:
+        raise ValueError(f"replay share {replay_share}: in [0, 1)")
     torch.manual_seed(cfg.seed)
     w0 = torch.from_numpy(np.ascontiguousarray(w[:, symbols].T))
     b0 = torch.from_numpy(np.ascontiguousarray(b[symbols]))
-    dw = torch.zeros_like(w0, requires_grad=True)
-    db = torch.zeros_like(b0, requires_grad=True)
+    dw0, db0 = np.zeros(tuple(w0.shape), np.float32), np.zeros(len(symbols), np.float32)
+    if init is not None:
+        rows = {int(s): n for n, s in enumerate(init.symbols)}
+        for n, s in enumerate(symbols):
+            if int(s) in rows:
+                dw0[n], db0[n] = init.dw[rows[int(s)]], init.db[rows[int(s)]]
+    dw0, db0 = torch.from_numpy(dw0), torch.from_numpy(db0)
+    dw = dw0.clone().requires_grad_(True)
+    db = db0.clone().requires_grad_(True)
     opt = torch.optim.Adam([dw, db], lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
+    n_again = int(round(replay_share * cfg.batch)) if again else 0
+    n_own = min(cfg.batch - n_again, len(data)) if again else min(cfg.batch, len(data))
     losses: list[float] = []
     t0 = time.time()
     for step in range(cfg.steps + 1):
-        batch = [data[i] for i in rng.integers(0, len(data), min(cfg.batch, len(data)))]
+        batch = [data[i] for i in rng.integers(0, len(data), n_own)]
+        batch += [again[i] for i in rng.integers(0, len(again), n_again)] if n_again else []
         T = max(len(f) for f, _, _ in batch)
         feats = torch.zeros(len(batch), T, w.shape[0])
         rest = torch.full((len(batch), T), -1e4)
@@ -156,12 +176,12 @@ def fit_head(examples: list[Example], w: np.ndarray, b: np.ndarray, symbols: np.
         loss = ctc_loss((dw, db), w0, b0, rest, feats, torch.tensor([len(f) for f, _, _ in batch]),
                         torch.tensor([s for _, _, t in batch for s in t]), torch.tensor([len(t) for _, _, t in batch]))
         if step % 50 == 0:
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if progress:
                 progress(step, cfg.steps, time.time() - t0)
         if step == cfg.steps:
             break
         opt.zero_grad()
-        (loss + cfg.l2 * ((dw ** 2).sum() + (db ** 2).sum())).backward()
+        (loss + cfg.l2 * (((dw - dw0) ** 2).sum() + ((db - db0) ** 2).sum())).backward()
         opt.step()
     return ReadingHead(symbols, dw.detach().numpy().copy(), db.detach().numpy().copy()), losses
