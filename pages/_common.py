@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 from xmr_core.demo import demo_job
 from xmr_core.jobs import refresh_dead_jobs
 from xmr_core.service import load_engine, model_available
+from xmr_core.users import ANONYMOUS, ensure_user, role
 
 LANG_NAMES = {"zh": "Chinese", "en": "English", "es": "Spanish"}
 ZWSP = "\u200b"
@@ -73,6 +74,31 @@ def routed(page_file: str) -> None:
         st.switch_page("app.py")
 
 
+def user_box(store) -> str:
+    """The sidebar's user name (kept in the address as ?user=, so a reload keeps it; the default is
+    "anonymous"): whose searches, marks and annotations these are."""
+    name = st.session_state.get("xmr_user") or st.query_params.get("user") or ANONYMOUS
+    with st.sidebar:
+        typed = st.text_input("User", value=name, key=f"xmr_user_box_{name}",
+                              help="Your name on this app: your searches, marks and annotations are kept under it "
+                                   "(no password: anyone may type any name).")
+        try:
+            name = ensure_user(store, typed)
+        except ValueError as exc:
+            st.error(str(exc))
+            name = ensure_user(store, name) if name != typed else ANONYMOUS
+        if role(store, name) == "reviewer":
+            st.caption("Reviewer: may relabel and delete anyone's annotations.")
+    st.session_state["xmr_user"] = name
+    if st.query_params.get("user") != name:
+        st.query_params["user"] = name
+    return name
+
+
+def current_user() -> str:
+    return st.session_state.get("xmr_user") or ANONYMOUS
+
+
 def engine_or_stop():
     """The engine, or a message saying why there is none and what to do (never a traceback)."""
     if not model_available():
@@ -80,7 +106,9 @@ def engine_or_stop():
                    "Train one with `xmr train --config configs/default.json --out runs/default`.")
         st.stop()
     try:
-        return engine_with_progress()
+        eng = engine_with_progress()
+        user_box(eng.store)
+        return eng
     except Exception as exc:  # a bad model or a damaged store must not take every page down
         st.error(f"The search engine could not start: {type(exc).__name__}: {exc}")
         st.info("Open **Models** in the sidebar to roll back or activate another model; "

@@ -5,8 +5,9 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from pages._common import LANG_NAMES, engine_or_stop, md, routed
-from xmr_core.annotate import create_concept, queue_zip, save_annotation, suggest
+from pages._common import LANG_NAMES, current_user, engine_or_stop, md, routed
+from xmr_core.annotate import create_concept, delete_annotation, queue_zip, relabel_annotation, save_annotation, suggest
+from xmr_core.users import may_edit
 
 routed(__file__)
 st.title("Annotate samples")
@@ -49,10 +50,9 @@ if sample is not None:
         lang = st.radio(f"Script of the sample (looks like {LANG_NAMES[guess]})", list(LANG_NAMES),
                         format_func=LANG_NAMES.get, horizontal=True, index=list(LANG_NAMES).index(guess),
                         key=f"annotate_lang_{tag}")
-        author = st.text_input("Your name (optional)", key="annotate_author")
-        if st.button("Save to the fine-tune queue", type="primary", key="annotate_save"):
+        if st.button(f"Save to the fine-tune queue as {current_user()}", type="primary", key="annotate_save"):
             try:
-                save_annotation(eng, sample, other or choice, lang, author)
+                save_annotation(eng, sample, other or choice, lang, current_user())
                 st.success(f"Saved as {fmt(other or choice)} ({LANG_NAMES[lang]}).")
             except ValueError as exc:
                 st.error(str(exc))
@@ -71,13 +71,18 @@ with st.expander("Create a new concept"):
 
 st.subheader("Fine-tune queue")
 queue = eng.store.list_annotations()
-st.caption(f"{len(queue)} samples")
 ids = eng.lexicon.ids()
+st.caption(f"{len(queue)} samples; you ({current_user()}) may relabel or delete "
+           + ("any of them (reviewer)." if queue and all(may_edit(eng.store, current_user(), a) for a in queue)
+              else "your own (the project's reviewer may change any: `xmr user NAME --role reviewer`)."))
 for a in queue[:60]:
     cols = st.columns([1, 3, 3, 1])
     cols[0].image(str(eng.store.root / a["path"]), width=120)
     cols[1].write(f"{md(fmt(a['concept_id']))} · {LANG_NAMES[a['lang']]}"
                   + (f" · by {md(a['author'])}" if a["author"] else ""))
+    if not may_edit(eng.store, current_user(), a):
+        cols[2].caption(f"{a['author'] or 'nobody'}'s sample")
+        continue
     with cols[2].popover("Relabel"), st.form(f"annotate_relabel_{a['id']}", border=False):
         # a form: the new label is applied once, when its button is pressed, not on every rerun
         concept = st.selectbox("Concept", ids, index=ids.index(a["concept_id"]) if a["concept_id"] in ids else 0,
@@ -85,10 +90,10 @@ for a in queue[:60]:
         script = st.radio("Script", list(LANG_NAMES), index=list(LANG_NAMES).index(a["lang"]),
                           format_func=LANG_NAMES.get, horizontal=True, key=f"annotate_relabel_lang_{a['id']}")
         if st.form_submit_button("Apply"):
-            eng.store.relabel_annotation(a["id"], concept, script)
+            relabel_annotation(eng, current_user(), a["id"], concept, script)
             st.rerun()
     if cols[3].button("Delete", key=f"annotate_delete_{a['id']}"):
-        eng.store.delete_annotation(a["id"])
+        delete_annotation(eng, current_user(), a["id"])
         st.rerun()
 if queue:
     st.download_button("Download the queue (images and manifest.csv, zip)", queue_zip(eng), "xmr-queue.zip",

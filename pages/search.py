@@ -1,10 +1,14 @@
-"""Search: draw, upload or type a word; results in all three scripts."""
+"""Search: draw, upload or type a word; results in all three scripts; the user's marks and history."""
 
 from collections import Counter
 
 import streamlit as st
 
-from pages._common import LANG_NAMES, demo_progress, drawing_image, engine_or_stop, md, routed, show_hits
+import time
+
+from pages._common import (LANG_NAMES, current_user, demo_progress, drawing_image, engine_or_stop, md, routed,
+                           show_hits)
+from xmr_core import users
 from xmr_core.annotate import save_annotation
 from xmr_core.demo import EXAMPLES
 from xmr_core.export import manifest_zip, rows_csv
@@ -82,19 +86,25 @@ with type_tab:
             query = {"text": text}
 
 
-def run(q: dict, pages: int, feedback: dict | None = None) -> None:
-    """Search and keep the answer (and the query and the user's marks on its hits, for "Show more" and
-    re-ranking) in the session; a bad query is reported above the results it leaves in place."""
+def run(q: dict, pages: int, feedback: dict | None = None, new: bool = False) -> None:
+    """Search as the sidebar's user and keep the answer (the query, its key and the user's marks, for
+    "Show more" and re-ranking) in the session; a `new` search goes into the user's history, and without
+    `feedback` the user's standing marks for the same query re-rank it. A bad query is reported above
+    the results it leaves in place."""
     try:
-        hits, info = eng.search(k=min(1000, k * pages), languages=langs or list(LANG_NAMES), per_script=by_script,
-                                feedback=feedback or None, **q)
+        hits, info, sid, key = users.search_as(eng, current_user(), q, feedback=feedback or None, record=new,
+                                               k=min(1000, k * pages), languages=langs or list(LANG_NAMES),
+                                               per_script=by_script)
     except ValueError as exc:
         st.session_state["search_problem"] = str(exc)
         return
     st.session_state.pop("search_problem", None)
     st.session_state["search_last"] = (hits, info)
     st.session_state["search_query"] = (q, pages)
-    st.session_state["search_marks"] = dict(feedback or {})
+    st.session_state["search_key"] = key
+    if sid is not None:
+        st.session_state["search_id"] = sid
+    st.session_state["search_marks"] = users.marks_for(eng.store, current_user(), key)
 
 
 def queue_marked(hits, info, marks: dict) -> None:
@@ -109,14 +119,14 @@ def queue_marked(hits, info, marks: dict) -> None:
         c = eng.lexicon.get(cid)
         if st.button(f"Add item {h.item_id} to the fine-tune queue as {c.en} / {c.zh} / {c.es} "
                      f"({LANG_NAMES.get(h.lang)})", key=f"search_queue_{h.item_id}", icon="➕"):
-            save_annotation(eng, str(h.path), cid, h.lang, author="search feedback")
+            save_annotation(eng, str(h.path), cid, h.lang, author=current_user())
             queued.add(h.item_id)
             st.toast(f"Item {h.item_id} is in the fine-tune queue as {c.en} ({LANG_NAMES.get(h.lang)})")
             st.rerun()
 
 
 if query is not None:
-    run(query, 1)  # a new query starts without marks
+    run(query, 1, new=True)  # a new query: the user's standing marks for it, if any
 elif problem:
     st.session_state["search_problem"] = problem
 if st.session_state.get("search_problem"):
@@ -156,13 +166,17 @@ if "search_last" in st.session_state:
         c1.info(f"Re-ranked by your marks: {n_right} right, {n_wrong} wrong (hits marked wrong are "
                 "left out; the search moved towards those marked right).")
         if c2.button("Clear marks", key="search_marks_clear"):
+            users.clear_marks(eng.store, current_user(), st.session_state["search_key"])
             run(st.session_state["search_query"][0], st.session_state["search_query"][1])
             st.rerun()
         queue_marked(hits, info, marks)
     clicked = show_hits(hits, by_script, details=eng, marks=marks)
     if clicked is not None:
         last, pages = st.session_state["search_query"]
-        run(last, pages, {**marks, clicked[0]: clicked[1]})
+        hit = next(h for h in hits if h.item_id == clicked[0])
+        users.mark(eng.store, current_user(), st.session_state.get("search_id"), clicked[0], clicked[1],
+                   users.query_concept(info, eng.lexicon), hit.lang, st.session_state["search_key"])
+        run(last, pages, users.marks_for(eng.store, current_user(), st.session_state["search_key"]))
         st.rerun()
     if hits:
         rows = [{"rank": n + 1, "item_id": h.item_id, "score": round(h.score, 4), "script": h.lang or "",
@@ -178,4 +192,20 @@ if "search_last" in st.session_state:
     if last is not None and max(shown.values(), default=0) >= k * pages and k * (pages + 1) <= 1000:
         if st.button(f"Show {k} more" + (" per script" if by_script else ""), key="search_more"):
             run(last, pages + 1, st.session_state.get("search_marks"))
+            st.rerun()
+
+
+with st.expander(f"Your searches ({current_user()})"):
+    past = users.history(eng.store, current_user(), 10)
+    if not past:
+        st.caption("None yet: the searches you make under this name are listed here.")
+    for h in past:
+        c1, c2, c3 = st.columns([2, 5, 1])
+        c1.write(time.strftime("%Y-%m-%d %H:%M", time.localtime(h["created"])))
+        top = ", ".join(r["en"] or str(r["item_id"]) for r in h["results"][:3])
+        marked = sum(h["marks"].values()), len(h["marks"]) - sum(h["marks"].values())
+        c2.write(f"{'drawing or upload' if h['kind'] == 'image' else 'typed'} **{md(h['query'].get('shown', ''))}** "
+                 f"→ {md(top) or 'no results'}" + (f" · marked {marked[0]} right, {marked[1]} wrong" if h["marks"] else ""))
+        if c3.button("Run again", key=f"search_again_{h['id']}"):
+            run(users.saved_query(eng.store, current_user(), h["id"])[0], 1, new=True)  # with today's options
             st.rerun()

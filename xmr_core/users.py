@@ -30,8 +30,9 @@ def check_name(name: str) -> str:
 def ensure_user(store: Store, name: str) -> str:
     """The user `name` (created with the role "user" the first time); its checked name."""
     name = check_name(name)
-    with store.tx() as db:
-        db.execute("INSERT OR IGNORE INTO users (name, role, created) VALUES (?, 'user', ?)", (name, time.time()))
+    if not store.read("SELECT 1 FROM users WHERE name=?", (name,)):  # a write only for a new name
+        with store.tx() as db:
+            db.execute("INSERT OR IGNORE INTO users (name, role, created) VALUES (?, 'user', ?)", (name, time.time()))
     return name
 
 
@@ -55,8 +56,9 @@ def list_users(store: Store) -> list[dict]:
 
 
 def may_edit(store: Store, user: str, annotation: dict) -> bool:
-    """A user relabels or deletes only their own annotations, unless they are the project's reviewer."""
-    return annotation.get("author") == user or role(store, user) == "reviewer"
+    """A user relabels or deletes only their own annotations (and those saved with no author), unless they
+    are the project's reviewer."""
+    return annotation.get("author") in ("", user) or role(store, user) == "reviewer"
 
 
 # ------------------------------------------------------------------ history
@@ -181,11 +183,16 @@ def search_as(engine, user: str, query: dict, feedback: dict[int, bool] | None =
     return hits, info, search_id, key
 
 
-def rerun(engine, user: str, search_id: int, **options):
-    """Run one of the user's searches again (with their standing marks)."""
-    s = get_search(engine.store, user, search_id)
+def saved_query(store: Store, user: str, search_id: int) -> tuple[dict, dict]:
+    """One of the user's searches as (query, options) for `search_as` (an image by its path in the store)."""
+    s = get_search(store, user, search_id)
     q = {k: v for k, v in s["query"].items() if k in ("text", "terms", "image")}
     if "image" in q:
-        q["image"] = str(engine.store.root / q["image"])
-    opts = {k: v for k, v in s["query"].items() if k in ("languages", "k", "per_script")}
+        q["image"] = str(store.root / q["image"])
+    return q, {k: v for k, v in s["query"].items() if k in ("languages", "k", "per_script")}
+
+
+def rerun(engine, user: str, search_id: int, **options):
+    """Run one of the user's searches again (with their standing marks; `options` override its own)."""
+    q, opts = saved_query(engine.store, user, search_id)
     return search_as(engine, user, q, **{**opts, **options})

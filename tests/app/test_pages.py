@@ -139,3 +139,32 @@ def test_a_typed_word_shows_the_terms_searched_and_they_can_be_edited(app_env, t
     assert not at.exception and not at.error
     said = " ".join(m.value for m in at.markdown)
     assert "**vela**" in said and "雨伞" not in said
+
+
+def test_each_user_has_their_own_history_and_samples(app_env):
+    """Issue 28: the sidebar's user; one user's searches are listed for them only and run again; a
+    user changes only their own samples in the queue."""
+    at = _run("pages/search.py")
+    at.text_input(key="xmr_user_box_anonymous").input("ana").run()
+    assert at.query_params["user"] in ("ana", ["ana"])  # kept in the address: a reload keeps the user
+    at.text_input(key="search_text").input("gato")
+    at.button(key="search_text_btn").click().run()
+    assert not at.exception
+    listed = [m.value for m in at.markdown if "typed **gato**" in m.value]
+    assert len(listed) == 1
+    again = [b for b in at.button if b.key.startswith("search_again_")]
+    again[0].click().run()
+    assert not at.exception and sum("typed **gato**" in m.value for m in at.markdown) == 2  # run again: listed
+    ann = _run("pages/annotate.py")
+    ann.text_input(key="xmr_user_box_anonymous").input("ana").run()
+    ann.button(key="annotate_save").click().run()
+    assert not ann.exception and any(b.key.startswith("annotate_delete_") for b in ann.button)
+
+    other = _run("pages/search.py")  # a second browser: its own session
+    other.text_input(key="xmr_user_box_anonymous").input("ben").run()
+    assert not other.exception and not [m.value for m in other.markdown if "gato" in m.value]
+    assert any("None yet" in c.value for c in other.caption)
+    ann2 = _run("pages/annotate.py")
+    ann2.text_input(key="xmr_user_box_anonymous").input("ben").run()
+    assert not any(b.key.startswith("annotate_delete_") for b in ann2.button)
+    assert any("ana's sample" in c.value for c in ann2.caption)
