@@ -5,7 +5,13 @@ concept) or wrong, and the search runs again with that feedback (engine.search(f
 Residual measure, the usual one for feedback: how many right items are among the first 10 not yet seen,
 before (ranks 11-20 of the first search) and after (the first 10 unmarked of the second).
 
+A simulated user (long-term preference, users.py): 50 queries written in one hand (by default a hard
+`val` font), for each of which the user marks the right hit in the top 10 (the first of the query's
+concept) right; then 50 more renders of the same words in the same hand, and 50 of other words, with
+Acc@1 (the first hit is the query's concept) for a user without marks (before) and for that user (after).
+
     python benchmarks/feedback.py [--concepts 150] [--queries 50] [--weights 0.75,0.25 0.5,0.15 0,0]
+        [--hand HerrVonMuellerhoff_400Regular.ttf] [--skip-residual]
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np  # noqa: E402
 import xmr_core.engine as engine_module  # noqa: E402
 from xmr_core.demo import demo_concepts, render_val_words  # noqa: E402
 from xmr_core.engine import Engine  # noqa: E402
+from xmr_core import users  # noqa: E402
 
 
 def main() -> None:
@@ -31,6 +38,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--weights", nargs="+", default=["0.75,0.25", "0.5,0.15", "1.0,0.5", "0,0"])
     ap.add_argument("--model", default=None)
+    ap.add_argument("--hand", default="HerrVonMuellerhoff_400Regular.ttf", help="the simulated user's hand")
+    ap.add_argument("--skip-residual", action="store_true", help="only the simulated user")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         eng = Engine(Path(tmp), model_dir=args.model)
@@ -49,6 +58,9 @@ def main() -> None:
         queries = {"typed": [(c.concept_id, {"text": c.en}) for c in picked]}
         images, labels = render_val_words(eng.lexicon, None, 11, concepts=picked)
         queries["image"] = [(lab[0], {"image": png}) for (_, png), lab in zip(images, labels)][::3][:args.queries]
+        simulated_user(eng, concept_of, concepts, args.hand, args.queries)
+        if args.skip_residual:
+            return
         print("| queries | Rocchio (right, wrong) | right in the next 10, before | after | Acc@1 of the unseen, before | after |")
         print("|---|---|---|---|---|---|")
         for weights in args.weights:
@@ -67,6 +79,42 @@ def main() -> None:
                     first_a.append(bool(unseen) and concept_of.get(unseen[0]) == cid)
                 print(f"| {kind} ({len(qs)}) | {weights} | {np.mean(before):.2f} | {np.mean(after):.2f} | "
                       f"{100 * np.mean(first_b):.0f}% | {100 * np.mean(first_a):.0f}% |", flush=True)
+
+
+def simulated_user(eng: Engine, concept_of: dict[int, str], concepts: list, hand_name: str, n: int) -> None:
+    """The simulated user's 50 marked queries, then 50 repeats and 50 new words: Acc@1 before and after."""
+    from adapt import Hand  # benchmarks/adapt.py: renders in one hand
+
+    hand = Hand(hand_name, eng.lexicon)
+    rng = np.random.default_rng(1)
+    order = [concepts[int(i)] for i in rng.permutation(len(concepts))]
+    first = [(c, lg, im) for c, lg, im in hand.words(order[:n], 21, one_lang=True)]
+    repeat = hand.words(order[:n], 22, one_lang=True)
+    fresh = hand.words(order[n:2 * n], 23, one_lang=True)
+    marked = 0
+    for cid, _, img in first:
+        hits, info, sid, key = users.search_as(eng, "simulated", {"image": _png(img)}, k=10)
+        right = next((h for h in hits if concept_of.get(h.item_id) == cid), None)
+        if right is not None:
+            users.mark(eng.store, "simulated", sid, right.item_id, True, cid, right.lang, key)
+            marked += 1
+    print(f"\nsimulated user ({hand_name}): {len(first)} queries, the right hit marked in {marked}")
+    print("| next queries | Acc@1 without marks | with the user's marks |")
+    print("|---|---|---|")
+    for what, qs in (("the same words again", repeat), ("other words", fresh)):
+        acc = {}
+        for who in ("nobody", "simulated"):
+            top = [users.search_as(eng, who, {"image": _png(img)}, k=1, record=False)[0] for _, _, img in qs]
+            acc[who] = 100 * np.mean([bool(t) and concept_of.get(t[0].item_id) == cid for t, (cid, _, _) in zip(top, qs)])
+        print(f"| {what} ({len(qs)}) | {acc['nobody']:.1f} | {acc['simulated']:.1f} |", flush=True)
+
+
+def _png(img) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 if __name__ == "__main__":

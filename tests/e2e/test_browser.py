@@ -362,7 +362,7 @@ def test_marking_hits_reranks_and_queues_the_right_one(page, server):
     while not any(j["kind"] == "demo" and j["status"] == "done" for j in store.list_jobs()):
         assert time.time() < deadline, store.list_jobs()
         time.sleep(1)
-    search_text(page, url, "mano")
+    search_text(page, url + "/?user=ana", "mano")  # as the user ana (the sidebar's name, kept in the address)
     wait_for_results(page)
     page.get_by_role("heading", name="Chinese (15)").wait_for(timeout=30_000)
 
@@ -384,13 +384,44 @@ def test_marking_hits_reranks_and_queues_the_right_one(page, server):
     add.wait_for(timeout=30_000)
     add.click()
     page.get_by_text("is in the fine-tune queue as hand").wait_for(timeout=30_000)
-    assert len(store.list_annotations()) == queued + 1
+    assert len(store.list_annotations()) == queued + 1 and store.list_annotations()[-1]["author"] == "ana"
     settle(page)
     shot(page, "search-feedback")
     page.get_by_role("button", name="Clear marks").click()
     page.get_by_text("Re-ranked by your marks").wait_for(state="detached", timeout=60_000)
     assert page.get_by_role("button", name="Wrong").count() >= 45  # every hit can be marked again
     assert_no_exception(page)
+
+
+def test_a_second_user_sees_neither_the_first_users_history_nor_may_change_their_samples(browser, server):
+    """Issue 28: users by name (the sidebar; ?user= in the address). ana's searches are listed for her
+    and run again from the list; a second browser as ben sees none of them, and ana's queued sample
+    (marked right in Search, above) is hers: ben may not relabel or delete it."""
+    url, data = server
+    ana = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    search_text(ana, url + "/?user=ana", "gato")
+    wait_for_results(ana)
+    ana.get_by_text("Your searches (ana)").click()
+    ana.get_by_text("typed gato").first.wait_for(timeout=30_000)
+    ana.get_by_role("button", name="Run again").first.click()
+    ana.get_by_text("typed gato").nth(1).wait_for(timeout=60_000)  # the run again is listed too
+    assert_no_exception(ana)
+    shot(ana, "search-history")
+    open_page(ana, url + "/annotate?user=ana", "Annotate samples")
+    ana.get_by_text("· by ana").first.wait_for(timeout=30_000)
+    mine = ana.get_by_role("button", name="Delete").count()
+    assert mine >= 1
+    ben = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    open_page(ben, url + "/?user=ben", "Search handwriting")
+    ben.get_by_text("Your searches (ben)").click()
+    ben.get_by_text("None yet").wait_for(timeout=30_000)
+    assert ben.get_by_text("typed gato").count() == 0 and ben.get_by_text("typed mano").count() == 0
+    open_page(ben, url + "/annotate?user=ben", "Annotate samples")
+    ben.get_by_text("ana's sample").first.wait_for(timeout=30_000)
+    assert ben.get_by_role("button", name="Delete").count() == mine - ben.get_by_text("ana's sample").count()
+    assert_no_exception(ben)
+    ana.context.close()
+    ben.context.close()
 
 
 @pytest.mark.parametrize("width", [900, 390])
