@@ -202,7 +202,7 @@ with st.expander(f"Your searches ({current_user()})"):
     for h in past:
         c1, c2, c3 = st.columns([2, 5, 1])
         c1.write(time.strftime("%Y-%m-%d %H:%M", time.localtime(h["created"])))
-        top = ", ".join(r["en"] or str(r["item_id"]) for r in h["results"][:3])
+        top = ", ".join(f"{r['en'] or r['item_id']} ({LANG_NAMES.get(r['lang'], '?')})" for r in h["results"][:3])
         marked = sum(h["marks"].values()), len(h["marks"]) - sum(h["marks"].values())
         c2.write(f"{'drawing or upload' if h['kind'] == 'image' else 'typed'} **{md(h['query'].get('shown', ''))}** "
                  f"→ {md(top) or 'no results'}" + (f" · marked {marked[0]} right, {marked[1]} wrong" if h["marks"] else ""))

@@ -173,9 +173,13 @@ def test_a_finetune_of_a_reading_model_adapts_its_head_only(small, tmp_path, fon
     ds = SyntheticWords(lex, "train", seed=4)
     for i in range(8):
         save_annotation(eng, png(ds[i].image), ds[i].concept_id, ds[i].lang)
+    from xmr_core.users import mark
+
+    item = eng.add("c", [("w", png(ds[9].image))]).added[0]  # a hit marked wrong: a negative
+    mark(eng.store, "ana", None, item, False, ds[10].concept_id, "en", "text:x")
     res = finetune(eng.store, d, tmp_path / "ft", FinetuneConfig(steps=4, val_concepts=4, replay_renders=20))
     out = tmp_path / "ft" / "model"
-    assert res["model_dir"] == str(out) and res["trained"] == "reading head"
+    assert res["model_dir"] == str(out) and res["trained"] == "reading head" and res["n_negatives"] == 1
     tuned, _, _ = load_engine_model(out)
     assert isinstance(tuned, ReadingModel) and tuned.head is not None
     assert not np.allclose(tuned.head.dw, 0.01)  # the head was adapted from the base's

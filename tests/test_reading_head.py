@@ -64,6 +64,31 @@ def test_training_lowers_the_loss_and_a_saved_head_loads_the_same(reader, render
         HeadConfig.from_dict({"stpes": 3})
 
 
+def test_adapting_starts_from_a_head_and_negatives_push_their_word_down(reader, renders):
+    """Issue 28: a head tuned from another starts there (a step at a tiny rate: the same head) and is pulled back to
+    it; a negative (an image with a word it does not say) lowers that word's likelihood for it."""
+    from xmr_core.model.ctc import ctc_log_likelihood
+
+    lex, samples, outs = renders
+    w, b = reader.ctc_layer()
+    examples = [Example(f, [reader.index[ch] for ch in s.text]) for s, (_, f) in zip(samples, outs)]
+    sym = head_symbols(WordTable.build(lex, reader.index))
+    start, _ = fit_head(examples, w, b, sym, HeadConfig(steps=30, batch=16, lr=3e-3, l2=0.0))
+    same, _ = fit_head(examples[:4], w, b, sym, HeadConfig(steps=1, batch=4, lr=1e-9), init=start)
+    assert np.allclose(same.dw, start.dw, atol=1e-6) and np.allclose(same.db, start.db, atol=1e-6)
+    post, feat = outs[0]
+    label = [reader.index[ch] for ch in samples[0].text]  # the word it is most likely read as, said to be wrong
+
+    def loglik(head):
+        return float(ctc_log_likelihood(np.log(np.maximum(head.apply(post, feat), 1e-30)), [label])[0])
+
+    cfg = HeadConfig(steps=40, batch=8, lr=3e-3, l2=0.01)
+    plain, _ = fit_head(examples[1:], w, b, sym, cfg, init=start)
+    pushed, _ = fit_head(examples[1:], w, b, sym, cfg, init=start, negatives=[Example(feat, label)],
+                         negative_weight=2.0)
+    assert loglik(pushed) < loglik(plain) - 0.5
+
+
 def test_a_head_config_with_an_unknown_key_is_refused(tmp_path):
     import json
 

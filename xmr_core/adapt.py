@@ -132,8 +132,10 @@ def replay_examples(model: ReadingModel, lexicon: Lexicon, n: int, seed: int,
 
 
 def adapt_head(model: ReadingModel, x: np.ndarray, words: list[tuple[str, str]], cfg: AdaptConfig,
-               progress: Progress | None = None) -> tuple[ReadingHead, dict]:
-    """The model's reading head tuned on labelled inputs (the queue), with replay; the head and a record
+               progress: Progress | None = None,
+               negatives: tuple[np.ndarray, list[tuple[str, str]]] | None = None) -> tuple[ReadingHead, dict]:
+    """The model's reading head tuned on labelled inputs (the queue), with replay, and pushed away from
+    the words `negatives` do not say (inputs and (word, lang): hits marked wrong); the head and a record
     (examples, losses, seconds). The model itself is not changed."""
     say = progress or (lambda f, m: None)
     t0 = time.time()
@@ -142,6 +144,7 @@ def adapt_head(model: ReadingModel, x: np.ndarray, words: list[tuple[str, str]],
     own = queue_examples(model, x, words, cfg.copies, rng)
     if not own:
         raise ValueError("no queue sample spells its word in symbols the reader knows")
+    wrong = queue_examples(model, negatives[0], negatives[1], 0, rng) if negatives and len(negatives[0]) else []
     say(0.1, f"replay: reading {cfg.replay_renders} renders of the train fonts (cached after the first time)")
     again = replay_examples(model, model.lexicon, cfg.replay_renders, cfg.seed,
                             lambda d, t: say(0.1 + 0.3 * d / max(t, 1), f"replay: read {d}/{t} renders"))
@@ -153,8 +156,9 @@ def adapt_head(model: ReadingModel, x: np.ndarray, words: list[tuple[str, str]],
     w, b = model.reader.ctc_layer()
     hcfg = HeadConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, l2=cfg.l2, seed=cfg.seed)
     head, losses = fit_head(own, w, b, symbols, hcfg, init=model.head, replay=again, replay_share=cfg.replay,
-                            progress=lambda s, n, sec: say(0.4 + 0.6 * s / n, f"head step {s}/{n}, {sec:.0f} s"))
+                            negatives=wrong, progress=lambda s, n, sec: say(0.4 + 0.6 * s / n, f"head step {s}/{n}, {sec:.0f} s"))
     record = {"config": asdict(cfg), "queue_examples": len(own), "replay_examples": len(again),
+              "negative_examples": len(wrong),
               "losses_every_50_steps": [round(v, 4) for v in losses],
               "read_seconds": round(t1 - t0, 1), "train_seconds": round(time.time() - t1, 1)}
     return head, record

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .adapt import AdaptConfig, adapt_head
 from .checkpoint import load_engine_model, load_model_dir, save_model_dir
 from .evaluate import evaluate, load_manifest_set, render_eval_set
@@ -24,6 +26,7 @@ from .lexicon import Concept, Lexicon
 from .model.config import strict_from_dict
 from .model.reading import READING_PREPROCESS
 from .model.reading_head import HEAD_FILE
+from .preprocess import preprocess
 from .store import Store
 from .train import TrainConfig, train
 
@@ -123,11 +126,12 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
                   + (f" and {len(held.x)} held-out queue samples" if held is not None else ""))
         before = scores(served)
         data = load_manifest_set(train_csv, lexicon, pre, keep_raw=0)
+        negatives = _negatives(store, lexicon)
         acfg = AdaptConfig(steps=cfg.steps, lr=cfg.lr or AdaptConfig.lr, replay=cfg.replay, seed=cfg.seed,
                            replay_renders=cfg.replay_renders)
         head, record = adapt_head(served, data.x, [(lexicon.get(c).word(lg), lg) for c, lg in
                                                    zip(data.concept_ids, data.langs)], acfg,
-                                  lambda f, m: say(0.1 + 0.8 * f, m))
+                                  lambda f, m: say(0.1 + 0.8 * f, m), negatives=negatives)
         served.head = head
         say(0.92, f"scoring the adapted model on the same {len(fonts.x)} renders")
         after = scores(served)
@@ -147,6 +151,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
         fast = add_onnx_fp32(tuned, final, fonts.x[:64])  # the engine's fast path for the new model too
         trained, head = {"train": asdict(tcfg)}, None
     result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
+              "n_negatives": len(negatives[0]) if reads else 0,
               "config": asdict(cfg), "trained": "reading head" if reads else "visual encoder",
               "minutes": round((time.time() - t_start) / 60, 2)}
     keep = {k: base_cfg[k] for k in ("reading", "reader", "train", "visual_params") if k in base_cfg}
@@ -159,6 +164,23 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     (out / "result.json").write_text(json.dumps(result, indent=2))
     say(1.0, "done")
     return result
+
+
+def _negatives(store: Store, lexicon: Lexicon) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Hits marked wrong in Search (users.negatives) as model inputs and the word each does not say
+    (its concept's word in the item's script); unreadable or unknown ones are skipped."""
+    from .users import negatives
+
+    xs, words = [], []
+    for n in negatives(store):
+        if n["concept_id"] not in lexicon or n["lang"] is None:
+            continue
+        try:
+            xs.append(preprocess(str(store.root / n["path"]), READING_PREPROCESS))
+        except (ValueError, FileNotFoundError):
+            continue
+        words.append((lexicon.get(n["concept_id"]).word(n["lang"]), n["lang"]))
+    return (np.stack(xs) if xs else np.zeros((0, 1, 1, 1), np.float32)), words
 
 
 def _tune_encoder(base, base_cfg: dict, base_dir, lexicon: Lexicon, train_csv: Path, out: Path,

@@ -106,23 +106,37 @@ class Example:
 
 def ctc_loss(head_rows: tuple[torch.Tensor, torch.Tensor], w0: torch.Tensor, b0: torch.Tensor,
              rest: torch.Tensor, feats: torch.Tensor, steps: torch.Tensor,
-             targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Mean CTC loss of a padded batch: logits of K from the changed rows, the untouched symbols as one
-    class of log mass `rest` (N, T) per step."""
+             targets: torch.Tensor, lengths: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """CTC loss of a padded batch (mean, or with reduction "none" each example's -log P(label)): logits
+    of K from the changed rows, the untouched symbols as one class of log mass `rest` (N, T) per step."""
     dw, db = head_rows
     z = feats @ (w0 + dw).T + (b0 + db)
     logp = F.log_softmax(torch.cat([z, rest[..., None]], -1), -1).transpose(0, 1)
-    return F.ctc_loss(logp, targets, steps, lengths, blank=0, zero_infinity=True)
+    return F.ctc_loss(logp, targets, steps, lengths, blank=0, zero_infinity=True, reduction=reduction)
+
+
+def _padded(batch: list, features: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    T = max(len(f) for f, _, _ in batch)
+    feats = torch.zeros(len(batch), T, features)
+    rest = torch.full((len(batch), T), -1e4)
+    for n, (f, r, _) in enumerate(batch):
+        feats[n, :len(f)] = torch.from_numpy(f)
+        rest[n, :len(r)] = torch.from_numpy(r)
+    return (feats, rest, torch.tensor([len(f) for f, _, _ in batch]), torch.tensor([s for _, _, t in batch for s in t]),
+            torch.tensor([len(t) for _, _, t in batch]))
 
 
 def fit_head(examples: list[Example], w: np.ndarray, b: np.ndarray, symbols: np.ndarray,
              cfg: HeadConfig | None = None, progress: Callable[[int, int, float], None] | None = None,
-             init: ReadingHead | None = None, replay: list[Example] | None = None, replay_share: float = 0.5
+             init: ReadingHead | None = None, replay: list[Example] | None = None, replay_share: float = 0.5,
+             negatives: list[Example] | None = None, negative_weight: float = 0.5
              ) -> tuple[ReadingHead, list[float]]:
     """Train a head on cached features. `w` (120, n_symbols), `b` are the reader's CTC layer; returns the
     head and the loss every 50 steps (the first is before any step). With `init`, training starts from
     that head (its rows where `symbols` has them, zero for new symbols) and the L2 term pulls towards it;
-    with `replay`, `replay_share` of each batch is drawn from those examples, the rest from `examples`."""
+    with `replay`, `replay_share` of each batch is drawn from those examples, the rest from `examples`;
+    `negatives` are images with a word they do *not* say (a hit marked wrong): each step adds
+    `negative_weight` x the mean of -log(1 - P(that word)) over up to 8 of them (unlikelihood)."""
     cfg = cfg or HeadConfig()
     symbols = np.unique(np.asarray(symbols, np.int64))
     pos = {int(s): n for n, s in enumerate(symbols)}
@@ -141,7 +155,7 @@ def fit_head(examples: list[Example], w: np.ndarray, b: np.ndarray, symbols: np.
                 data.append((f, rest.astype(np.float32), [pos[s] for s in ex.label]))
         return data
 
-    data, again = prepared(examples), prepared(replay or [])
+    data, again, wrong = prepared(examples), prepared(replay or []), prepared(negatives or [])
     if not data:
         raise ValueError("no example spells its word in the head's symbols")
     if not 0 <= replay_share < 1:
@@ -167,14 +181,14 @@ def fit_head(examples: list[Example], w: np.ndarray, b: np.ndarray, symbols: np.
     for step in range(cfg.steps + 1):
         batch = [data[i] for i in rng.integers(0, len(data), n_own)]
         batch += [again[i] for i in rng.integers(0, len(again), n_again)] if n_again else []
-        T = max(len(f) for f, _, _ in batch)
-        feats = torch.zeros(len(batch), T, w.shape[0])
-        rest = torch.full((len(batch), T), -1e4)
-        for n, (f, r, _) in enumerate(batch):
-            feats[n, :len(f)] = torch.from_numpy(f)
-            rest[n, :len(r)] = torch.from_numpy(r)
-        loss = ctc_loss((dw, db), w0, b0, rest, feats, torch.tensor([len(f) for f, _, _ in batch]),
-                        torch.tensor([s for _, _, t in batch for s in t]), torch.tensor([len(t) for _, _, t in batch]))
+        feats, rest, steps, targets, lengths = _padded(batch, w.shape[0])
+        loss = ctc_loss((dw, db), w0, b0, rest, feats, steps, targets, lengths)
+        if wrong:
+            feats, rest, steps, targets, lengths = _padded(
+                [wrong[i] for i in rng.integers(0, len(wrong), min(8, len(wrong)))], w.shape[0])
+            nll = ctc_loss((dw, db), w0, b0, rest, feats, steps, targets, lengths, reduction="none")
+            p = torch.exp(-nll).clamp(max=1 - 1e-6)
+            loss = loss + negative_weight * (-torch.log1p(-p)).mean()
         if step % 50 == 0:
             losses.append(float(loss.detach()))
             if progress:
