@@ -96,17 +96,23 @@ def simulated_user(eng: Engine, concept_of: dict[int, str], concepts: list, hand
         hits, info, sid, key = users.search_as(eng, "simulated", {"image": _png(img)}, k=10)
         right = next((h for h in hits if concept_of.get(h.item_id) == cid), None)
         if right is not None:
-            users.mark(eng.store, "simulated", sid, right.item_id, True, cid, right.lang, key)
+            users.mark(eng.store, "simulated", sid, right.item_id, True, cid, right.lang, key, info.vector)
             marked += 1
     print(f"\nsimulated user ({hand_name}): {len(first)} queries, the right hit marked in {marked}")
-    print("| next queries | Acc@1 without marks | with the user's marks |")
-    print("|---|---|---|")
+    print("| next queries | marks reach a query | Acc@1 without marks | with the user's marks |")
+    print("|---|---|---|---|")
+    kept = users.SIMILAR_QUERY
     for what, qs in (("the same words again", repeat), ("other words", fresh)):
-        acc = {}
-        for who in ("nobody", "simulated"):
-            top = [users.search_as(eng, who, {"image": _png(img)}, k=1, record=False)[0] for _, _, img in qs]
-            acc[who] = 100 * np.mean([bool(t) and concept_of.get(t[0].item_id) == cid for t, (cid, _, _) in zip(top, qs)])
-        print(f"| {what} ({len(qs)}) | {acc['nobody']:.1f} | {acc['simulated']:.1f} |", flush=True)
+        for near in (2.0, 0.95, 0.9, 0.8):  # 2: by the query's key only (its text, reading or recognised concept)
+            users.SIMILAR_QUERY = near
+            acc = {}
+            for who in ("nobody", "simulated"):
+                top = [users.search_as(eng, who, {"image": _png(img)}, k=1, record=False)[0] for _, _, img in qs]
+                acc[who] = 100 * np.mean([bool(t) and concept_of.get(t[0].item_id) == cid
+                                          for t, (cid, _, _) in zip(top, qs)])
+            reach = "same key" if near > 1 else f"same key, or cosine >= {near}" + (" (kept)" if near == kept else "")
+            print(f"| {what} ({len(qs)}) | {reach} | {acc['nobody']:.1f} | {acc['simulated']:.1f} |", flush=True)
+    users.SIMILAR_QUERY = kept
 
 
 def _png(img) -> bytes:

@@ -92,6 +92,10 @@ def job_panel() -> None:
                 rows.append({"data": PARTS.get(part, part), "Acc@1 (%)": METRICS[metric],
                              "before": _pct(res["before"][part][metric]), "after": _pct(res["after"][part][metric])})
         st.table(rows)
+        if "trained" in res:
+            st.caption(f"Trained the {res['trained']} on {res['n_train']} queue samples"
+                       + (f" and {res['n_negatives']} hits marked wrong (as negatives)" if res.get("n_negatives") else "")
+                       + f", {res['n_heldout']} held out; {res['minutes']:.1f} minutes.")
     actions = job_actions(eng.store, job)
     if "promote" in actions:
         override = st.checkbox("Promote even if it is worse on the held-out fonts", key="finetune_override")

@@ -127,6 +127,7 @@ MIGRATIONS = {
         concept_id TEXT,
         lang TEXT,
         query_key TEXT NOT NULL,
+        query_vector BLOB,
         created REAL NOT NULL
     );
     CREATE INDEX feedback_query ON feedback(user, query_key);

@@ -12,9 +12,14 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
+
 from .store import Store
 
 ANONYMOUS = "anonymous"
+# an image query this near (cosine) to an earlier one of the same user gets that query's marks when it has
+# none of its own (benchmarks/feedback.py, simulated user)
+SIMILAR_QUERY = 0.9
 ROLES = ("user", "reviewer")
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. @")
 
@@ -94,15 +99,17 @@ def get_search(store: Store, user: str, search_id: int) -> dict:
 
 # ------------------------------------------------------------------ marks
 def mark(store: Store, user: str, search_id: int | None, item_id: int, right: bool,
-         concept_id: str | None, lang: str | None, query_key: str) -> None:
+         concept_id: str | None, lang: str | None, query_key: str, query_vector: np.ndarray | None = None) -> None:
     """The user's mark on a hit: right or wrong for the query `query_key` (what makes two searches the
-    same query: the typed text or the recognised concept), with the concept the query meant when known."""
+    same query: the typed text or the recognised concept), with the concept the query meant when known
+    and, for an image query, its embedding (a later image near it gets the same marks)."""
     user = ensure_user(store, user)
+    vec = None if query_vector is None else np.asarray(query_vector, np.float32).tobytes()
     with store.tx() as db:
         db.execute("DELETE FROM feedback WHERE user=? AND query_key=? AND item_id=?", (user, query_key, item_id))
-        db.execute("INSERT INTO feedback (user, search_id, item_id, right, concept_id, lang, query_key, created) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (user, search_id, item_id, int(right), concept_id, lang, query_key, time.time()))
+        db.execute("INSERT INTO feedback (user, search_id, item_id, right, concept_id, lang, query_key, query_vector, "
+                   "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (user, search_id, item_id, int(right), concept_id, lang, query_key, vec, time.time()))
 
 
 def clear_marks(store: Store, user: str, query_key: str) -> int:
@@ -115,6 +122,23 @@ def marks_for(store: Store, user: str, query_key: str) -> dict[int, bool]:
     return {int(r["item_id"]): bool(r["right"]) for r in store.read(
         "SELECT f.item_id, f.right FROM feedback f JOIN items i ON i.id = f.item_id "
         "WHERE f.user=? AND f.query_key=? ORDER BY f.id", (user, query_key))}
+
+
+def similar_marks(store: Store, user: str, vector: np.ndarray, at_least: float) -> dict[int, bool]:
+    """The user's marks given on image queries whose embedding is within cosine `at_least` of `vector`
+    (another drawing of the same word, recognised as something else), the nearest query's mark first."""
+    rows = store.read("SELECT f.item_id, f.right, f.query_vector FROM feedback f JOIN items i ON i.id = f.item_id "
+                      "WHERE f.user=? AND f.query_vector IS NOT NULL", (user,))
+    v = np.asarray(vector, np.float32)
+    near = []
+    for r in rows:
+        sim = float(np.frombuffer(r["query_vector"], np.float32) @ v)
+        if sim >= at_least:
+            near.append((sim, int(r["item_id"]), bool(r["right"])))
+    out: dict[int, bool] = {}
+    for _, item, right in sorted(near, reverse=True):
+        out.setdefault(item, right)
+    return out
 
 
 def negatives(store: Store) -> list[dict]:
@@ -166,6 +190,8 @@ def search_as(engine, user: str, query: dict, feedback: dict[int, bool] | None =
     key = query_key(info)
     if feedback is None:
         standing = marks_for(engine.store, user, key)
+        if not standing and info.vector is not None:
+            standing = similar_marks(engine.store, user, info.vector, SIMILAR_QUERY)
         if standing:
             hits, info = engine.search(feedback=standing, **query, **options)
     search_id = None
