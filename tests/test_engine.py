@@ -91,6 +91,13 @@ def test_feedback_leaves_out_the_wrong_puts_the_right_first_and_moves_the_query(
     moved = engine._rocchio(q0, [right], wrong)
     _, vecs = engine.store.embeddings(engine.model_id, [right])
     assert float(moved @ vecs[0]) > float(q0 @ vecs[0]) and abs(float(np.linalg.norm(moved)) - 1) < 1e-5
+    # a hit marked right leads a later, narrower search that would not find it
+    one, _ = engine.search(image=query, k=1, feedback={right: True})
+    assert [h.item_id for h in one] == [right]
+    lang = next(h.lang for h in hits if h.item_id == right)
+    other = next(lg for lg in ("zh", "en", "es") if lg != lang)
+    assert right not in [h.item_id for h in engine.search(image=query, k=3, languages=[other],
+                                                           feedback={right: True})[0]]  # unless filtered out
     # by script too: still k of each
     per, _ = engine.search(image=query, k=2, per_script=True, feedback={wrong[0]: False})
     assert wrong[0] not in [h.item_id for h in per]

@@ -511,6 +511,19 @@ class Engine:
         n = float(np.linalg.norm(out))
         return out / n if n > 0 else q
 
+    def _marked_right(self, q: np.ndarray, ids: list[int], languages: list[str],
+                      collection: str | None) -> list[tuple[int, float]]:
+        """Items marked right that the search did not return, with their cosine to the query, where they pass
+        its script and collection filters."""
+        meta = self.store.scripts_and_collections(ids) if ids else {}
+        keep = [i for i in ids if i in meta and (set(languages) == set(LANGS) or meta[i]["lang"] in languages)
+                and (collection is None or meta[i]["collection"] == collection)]
+        got, vecs = self.store.embeddings(self.model_id, keep) if keep else (np.zeros(0, np.int64), None)
+        if not len(got):
+            return []
+        v = self._index_vectors(got, vecs, self.store.labels(got.tolist()))
+        return [(int(i), float(q @ x)) for i, x in zip(got, v)]
+
     def _search_terms(self, terms: dict[str, list[str]], k: int, allowed: np.ndarray | None,
                       q: np.ndarray | None = None, where: dict | None = None) -> list[tuple[int, float]]:
         """Items ranked by the semantic cosine (to the terms' anchors, or to the query image's embedding
@@ -605,6 +618,9 @@ class Engine:
                 else:
                     s, i = self._nearest(q, int(k) + len(wrong), allowed, where)
                     ranked += [(int(a), float(b)) for a, b in zip(i[0], s[0]) if a >= 0]
+        if right:  # marked right but not among those found (a narrower later search): they lead all the same
+            ranked += self._marked_right(q, [i for i in right if i not in {r[0] for r in ranked}], languages,
+                                         collection)
         if per_script:
             ranked.sort(key=lambda r: -r[1])
         if right or wrong:  # marked wrong: gone; marked right: first
