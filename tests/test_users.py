@@ -113,3 +113,15 @@ def test_an_image_near_an_earlier_marked_one_gets_its_marks(eng, monkeypatch):
     monkeypatch.setattr(users, "SIMILAR_QUERY", 2.0)  # by the query's key only
     plain, _, _, _ = users.search_as(eng, "near-a", {"image": png(a.image)}, k=6, record=False)
     assert [h.item_id for h in plain] == [h.item_id for h in hits]
+
+
+def test_the_concept_a_query_meant(eng):
+    from xmr_core.engine import QueryInfo
+
+    c = eng.lexicon.concepts[0]
+    assert users.query_concept(QueryInfo("text", text=c.en), eng.lexicon) == c.concept_id
+    assert users.query_concept(QueryInfo("text", text="zzzq"), eng.lexicon) is None
+    seen = QueryInfo("image", recognized={"en": [(c.concept_id, c.en, 0.9)], "zh": [("x", "x", 0.1)]})
+    assert users.query_key(seen) == f"concept:{c.concept_id}" and users.query_concept(seen, eng.lexicon) == c.concept_id
+    read = QueryInfo("image", text="Kite", terms={"en": ["kite"]})  # read outside the lexicon: no concept
+    assert users.query_key(read) == "read:kite" and users.query_concept(read, eng.lexicon) is None

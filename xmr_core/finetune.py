@@ -1,8 +1,8 @@
 """Stage 2: fine-tune a model on the annotation queue, mixed with synthetic replay, and compare
 before/after on the held-out fonts and on a held-out part of the queue.
 
-A reading model adapts its reading head (adapt.py: seconds; the reader and the visual encoder stay as
-they are); an edge model trains its visual encoder (train.py). Training the reading model's encoder on the
+A reading model adapts its reading head (adapt.py: about a minute for the whole job; the reader and
+the visual encoder stay as they are); an edge model trains its visual encoder (train.py). Training the reading model's encoder on the
 queue was how this went before issue 28 and cost a real hand 8 points (docs/adaptation.md)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from .adapt import AdaptConfig, adapt_head
 from .checkpoint import load_engine_model, load_model_dir, save_model_dir
 from .evaluate import evaluate, load_manifest_set, render_eval_set
-from .fastpath import add_onnx_fp32
+from .fastpath import ONNX_FILE, add_onnx_fp32
 from .lexicon import Concept, Lexicon
 from .model.config import strict_from_dict
 from .model.reading import READING_PREPROCESS
@@ -137,9 +137,8 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
         after = scores(served)
         trained = {"adapt": asdict(acfg), "adapt_record": record}
         fast = None
-        for name in ("visual.onnx",):  # the encoder is unchanged: its graph too
-            if (Path(base_dir) / name).exists():
-                shutil.copyfile(Path(base_dir) / name, final / name)
+        if (Path(base_dir) / ONNX_FILE).exists():  # the encoder is unchanged: its graph too
+            shutil.copyfile(Path(base_dir) / ONNX_FILE, final / ONNX_FILE)
     else:
         say(0.04, f"scoring the current model on {len(fonts.x)} held-out renders"
                   + (f" and {len(held.x)} held-out queue samples" if held is not None else ""))

@@ -78,23 +78,25 @@ def record_search(store: Store, user: str, kind: str, query: dict, results: list
         return int(cur.lastrowid)
 
 
+def _search(store: Store, r) -> dict:
+    marks = {int(m["item_id"]): bool(m["right"]) for m in store.read(
+        "SELECT item_id, right FROM feedback WHERE search_id=?", (r["id"],))}
+    return {"id": r["id"], "kind": r["kind"], "query": json.loads(r["query"]), "results": json.loads(r["results"]),
+            "created": r["created"], "marks": marks}
+
+
 def history(store: Store, user: str, limit: int = 20) -> list[dict]:
     """The user's latest searches, newest first, with their results and the marks given on them."""
-    rows = store.read("SELECT * FROM searches WHERE user=? ORDER BY id DESC LIMIT ?", (user, limit))
-    out = []
-    for r in rows:
-        marks = {int(m["item_id"]): bool(m["right"]) for m in store.read(
-            "SELECT item_id, right FROM feedback WHERE search_id=?", (r["id"],))}
-        out.append({"id": r["id"], "kind": r["kind"], "query": json.loads(r["query"]),
-                    "results": json.loads(r["results"]), "created": r["created"], "marks": marks})
-    return out
+    return [_search(store, r) for r in store.read("SELECT * FROM searches WHERE user=? ORDER BY id DESC LIMIT ?",
+                                                  (user, limit))]
 
 
 def get_search(store: Store, user: str, search_id: int) -> dict:
     """One of the user's searches (KeyError for another user's or none)."""
-    for h in store.read("SELECT id FROM searches WHERE user=? AND id=?", (user, search_id)):
-        return next(s for s in history(store, user, 10 ** 6) if s["id"] == h["id"])
-    raise KeyError(f"{user} has no search {search_id}")
+    rows = store.read("SELECT * FROM searches WHERE user=? AND id=?", (user, search_id))
+    if not rows:
+        raise KeyError(f"{user} has no search {search_id}")
+    return _search(store, rows[0])
 
 
 # ------------------------------------------------------------------ marks
@@ -166,7 +168,7 @@ def query_concept(info, lexicon) -> str | None:
         found = lexicon.lookup(info.text)
         return found[0].concept_id if found else None
     key = query_key(info)
-    return key.split(":", 1)[1] or None if key.startswith("concept:") else None
+    return (key.split(":", 1)[1] or None) if key.startswith("concept:") else None
 
 
 def _png(image) -> bytes:
@@ -197,10 +199,8 @@ def search_as(engine, user: str, query: dict, feedback: dict[int, bool] | None =
     search_id = None
     if record:
         saved = dict(query)
-        if "image" in saved and not isinstance(saved["image"], str):
+        if "image" in saved:  # kept in the store (content-addressed: a search run again adds no file)
             saved["image"] = str(engine.store.put_image(_png(saved["image"]))[1])
-        elif "image" in saved:
-            saved["image"] = str(saved["image"])
         results = [{"item_id": h.item_id, "score": round(float(h.score), 4), "lang": h.lang,
                     "concept_id": h.concept_id, "en": (h.words or {}).get("en", "")} for h in hits[:50]]
         search_id = record_search(engine.store, user, info.kind,
