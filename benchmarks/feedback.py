@@ -96,14 +96,14 @@ def simulated_user(eng: Engine, concept_of: dict[int, str], concepts: list, hand
         hits, info, sid, key = users.search_as(eng, "simulated", {"image": _png(img)}, k=10)
         right = next((h for h in hits if concept_of.get(h.item_id) == cid), None)
         if right is not None:
-            users.mark(eng.store, "simulated", sid, right.item_id, True, cid, right.lang, key, info.vector)
+            users.mark(eng.store, "simulated", sid, right.item_id, True, cid, right.lang, key, info.look)
             marked += 1
     print(f"\nsimulated user ({hand_name}): {len(first)} queries, the right hit marked in {marked}")
     print("| next queries | marks reach a query | Acc@1 without marks | with the user's marks |")
     print("|---|---|---|---|")
     kept = users.SIMILAR_QUERY
     for what, qs in (("the same words again", repeat), ("other words", fresh)):
-        for near in (2.0, 0.95, 0.9, 0.8):  # 2: by the query's key only (its text, reading or recognised concept)
+        for near in (2.0, 0.9, 0.8, 0.75, 0.7):  # 2: by the query's key only (its text, reading or recognised concept)
             users.SIMILAR_QUERY = near
             acc = {}
             for who in ("nobody", "simulated"):

@@ -70,6 +70,8 @@ def routed(page_file: str) -> None:
     """Send a page that runs without the router (a deep link before any session ran app.py) to
     app.py, which routes on to that page (a page passes its `__file__`) with the app's layout and sidebar."""
     if not st.session_state.get("xmr_routed"):
+        if st.query_params.get("user") and not st.session_state.get("xmr_user"):  # switching pages clears them
+            st.session_state["xmr_user"] = st.query_params["user"]
         st.session_state["xmr_goto"] = f"pages/{Path(page_file).name}"
         st.switch_page("app.py")
 

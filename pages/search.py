@@ -175,7 +175,7 @@ if "search_last" in st.session_state:
         last, pages = st.session_state["search_query"]
         hit = next(h for h in hits if h.item_id == clicked[0])
         users.mark(eng.store, current_user(), st.session_state.get("search_id"), clicked[0], clicked[1],
-                   users.query_concept(info, eng.lexicon), hit.lang, st.session_state["search_key"], info.vector)
+                   users.query_concept(info, eng.lexicon), hit.lang, st.session_state["search_key"], info.look)
         run(last, pages, users.marks_for(eng.store, current_user(), st.session_state["search_key"]))
         st.rerun()
     if hits:

@@ -138,6 +138,8 @@ def test_the_encoder_is_run_only_where_the_reading_is_unsure(small, fonts_ready)
     assert seen[-1] == len(x) and np.allclose(rm.combine(every), v, atol=1e-6)
     mixed = every["reading"][1] + every["visual"][1]
     assert np.allclose(v[1], mixed / np.linalg.norm(mixed), atol=1e-5)
+    # an image's look (what the user's marks are matched by) is that encoder's embedding, for any image
+    assert np.allclose(rm.look(x), every["visual"], atol=1e-5) and seen[-1] == len(x)
 
 
 def test_a_directory_with_a_reading_head_serves_it(small, tmp_path, fonts_ready):

@@ -101,15 +101,15 @@ def test_an_image_near_an_earlier_marked_one_gets_its_marks(eng, monkeypatch):
     gets the marks given on the first when their embeddings are within users.SIMILAR_QUERY."""
     a = eng.samples[3]
     hits, info, sid, _ = users.search_as(eng, "near-a", {"image": png(a.image)}, k=6)
-    assert info.vector is not None and abs(float(info.vector @ info.vector) - 1) < 1e-4
+    assert info.look is not None and abs(float(info.look @ info.look) - 1) < 1e-4
     right = hits[3].item_id
-    users.mark(eng.store, "near-a", sid, right, True, None, hits[3].lang, "concept:another", info.vector)
+    users.mark(eng.store, "near-a", sid, right, True, None, hits[3].lang, "concept:another", info.look)
     again, info2, _, key = users.search_as(eng, "near-a", {"image": png(a.image)}, k=6, record=False)
     assert key != "concept:another" and again[0].item_id == right and info2.feedback == (1, 0)
-    assert users.similar_marks(eng.store, "near-a", info.vector, 0.99) == {right: True}
-    other = np.random.default_rng(0).normal(size=info.vector.shape).astype(np.float32)
+    assert users.similar_marks(eng.store, "near-a", info.look, 0.99) == {right: True}
+    other = np.random.default_rng(0).normal(size=info.look.shape).astype(np.float32)
     assert users.similar_marks(eng.store, "near-a", other / np.linalg.norm(other), 0.9) == {}  # a far query
-    assert users.similar_marks(eng.store, "near-b", info.vector, 0.9) == {}  # another user's
+    assert users.similar_marks(eng.store, "near-b", info.look, 0.9) == {}  # another user's
     monkeypatch.setattr(users, "SIMILAR_QUERY", 2.0)  # by the query's key only
     plain, _, _, _ = users.search_as(eng, "near-a", {"image": png(a.image)}, k=6, record=False)
     assert [h.item_id for h in plain] == [h.item_id for h in hits]

@@ -78,7 +78,7 @@ class QueryInfo:
     terms: dict[str, list[str]] = field(default_factory=dict)  # typed queries: the words searched per script
     weak: bool = False  # the best hit scores below NO_MATCH_BELOW: nothing in the collection matches well
     feedback: tuple[int, int] = (0, 0)  # hits marked right and wrong that re-ranked this search (Rocchio)
-    vector: np.ndarray | None = None  # image queries: the query's embedding, before any feedback
+    look: np.ndarray | None = None  # image queries: the visual encoder's embedding, whatever it is read as
 
 
 @dataclass
@@ -592,8 +592,8 @@ class Engine:
                 info.terms = terms
             else:
                 q = self.embed_text([t])[0]
-        if image is not None:
-            info.vector = np.asarray(q, np.float32).copy()
+        if image is not None:  # a reading model's trained encoder, or the visual tower itself
+            info.look = (self.model.look(x[None])[0] if self.reads else np.asarray(q, np.float32)).copy()
         if collection is not None:
             self.check_collection(collection)
         self.refresh()

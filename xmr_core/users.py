@@ -17,9 +17,9 @@ import numpy as np
 from .store import Store
 
 ANONYMOUS = "anonymous"
-# an image query this near (cosine) to an earlier one of the same user gets that query's marks when it has
-# none of its own (benchmarks/feedback.py, simulated user)
-SIMILAR_QUERY = 0.9
+# an image query that looks this much (cosine of the visual encoders' embeddings) like an earlier one of the
+# same user gets that query's marks when it has none of its own (benchmarks/feedback.py, simulated user)
+SIMILAR_QUERY = 0.8
 ROLES = ("user", "reviewer")
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. @")
 
@@ -104,7 +104,8 @@ def mark(store: Store, user: str, search_id: int | None, item_id: int, right: bo
          concept_id: str | None, lang: str | None, query_key: str, query_vector: np.ndarray | None = None) -> None:
     """The user's mark on a hit: right or wrong for the query `query_key` (what makes two searches the
     same query: the typed text or the recognised concept), with the concept the query meant when known
-    and, for an image query, its embedding (a later image near it gets the same marks)."""
+    and, for an image query, its look (QueryInfo.look: a later image that looks like it gets the same
+    marks, however it is read)."""
     user = ensure_user(store, user)
     vec = None if query_vector is None else np.asarray(query_vector, np.float32).tobytes()
     with store.tx() as db:
@@ -127,8 +128,8 @@ def marks_for(store: Store, user: str, query_key: str) -> dict[int, bool]:
 
 
 def similar_marks(store: Store, user: str, vector: np.ndarray, at_least: float) -> dict[int, bool]:
-    """The user's marks given on image queries whose embedding is within cosine `at_least` of `vector`
-    (another drawing of the same word, recognised as something else), the nearest query's mark first."""
+    """The user's marks given on image queries whose look is within cosine `at_least` of `vector` (another
+    drawing of the same word, perhaps read as something else), the nearest query's mark first."""
     rows = store.read("SELECT f.item_id, f.right, f.query_vector FROM feedback f JOIN items i ON i.id = f.item_id "
                       "WHERE f.user=? AND f.query_vector IS NOT NULL", (user,))
     v = np.asarray(vector, np.float32)
@@ -184,16 +185,18 @@ def _png(image) -> bytes:
 def search_as(engine, user: str, query: dict, feedback: dict[int, bool] | None = None, record: bool = True,
               **options):
     """`engine.search` by `user` for `query` ({"text": ...} with optional "terms", or {"image": ...}):
-    without `feedback`, the user's standing marks for the same query re-rank it (long-term preference).
+    without `feedback`, the user's standing marks re-rank it (long-term preference): those given on the
+    same query (its key), or, when there are none, on earlier image queries that look like it
+    (`SIMILAR_QUERY`).
     A new search (`record`) is kept in the user's history, an image query's image in the store so that it
     can be run again. Returns (hits, info, search id or None, query key)."""
     user = ensure_user(engine.store, user)
     hits, info = engine.search(feedback=feedback or None, **query, **options)
     key = query_key(info)
-    if feedback is None:
+    if feedback is None:  # the marks of the same query, or else of queries that look like this one
         standing = marks_for(engine.store, user, key)
-        if not standing and info.vector is not None:
-            standing = similar_marks(engine.store, user, info.vector, SIMILAR_QUERY)
+        if not standing and info.look is not None:
+            standing = similar_marks(engine.store, user, info.look, SIMILAR_QUERY)
         if standing:
             hits, info = engine.search(feedback=standing, **query, **options)
     search_id = None

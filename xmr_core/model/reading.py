@@ -125,9 +125,15 @@ class ReadingModel:
             rows = np.arange(len(x)) if every else np.flatnonzero(~out["sure"])
             out["visual"] = np.zeros((len(x), v.shape[1]), np.float32)
             if len(rows):
-                out["visual"][rows] = self.visual(
-                    np.stack([fit(crop_to_ink(x[n, 0]), self.base.cfg.preprocess)[None] for n in rows]))
+                out["visual"][rows] = self.look(x[rows])
         return out
+
+    @torch.no_grad()
+    def look(self, x: np.ndarray) -> np.ndarray:
+        """(N, d) the trained visual encoder's unit embeddings of model inputs: how an image looks,
+        whatever it is read as (the ink refitted into the encoder's own box)."""
+        v = self.visual(np.stack([fit(crop_to_ink(m[0]), self.base.cfg.preprocess)[None] for m in x]))
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
     def combine(self, signals: dict[str, np.ndarray]) -> np.ndarray:
         """The image's embedding: the signals mixed by `visual_weight` (the reading alone where 'sure'),
