@@ -1,10 +1,9 @@
 """Search: draw, upload or type a word; results in all three scripts; the user's marks and history."""
 
+import time
 from collections import Counter
 
 import streamlit as st
-
-import time
 
 from pages._common import (LANG_NAMES, current_user, demo_progress, drawing_image, engine_or_stop, md, routed,
                            show_hits)
@@ -87,12 +86,12 @@ with type_tab:
 
 
 def run(q: dict, pages: int, feedback: dict | None = None, new: bool = False) -> None:
-    """Search as the sidebar's user and keep the answer (the query, its key and the user's marks, for
-    "Show more" and re-ranking) in the session; a `new` search goes into the user's history, and without
-    `feedback` the user's standing marks for the same query re-rank it. A bad query is reported above
-    the results it leaves in place."""
+    """Search as the sidebar's user and keep the answer (the query, its key and the marks it was ranked
+    with, for "Show more" and re-ranking) in the session; a `new` search goes into the user's history, and
+    without `feedback` (None; {} is none) the user's standing marks re-rank it. A bad query is reported
+    above the results it leaves in place."""
     try:
-        hits, info, sid, key = users.search_as(eng, current_user(), q, feedback=feedback or None, record=new,
+        hits, info, sid, key = users.search_as(eng, current_user(), q, feedback=feedback, record=new,
                                                k=min(1000, k * pages), languages=langs or list(LANG_NAMES),
                                                per_script=by_script)
     except ValueError as exc:
@@ -104,7 +103,8 @@ def run(q: dict, pages: int, feedback: dict | None = None, new: bool = False) ->
     st.session_state["search_key"] = key
     if sid is not None:
         st.session_state["search_id"] = sid
-    st.session_state["search_marks"] = users.marks_for(eng.store, current_user(), key)
+    st.session_state["search_marks"] = (users.standing_marks(eng.store, current_user(), key, info.look)
+                                        if feedback is None else dict(feedback))
 
 
 def queue_marked(hits, info, marks: dict) -> None:
@@ -167,7 +167,7 @@ if "search_last" in st.session_state:
                 "left out; the search moved towards those marked right).")
         if c2.button("Clear marks", key="search_marks_clear"):
             users.clear_marks(eng.store, current_user(), st.session_state["search_key"])
-            run(st.session_state["search_query"][0], st.session_state["search_query"][1])
+            run(st.session_state["search_query"][0], st.session_state["search_query"][1], {})  # no marks
             st.rerun()
         queue_marked(hits, info, marks)
     clicked = show_hits(hits, by_script, details=eng, marks=marks)
@@ -176,7 +176,7 @@ if "search_last" in st.session_state:
         hit = next(h for h in hits if h.item_id == clicked[0])
         users.mark(eng.store, current_user(), st.session_state.get("search_id"), clicked[0], clicked[1],
                    users.query_concept(info, eng.lexicon), hit.lang, st.session_state["search_key"], info.look)
-        run(last, pages, users.marks_for(eng.store, current_user(), st.session_state["search_key"]))
+        run(last, pages, {**marks, clicked[0]: clicked[1]})
         st.rerun()
     if hits:
         rows = [{"rank": n + 1, "item_id": h.item_id, "score": round(h.score, 4), "script": h.lang or "",

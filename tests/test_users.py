@@ -76,6 +76,8 @@ def test_standing_marks_rerank_the_same_users_later_searches_only(eng):
     # a changed mark replaces the old one; clearing them restores the plain ranking
     users.mark(eng.store, "mark-a", sid, wrong, True, None, None, key)
     assert users.marks_for(eng.store, "mark-a", key) == {right: True, wrong: True}
+    assert users.search_as(eng, "mark-a", q, feedback={}, k=8)[1].feedback == (0, 0)  # {}: no marks at all
+    assert users.standing_marks(eng.store, "mark-a", key) == {right: True, wrong: True}
     assert users.clear_marks(eng.store, "mark-a", key) == 2
     plain, _, _, _ = users.search_as(eng, "mark-a", q, k=8)
     assert [h.item_id for h in plain] == [h.item_id for h in hits]

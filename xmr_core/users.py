@@ -172,6 +172,15 @@ def query_concept(info, lexicon) -> str | None:
     return (key.split(":", 1)[1] or None) if key.startswith("concept:") else None
 
 
+def standing_marks(store: Store, user: str, key: str, look: np.ndarray | None = None) -> dict[int, bool]:
+    """The marks that re-rank the user's query: those given on the same query (its key), or, when there
+    are none, on earlier image queries that look like it (`SIMILAR_QUERY`)."""
+    marks = marks_for(store, user, key)
+    if not marks and look is not None:
+        marks = similar_marks(store, user, look, SIMILAR_QUERY)
+    return marks
+
+
 def _png(image) -> bytes:
     import io
 
@@ -185,18 +194,15 @@ def _png(image) -> bytes:
 def search_as(engine, user: str, query: dict, feedback: dict[int, bool] | None = None, record: bool = True,
               **options):
     """`engine.search` by `user` for `query` ({"text": ...} with optional "terms", or {"image": ...}):
-    without `feedback`, the user's standing marks re-rank it (long-term preference): those given on the
-    same query (its key), or, when there are none, on earlier image queries that look like it
-    (`SIMILAR_QUERY`).
+    without `feedback` (None; {} is no marks), the user's standing marks re-rank it (long-term preference,
+    `standing_marks`).
     A new search (`record`) is kept in the user's history, an image query's image in the store so that it
     can be run again. Returns (hits, info, search id or None, query key)."""
     user = ensure_user(engine.store, user)
     hits, info = engine.search(feedback=feedback or None, **query, **options)
     key = query_key(info)
-    if feedback is None:  # the marks of the same query, or else of queries that look like this one
-        standing = marks_for(engine.store, user, key)
-        if not standing and info.look is not None:
-            standing = similar_marks(engine.store, user, info.look, SIMILAR_QUERY)
+    if feedback is None:
+        standing = standing_marks(engine.store, user, key, info.look)
         if standing:
             hits, info = engine.search(feedback=standing, **query, **options)
     search_id = None
