@@ -2,8 +2,8 @@
 before/after on the held-out fonts and on a held-out part of the queue.
 
 A reading model adapts its reading head (adapt.py: about a minute for the whole job; the reader and
-the visual encoder stay as they are); an edge model trains its visual encoder (train.py). Training the reading model's encoder on the
-queue was how this went before issue 28 and cost a real hand 8 points (docs/adaptation.md)."""
+the visual encoder stay as they are); an edge model trains its visual encoder (train.py), as every fine-tune did
+before issue 28 (on the edge model it cost a real hand 8 points: docs/adaptation.md)."""
 
 from __future__ import annotations
 
