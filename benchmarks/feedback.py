@@ -96,7 +96,7 @@ def simulated_user(eng: Engine, concept_of: dict[int, str], concepts: list, hand
         hits, info, sid, key = users.search_as(eng, "simulated", {"image": _png(img)}, k=10)
         right = next((h for h in hits if concept_of.get(h.item_id) == cid), None)
         if right is not None:
-            users.mark(eng.store, "simulated", sid, right.item_id, True, cid, right.lang, key, info.look)
+            users.mark(eng.store, "simulated", sid, right.item_id, True, cid, right.lang, key, eng.look(info))
             marked += 1
     print(f"\nsimulated user ({hand_name}): {len(first)} queries, the right hit marked in {marked}")
     print("| next queries | marks reach a query | Acc@1 without marks | with the user's marks |")

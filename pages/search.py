@@ -103,8 +103,7 @@ def run(q: dict, pages: int, feedback: dict | None = None, new: bool = False) ->
     st.session_state["search_key"] = key
     if sid is not None:
         st.session_state["search_id"] = sid
-    st.session_state["search_marks"] = (users.standing_marks(eng.store, current_user(), key, info.look)
-                                        if feedback is None else dict(feedback))
+    st.session_state["search_marks"] = dict(info.marks)  # what it was ranked with: given, or the standing ones
 
 
 def queue_marked(hits, info, marks: dict) -> None:
@@ -175,7 +174,7 @@ if "search_last" in st.session_state:
         last, pages = st.session_state["search_query"]
         hit = next(h for h in hits if h.item_id == clicked[0])
         users.mark(eng.store, current_user(), st.session_state.get("search_id"), clicked[0], clicked[1],
-                   users.query_concept(info, eng.lexicon), hit.lang, st.session_state["search_key"], info.look)
+                   users.query_concept(info, eng.lexicon), hit.lang, st.session_state["search_key"], eng.look(info))
         run(last, pages, {**marks, clicked[0]: clicked[1]})
         st.rerun()
     if hits:

@@ -68,6 +68,7 @@ def test_standing_marks_rerank_the_same_users_later_searches_only(eng):
     users.mark(eng.store, "mark-a", sid, wrong, False, users.query_concept(info, eng.lexicon), hits[0].lang, key)
     later, info2, _, _ = users.search_as(eng, "mark-a", q, k=8)  # a later search, no marks given
     assert later[0].item_id == right and wrong not in [h.item_id for h in later] and info2.feedback == (1, 1)
+    assert info2.marks == {right: True, wrong: False}  # the marks it was re-ranked with
     other, info3, _, _ = users.search_as(eng, "mark-b", q, k=8)
     assert [h.item_id for h in other] == [h.item_id for h in hits] and info3.feedback == (0, 0)
     assert users.history(eng.store, "mark-a")[-1]["marks"] == {right: True, wrong: False}
@@ -103,15 +104,16 @@ def test_an_image_near_an_earlier_marked_one_gets_its_marks(eng, monkeypatch):
     gets the marks given on the first when their embeddings are within users.SIMILAR_QUERY."""
     a = eng.samples[3]
     hits, info, sid, _ = users.search_as(eng, "near-a", {"image": png(a.image)}, k=6)
-    assert info.look is not None and abs(float(info.look @ info.look) - 1) < 1e-4
+    look = eng.look(info)
+    assert look is not None and abs(float(look @ look) - 1) < 1e-4
     right = hits[3].item_id
-    users.mark(eng.store, "near-a", sid, right, True, None, hits[3].lang, "concept:another", info.look)
+    users.mark(eng.store, "near-a", sid, right, True, None, hits[3].lang, "concept:another", look)
     again, info2, _, key = users.search_as(eng, "near-a", {"image": png(a.image)}, k=6, record=False)
     assert key != "concept:another" and again[0].item_id == right and info2.feedback == (1, 0)
-    assert users.similar_marks(eng.store, "near-a", info.look, 0.99) == {right: True}
-    other = np.random.default_rng(0).normal(size=info.look.shape).astype(np.float32)
+    assert users.similar_marks(eng.store, "near-a", look, 0.99) == {right: True}
+    other = np.random.default_rng(0).normal(size=look.shape).astype(np.float32)
     assert users.similar_marks(eng.store, "near-a", other / np.linalg.norm(other), 0.9) == {}  # a far query
-    assert users.similar_marks(eng.store, "near-b", info.look, 0.9) == {}  # another user's
+    assert users.similar_marks(eng.store, "near-b", look, 0.9) == {}  # another user's
     monkeypatch.setattr(users, "SIMILAR_QUERY", 2.0)  # by the query's key only
     plain, _, _, _ = users.search_as(eng, "near-a", {"image": png(a.image)}, k=6, record=False)
     assert [h.item_id for h in plain] == [h.item_id for h in hits]

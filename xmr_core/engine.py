@@ -78,7 +78,7 @@ class QueryInfo:
     terms: dict[str, list[str]] = field(default_factory=dict)  # typed queries: the words searched per script
     weak: bool = False  # the best hit scores below NO_MATCH_BELOW: nothing in the collection matches well
     feedback: tuple[int, int] = (0, 0)  # hits marked right and wrong that re-ranked this search (Rocchio)
-    look: np.ndarray | None = None  # image queries: the visual encoder's embedding, whatever it is read as
+    marks: dict[int, bool] = field(default_factory=dict)  # the feedback (item id -> right) it was re-ranked with
 
 
 @dataclass
@@ -341,6 +341,15 @@ class Engine:
         x = preprocess(image, self.pre)
         return x, self.embed_images(x[None])[0]
 
+    def look(self, info: QueryInfo) -> np.ndarray | None:
+        """An image query's look: the visual encoder's unit embedding of what the model saw (a reading
+        model's trained encoder, or the visual tower itself), whatever it is read as; computed when asked
+        for (users.py matches marks by it), not on every search."""
+        if info.kind != "image" or info.preview is None:
+            return None
+        x = info.preview[None, None]
+        return (self.model.look(x) if self.reads else self.embed_images(x))[0]
+
     def concept_scores(self, v: np.ndarray) -> np.ndarray:
         """(3, n_concepts) similarity of an embedding to every concept's anchor in zh, en, es;
         (n, 3, n_concepts) for n embeddings."""
@@ -592,8 +601,6 @@ class Engine:
                 info.terms = terms
             else:
                 q = self.embed_text([t])[0]
-        if image is not None:  # a reading model's trained encoder, or the visual tower itself
-            info.look = (self.model.look(x[None])[0] if self.reads else np.asarray(q, np.float32)).copy()
         if collection is not None:
             self.check_collection(collection)
         self.refresh()
@@ -603,7 +610,7 @@ class Engine:
             if image is None and info.terms:
                 q = self._terms_vector(info.terms)
             q = self._rocchio(q, right, sorted(wrong))
-            info.feedback = (len(right), len(wrong))
+            info.feedback, info.marks = (len(right), len(wrong)), {int(i): bool(ok) for i, ok in feedback.items()}
         by_words = bool(info.terms) and (image is not None or bool(right or wrong))  # the query vector is q
         ranked: list[tuple[int, float]] = []
         with self._lock:

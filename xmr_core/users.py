@@ -104,8 +104,8 @@ def mark(store: Store, user: str, search_id: int | None, item_id: int, right: bo
          concept_id: str | None, lang: str | None, query_key: str, query_vector: np.ndarray | None = None) -> None:
     """The user's mark on a hit: right or wrong for the query `query_key` (what makes two searches the
     same query: the typed text or the recognised concept), with the concept the query meant when known
-    and, for an image query, its look (QueryInfo.look: a later image that looks like it gets the same
-    marks, however it is read)."""
+    and, for an image query, its look (Engine.look: a later image that looks like it gets the same marks,
+    however it is read)."""
     user = ensure_user(store, user)
     vec = None if query_vector is None else np.asarray(query_vector, np.float32).tobytes()
     with store.tx() as db:
@@ -127,12 +127,15 @@ def marks_for(store: Store, user: str, query_key: str) -> dict[int, bool]:
         "WHERE f.user=? AND f.query_key=? ORDER BY f.id", (user, query_key))}
 
 
-def similar_marks(store: Store, user: str, vector: np.ndarray, at_least: float) -> dict[int, bool]:
-    """The user's marks given on image queries whose look is within cosine `at_least` of `vector` (another
-    drawing of the same word, perhaps read as something else), the nearest query's mark first."""
+def similar_marks(store: Store, user: str, look, at_least: float) -> dict[int, bool]:
+    """The user's marks given on image queries whose look is within cosine `at_least` of `look` (a vector,
+    or a function giving it, called only when the user has marks on image queries): another drawing of
+    the same word, perhaps read as something else; the nearest query's mark first."""
     rows = store.read("SELECT f.item_id, f.right, f.query_vector FROM feedback f JOIN items i ON i.id = f.item_id "
                       "WHERE f.user=? AND f.query_vector IS NOT NULL", (user,))
-    v = np.asarray(vector, np.float32)
+    if not rows:
+        return {}
+    v = np.asarray(look() if callable(look) else look, np.float32)
     near = []
     for r in rows:
         sim = float(np.frombuffer(r["query_vector"], np.float32) @ v)
@@ -172,9 +175,10 @@ def query_concept(info, lexicon) -> str | None:
     return (key.split(":", 1)[1] or None) if key.startswith("concept:") else None
 
 
-def standing_marks(store: Store, user: str, key: str, look: np.ndarray | None = None) -> dict[int, bool]:
+def standing_marks(store: Store, user: str, key: str, look=None) -> dict[int, bool]:
     """The marks that re-rank the user's query: those given on the same query (its key), or, when there
-    are none, on earlier image queries that look like it (`SIMILAR_QUERY`)."""
+    are none, on earlier image queries that look like it (`SIMILAR_QUERY`; `look` as for similar_marks,
+    None for a typed query)."""
     marks = marks_for(store, user, key)
     if not marks and look is not None:
         marks = similar_marks(store, user, look, SIMILAR_QUERY)
@@ -202,7 +206,7 @@ def search_as(engine, user: str, query: dict, feedback: dict[int, bool] | None =
     hits, info = engine.search(feedback=feedback or None, **query, **options)
     key = query_key(info)
     if feedback is None:
-        standing = standing_marks(engine.store, user, key, info.look)
+        standing = standing_marks(engine.store, user, key, (lambda: engine.look(info)) if info.kind == "image" else None)
         if standing:
             hits, info = engine.search(feedback=standing, **query, **options)
     search_id = None
