@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-import xmr_core.engine as engine_module  # noqa: E402
-from xmr_core.demo import demo_concepts, render_val_words  # noqa: E402
-from xmr_core.engine import Engine  # noqa: E402
-from xmr_core import users  # noqa: E402
+import xmr_core.search.engine as engine_module  # noqa: E402
+from xmr_core.search.demo import demo_concepts, render_val_words  # noqa: E402
+from xmr_core.search.engine import Engine  # noqa: E402
+from xmr_core.store import users  # noqa: E402
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.search import clustered  # noqa: E402
-from xmr_core.index import IndexConfig, VectorIndex, recall_at_k  # noqa: E402
-from xmr_core.milvus_index import MilvusIndex  # noqa: E402
+from xmr_core.store.index import IndexConfig, VectorIndex, recall_at_k  # noqa: E402
+from xmr_core.store.milvus_index import MilvusIndex  # noqa: E402
 
 LANGS = ("zh", "en", "es")
 

@@ -1,5 +1,5 @@
 """Word boxes on synthetic pages (issue 27): recall and precision at IoU 0.5 and pages per minute of the
-page reader (xmr_core/pages.py: PP-OCRv6's text detector, lines straightened and split at their gaps), on
+page reader (xmr_core/search/pages.py: PP-OCRv6's text detector, lines straightened and split at their gaps), on
 pages of `val`-font renders laid out in lines: clean scans, photographed (turned up to 6 degrees, uneven
 light, paper texture, blur, noise) and photographed two-column pages (render/page.py).
 
@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from xmr_core.lexicon import load_lexicon  # noqa: E402
-from xmr_core.pages import PageReader, box_precision, box_recall  # noqa: E402
-from xmr_core.render import SyntheticWords  # noqa: E402
-from xmr_core.render.page import KINDS, synthetic_page  # noqa: E402
+from xmr_core.data.lexicon import load_lexicon  # noqa: E402
+from xmr_core.search.pages import PageReader, box_precision, box_recall  # noqa: E402
+from xmr_core.data.render import SyntheticWords  # noqa: E402
+from xmr_core.data.render.page import KINDS, synthetic_page  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -9,9 +9,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2  # noqa: E402
 
-from xmr_core.lexicon import load_lexicon  # noqa: E402
-from xmr_core.preprocess import preprocess  # noqa: E402
-from xmr_core.render import SyntheticWords  # noqa: E402
+from xmr_core.data.lexicon import load_lexicon  # noqa: E402
+from xmr_core.data.preprocess import preprocess  # noqa: E402
+from xmr_core.data.render import SyntheticWords  # noqa: E402
 
 
 def main(n: int = 1500) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xmr_core.index import IndexConfig, VectorIndex, recall_at_k
+from xmr_core.store.index import IndexConfig, VectorIndex, recall_at_k
 
 
 def clustered(n: int, d: int, rng: np.random.Generator, centers: int = 3000) -> np.ndarray:
@@ -63,9 +63,9 @@ def bench_ingest(n: int, threads: int = 2) -> dict:
 
     import torch
 
-    from xmr_core.engine import Engine
-    from xmr_core.lexicon import LANGS
-    from xmr_core.render import SyntheticWords
+    from xmr_core.search.engine import Engine
+    from xmr_core.data.lexicon import LANGS
+    from xmr_core.data.render import SyntheticWords
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.open_vocab import load_open_vocab  # noqa: E402
-from xmr_core.lexicon import LANGS, load_lexicon  # noqa: E402
-from xmr_core.translate import Translator, normalise  # noqa: E402
+from xmr_core.data.lexicon import LANGS, load_lexicon  # noqa: E402
+from xmr_core.data.translate import Translator, normalise  # noqa: E402
 
 
 def evaluate(tr: Translator, concepts) -> tuple[dict, list[str]]:

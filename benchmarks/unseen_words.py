@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from xmr_core.checkpoint import load_model_dir
-from xmr_core.evaluate import translation_top1, unseen_word_pairs
-from xmr_core.registry import EDGE_MODEL
+from xmr_core.model.checkpoint import load_model_dir
+from xmr_core.evaluate.retrieval import translation_top1, unseen_word_pairs
+from xmr_core.store.registry import EDGE_MODEL
 
 
 def main() -> None:

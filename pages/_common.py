@@ -9,10 +9,10 @@ import numpy as np
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from xmr_core.demo import demo_job
-from xmr_core.jobs import refresh_dead_jobs
-from xmr_core.service import load_engine, model_available
-from xmr_core.users import ANONYMOUS, ensure_user, role
+from xmr_core.search.demo import demo_job
+from xmr_core.search.jobs import refresh_dead_jobs
+from xmr_core.search.service import load_engine, model_available
+from xmr_core.store.users import ANONYMOUS, ensure_user, role
 
 LANG_NAMES = {"zh": "Chinese", "en": "English", "es": "Spanish"}
 ZWSP = "\u200b"

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages._common import engine_or_stop, routed
-from xmr_core.plots import accuracy_matrix_figure, embedding_figure, own_anchor_share
+from xmr_core.evaluate.plots import accuracy_matrix_figure, embedding_figure, own_anchor_share
 
 SAMPLE = 300  # images t-SNE maps by default (about 15 s on one core; all 900 of the demo take about 30)
 

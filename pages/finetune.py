@@ -5,8 +5,8 @@ from collections import Counter
 import streamlit as st
 
 from pages._common import LANG_NAMES, engine_or_stop, routed
-from xmr_core.jobs import discard_job, job_actions, promote_job, refresh_dead_jobs, start_job
-from xmr_core.registry import model_name
+from xmr_core.search.jobs import discard_job, job_actions, promote_job, refresh_dead_jobs, start_job
+from xmr_core.store.registry import model_name
 
 PARTS = {"val_fonts": "held-out fonts", "queue_heldout": "held-out part of the queue"}
 METRICS = {"within_acc@1": "within a script", "cross_acc@1": "across scripts"}

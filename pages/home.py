@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages._common import routed
-from xmr_core.lexicon import load_lexicon
+from xmr_core.data.lexicon import load_lexicon
 
 routed(__file__)
 st.title("XMR: find handwritten words across scripts")

@@ -7,11 +7,11 @@ import streamlit as st
 
 from pages._common import (LANG_NAMES, current_user, demo_progress, drawing_image, engine_or_stop, md, routed,
                            show_hits)
-from xmr_core import users
-from xmr_core.annotate import save_annotation
-from xmr_core.demo import EXAMPLES
-from xmr_core.export import manifest_zip, rows_csv
-from xmr_core.preprocess import open_image, to_preview
+from xmr_core.store import users
+from xmr_core.search.annotate import save_annotation
+from xmr_core.search.demo import EXAMPLES
+from xmr_core.data.export import manifest_zip, rows_csv
+from xmr_core.data.preprocess import open_image, to_preview
 
 CANVAS_W, CANVAS_H = 640, 220
 # The canvas is drawn at CANVAS_W pixels and zoomed down to the column it is in (a narrow window, a

@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xmr_core.checkpoint import load_model_dir  # noqa: E402
-from xmr_core.evaluate import evaluate, render_eval_set  # noqa: E402
-from xmr_core.lexicon import Lexicon, load_lexicon  # noqa: E402
+from xmr_core.model.checkpoint import load_model_dir  # noqa: E402
+from xmr_core.evaluate.retrieval import evaluate, render_eval_set  # noqa: E402
+from xmr_core.data.lexicon import Lexicon, load_lexicon  # noqa: E402
 from xmr_core.model.config import ModelConfig  # noqa: E402
-from xmr_core.train import TrainConfig, read_config, train  # noqa: E402
+from xmr_core.train.trainer import TrainConfig, read_config, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = [

@@ -23,18 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from xmr_core.checkpoint import load_model_dir, save_model_dir  # noqa: E402
+from xmr_core.model.checkpoint import load_model_dir, save_model_dir  # noqa: E402
 from xmr_core.cli import format_eval  # noqa: E402
-from xmr_core.evaluate import evaluate_signals, render_eval_set  # noqa: E402
-from xmr_core.fastpath import OnnxVisual  # noqa: E402
-from xmr_core.lexicon import LANGS  # noqa: E402
+from xmr_core.evaluate.retrieval import evaluate_signals, render_eval_set  # noqa: E402
+from xmr_core.model.fastpath import OnnxVisual  # noqa: E402
+from xmr_core.data.lexicon import LANGS  # noqa: E402
 from xmr_core.model.reading import (READING_PREPROCESS, ReadingConfig, ReadingModel, _ink_columns,  # noqa: E402
                                     reader_record)
 from xmr_core.model.reading_head import (HEAD_FILE, Example, HeadConfig, ReadingHead, fit_head,  # noqa: E402
                                          head_symbols, load_head_config)
-from xmr_core.paths import ASSETS, cache_dir  # noqa: E402
-from xmr_core.preprocess import preprocess  # noqa: E402
-from xmr_core.render import MissingGlyph, SyntheticWords  # noqa: E402
+from xmr_core.data.paths import ASSETS, cache_dir  # noqa: E402
+from xmr_core.data.preprocess import preprocess  # noqa: E402
+from xmr_core.data.render import MissingGlyph, SyntheticWords  # noqa: E402
 
 CARD = """# XMR model: reader
 

@@ -5,7 +5,7 @@
         --out configs/continue_hard.json
 
 The weights come from the per-style Acc@1 of an evaluation on the *training* fonts
-(`xmr_core.train.hard_source_weights`); an evaluation on the held-out fonts is refused, so the
+(`xmr_core.train.trainer.hard_source_weights`); an evaluation on the held-out fonts is refused, so the
 held-out set stays out of every training decision.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xmr_core.train import hard_source_weights, read_config  # noqa: E402
+from xmr_core.train.trainer import hard_source_weights, read_config  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

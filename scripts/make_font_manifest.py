@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xmr_core.fonts import FontEntry, download_package, extract_member, save_manifest, sha256_path  # noqa: E402
-from xmr_core.paths import cache_dir  # noqa: E402
+from xmr_core.data.fonts import FontEntry, download_package, extract_member, save_manifest, sha256_path  # noqa: E402
+from xmr_core.data.paths import cache_dir  # noqa: E402
 
 # Debian families: package=version and the face to use (member path, face index).
 DEBIAN = {

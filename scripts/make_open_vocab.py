@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from xmr_core.dictionary import open_table  # noqa: E402
-from xmr_core.lexicon import Concept, load_lexicon, validate_concept  # noqa: E402
-from xmr_core.paths import ASSETS  # noqa: E402
-from xmr_core.translate import Translator  # noqa: E402
+from xmr_core.data.dictionary import open_table  # noqa: E402
+from xmr_core.data.lexicon import Concept, load_lexicon, validate_concept  # noqa: E402
+from xmr_core.data.paths import ASSETS  # noqa: E402
+from xmr_core.data.translate import Translator  # noqa: E402
 
 
 def main() -> None:

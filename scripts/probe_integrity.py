@@ -23,16 +23,16 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import bomb_png  # noqa: E402
 
-from xmr_core.doctor import check  # noqa: E402
-from xmr_core.engine import Engine  # noqa: E402
-from xmr_core.index import load_index  # noqa: E402
-from xmr_core.store import Store  # noqa: E402
+from xmr_core.store.doctor import check  # noqa: E402
+from xmr_core.search.engine import Engine  # noqa: E402
+from xmr_core.store.index import load_index  # noqa: E402
+from xmr_core.store.database import Store  # noqa: E402
 
 WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from helpers import word_png
-    from xmr_core.engine import Engine
+    from xmr_core.search.engine import Engine
     data, who, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     eng = Engine(data)
     for start in range(0, n, 25):

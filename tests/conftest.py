@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from xmr_core.fonts import fetch_fonts, list_fonts
-from xmr_core.lexicon import load_lexicon
+from xmr_core.data.fonts import fetch_fonts, list_fonts
+from xmr_core.data.lexicon import load_lexicon
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +32,7 @@ def use_model():
 @pytest.fixture(scope="session")
 def dictionaries_ready():
     """The translation table in the cache (fetched and built here if a test run starts without `make`)."""
-    from xmr_core.dictionary import fetch_dictionaries, open_table
+    from xmr_core.data.dictionary import fetch_dictionaries, open_table
 
     report = fetch_dictionaries()
     assert not report.skipped, report.summary()
@@ -47,18 +47,18 @@ BACKENDS = ["faiss", "milvus-lite", "milvus-server"]
 
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory):
-    """A Milvus server for the session (`python -m xmr_core.milvus_index`: milvus-lite's own binary on a port)."""
+    """A Milvus server for the session (`python -m xmr_core.store.milvus_index`: milvus-lite's own binary on a port)."""
     import socket
     import subprocess
     import sys
     import time
 
-    from xmr_core.milvus_index import connect
+    from xmr_core.store.milvus_index import connect
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "xmr_core.milvus_index",
+    server = subprocess.Popen([sys.executable, "-m", "xmr_core.store.milvus_index",
                                str(tmp_path_factory.mktemp("milvus") / "server.db"), str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     uri, deadline = f"http://127.0.0.1:{port}", time.time() + 60

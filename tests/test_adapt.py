@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from xmr_core.adapt import AdaptConfig, jitter, queue_examples, replay_examples
-from xmr_core.lexicon import Lexicon
+from xmr_core.train.adapt import AdaptConfig, jitter, queue_examples, replay_examples
+from xmr_core.data.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.model.reading import READING_PREPROCESS, ReadingModel
-from xmr_core.preprocess import preprocess
-from xmr_core.render import SyntheticWords
+from xmr_core.data.preprocess import preprocess
+from xmr_core.data.render import SyntheticWords
 
 from helpers import SMALL
 
@@ -41,7 +41,7 @@ def test_queue_samples_are_read_with_copies_in_the_case_they_are_written(model, 
 
 
 def test_replay_renders_are_cached(model, fonts_ready, tmp_path, monkeypatch):
-    import xmr_core.adapt as adapt
+    import xmr_core.train.adapt as adapt
 
     monkeypatch.setattr(adapt, "cache_dir", lambda: tmp_path)  # the fonts stay where they are
     first = replay_examples(model, model.lexicon, 12, seed=4)

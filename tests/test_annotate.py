@@ -6,13 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from xmr_core.annotate import create_concept, queue_zip, save_annotation, suggest
-from xmr_core.checkpoint import save_model_dir
-from xmr_core.engine import Engine
-from xmr_core.evaluate import load_manifest_set
-from xmr_core.lexicon import Lexicon
+from xmr_core.search.annotate import create_concept, queue_zip, save_annotation, suggest
+from xmr_core.model.checkpoint import save_model_dir
+from xmr_core.search.engine import Engine
+from xmr_core.evaluate.retrieval import load_manifest_set
+from xmr_core.data.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
-from xmr_core.render import SyntheticWords
+from xmr_core.data.render import SyntheticWords
 
 from helpers import SMALL, png as _png
 

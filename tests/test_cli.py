@@ -35,7 +35,7 @@ def test_eval_writes_the_contract_json(tmp_path, fonts_ready):
     import json
 
     out = tmp_path / "eval.json"
-    from xmr_core.registry import DEFAULT_MODEL
+    from xmr_core.store.registry import DEFAULT_MODEL
 
     assert main(["eval", "--model", str(DEFAULT_MODEL), "--concepts", "6", "--json", str(out),
                  "--tsne", str(tmp_path / "tsne.html")]) == 0
@@ -68,8 +68,8 @@ def test_train_overrides_steps_and_seed(tmp_path, fonts_ready):
 
 def test_user_roles_from_the_command_line(tmp_path, capsys):
     from xmr_core.cli import main
-    from xmr_core.store import Store
-    from xmr_core.users import role
+    from xmr_core.store.database import Store
+    from xmr_core.store.users import role
 
     assert main(["user", "rita", "--role", "reviewer", "--data", str(tmp_path)]) == 0
     assert "rita" in capsys.readouterr().out and role(Store(tmp_path), "rita") == "reviewer"

@@ -7,13 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from xmr_core.checkpoint import save_model_dir
-from xmr_core.engine import Engine, detect_language
-from xmr_core.fusion import FusionConfig, fuse
-from xmr_core.lexicon import Lexicon
+from xmr_core.model.checkpoint import save_model_dir
+from xmr_core.search.engine import Engine, detect_language
+from xmr_core.search.fusion import FusionConfig, fuse
+from xmr_core.data.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
-from xmr_core.pages import iou
-from xmr_core.render import SyntheticWords
+from xmr_core.search.pages import iou
+from xmr_core.data.render import SyntheticWords
 
 from helpers import SMALL, png as _png
 
@@ -173,7 +173,7 @@ def test_cli_collection_add_search(small_model_dir, samples, tmp_path, capsys):
 
 
 def test_page_ingestion_keeps_boxes(engine, lexicon, fonts_ready):
-    from xmr_core.render.page import render_page
+    from xmr_core.data.render.page import render_page
 
     ds = SyntheticWords(Lexicon(lexicon.concepts[:60]), "val", seed=2)
     rng = np.random.default_rng(0)
@@ -198,7 +198,7 @@ _ADDER = r"""
 import io, sys
 import numpy as np
 from PIL import Image
-from xmr_core.engine import Engine
+from xmr_core.search.engine import Engine
 eng = Engine(sys.argv[1], model_dir=sys.argv[2])
 rng = np.random.default_rng(0)
 i = 0
@@ -264,9 +264,9 @@ def test_fuse_hand_computed():
 
 
 def test_demo_and_explore_map(engine, fonts_ready, monkeypatch):
-    from xmr_core.demo import build_demo
+    from xmr_core.search.demo import build_demo
 
-    import xmr_core.demo as demo
+    import xmr_core.search.demo as demo
 
     monkeypatch.setattr(demo, "READ_BACK", False)  # the untrained test model reads no render back
     n = build_demo(engine, n_concepts=6)
@@ -283,8 +283,8 @@ def test_demo_and_explore_map(engine, fonts_ready, monkeypatch):
 
 def test_the_demo_leaves_out_renders_the_model_cannot_read_back(tmp_path, fonts_ready):
     """Issue 26: an illegible demo render ("oil") turned up in many unrelated results."""
-    from xmr_core.demo import build_demo, demo_concepts, render_val_words
-    from xmr_core.registry import EDGE_MODEL
+    from xmr_core.search.demo import build_demo, demo_concepts, render_val_words
+    from xmr_core.store.registry import EDGE_MODEL
 
     eng = Engine(tmp_path / "data", model_dir=EDGE_MODEL)
     assert [c.en for c in demo_concepts(eng.lexicon, 2)][0] == "cat"  # the Search page's example first

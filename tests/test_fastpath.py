@@ -5,13 +5,13 @@ import json
 import numpy as np
 import torch
 
-from xmr_core.checkpoint import save_model_dir
-from xmr_core.engine import Engine
-from xmr_core.fastpath import OnnxVisual, build_fast_paths, choose, export_onnx, qualifies, quantize_int8
-from xmr_core.lexicon import Lexicon
+from xmr_core.model.checkpoint import save_model_dir
+from xmr_core.search.engine import Engine
+from xmr_core.model.fastpath import OnnxVisual, build_fast_paths, choose, export_onnx, qualifies, quantize_int8
+from xmr_core.data.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
-from xmr_core.preprocess import PreprocessConfig, preprocess
-from xmr_core.render import SyntheticWords
+from xmr_core.data.preprocess import PreprocessConfig, preprocess
+from xmr_core.data.render import SyntheticWords
 
 from helpers import png
 

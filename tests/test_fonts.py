@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from xmr_core.fonts import (SPLITS, FontEntry, covers, fetch_fonts, load_coverage, load_manifest,
+from xmr_core.data.fonts import (SPLITS, FontEntry, covers, fetch_fonts, load_coverage, load_manifest,
                             sha256_path)
-from xmr_core.paths import ASSETS
+from xmr_core.data.paths import ASSETS
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from xmr_core.index import IndexConfig, VectorIndex, load_index, recall_at_k
+from xmr_core.store.index import IndexConfig, VectorIndex, load_index, recall_at_k
 
 
 def _data(n=2000, d=32, seed=0):

@@ -3,7 +3,7 @@ import zipfile
 
 from PIL import Image
 
-from xmr_core.ingest import MAX_FILE_BYTES, iter_inputs
+from xmr_core.data.ingest import MAX_FILE_BYTES, iter_inputs
 
 
 def _png() -> bytes:

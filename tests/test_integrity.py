@@ -12,16 +12,16 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from xmr_core.checkpoint import save_model_dir
+from xmr_core.model.checkpoint import save_model_dir
 from xmr_core.cli import main
-from xmr_core.doctor import check
-from xmr_core.engine import Engine
-from xmr_core.jobs import run_job, start_job
-from xmr_core.lexicon import Concept, Lexicon
+from xmr_core.store.doctor import check
+from xmr_core.search.engine import Engine
+from xmr_core.search.jobs import run_job, start_job
+from xmr_core.data.lexicon import Concept, Lexicon
 from xmr_core.model.dual import DualEncoder
-from xmr_core.paths import PROJECT_ROOT
-from xmr_core.registry import discard_model, new_model_dir
-from xmr_core.store import Store, StoreDamaged, ids_checksum
+from xmr_core.data.paths import PROJECT_ROOT
+from xmr_core.store.registry import discard_model, new_model_dir
+from xmr_core.store.database import Store, StoreDamaged, ids_checksum
 
 from helpers import SMALL, bomb_png, png, word_png
 
@@ -42,7 +42,7 @@ WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from helpers import word_png
-    from xmr_core.engine import Engine
+    from xmr_core.search.engine import Engine
     data, model, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     eng = Engine(data, model_dir=model)
     for start in range(0, n, 5):
@@ -124,7 +124,7 @@ def test_cli_add_keeps_the_good_images_of_a_batch_with_a_bomb(model_dir, tmp_pat
 
 
 def test_a_faint_word_with_one_dark_pixel_is_not_blank():
-    from xmr_core.preprocess import word_ink
+    from xmr_core.data.preprocess import word_ink
 
     img = Image.new("L", (200, 60), 255)
     ImageDraw.Draw(img).text((10, 10), "faint", fill=205, font_size=30)  # pencil-light writing
@@ -168,7 +168,7 @@ def test_a_damaged_store_says_how_to_recover_and_doctor_restores_it(tmp_path, ca
 
 
 def test_a_backup_is_taken_daily_and_before_a_migration(tmp_path, monkeypatch):
-    import xmr_core.store as store_mod
+    import xmr_core.store.database as store_mod
 
     s = Store(tmp_path / "d")
     assert len(s.list_backups()) == 1  # the first start of the day
@@ -283,7 +283,7 @@ def test_a_writer_killed_mid_add_leaves_a_consistent_folder(model_dir, tmp_path,
 
 def test_an_unlabelled_item_gets_the_script_it_is_written_in(model_dir, lexicon, tmp_path, fonts_ready):
     """Before: the language whose anchor scored highest, which the model makes alike for all three."""
-    from xmr_core.render import SyntheticWords
+    from xmr_core.data.render import SyntheticWords
 
     eng = Engine(tmp_path / "data", model_dir=model_dir)
     ds = SyntheticWords(Lexicon(lexicon.concepts[:40]), "val", kinds={"font": 1.0}, seed=8)
@@ -299,7 +299,7 @@ def test_a_schema_1_store_upgrades_and_keeps_its_items(tmp_path, monkeypatch):
     items stay, listed as lacking a reading until a reindex reads them."""
     import numpy as np
 
-    import xmr_core.store as store_mod
+    import xmr_core.store.database as store_mod
 
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 1)
     old = Store(tmp_path / "d")

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from xmr_core.annotate import save_annotation
-from xmr_core.checkpoint import load_model_dir, save_model_dir
-from xmr_core.engine import Engine
-from xmr_core.finetune import split_queue
-from xmr_core.jobs import refresh_dead_jobs, start_job
-from xmr_core.lexicon import Lexicon
+from xmr_core.search.annotate import save_annotation
+from xmr_core.model.checkpoint import load_model_dir, save_model_dir
+from xmr_core.search.engine import Engine
+from xmr_core.train.finetune import split_queue
+from xmr_core.search.jobs import refresh_dead_jobs, start_job
+from xmr_core.data.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
-from xmr_core.render import SyntheticWords
+from xmr_core.data.render import SyntheticWords
 
 from helpers import SMALL, png as _png
 
@@ -71,7 +71,7 @@ def test_finetune_job_runs_to_the_end(lexicon, fonts_ready, tmp_path):
 
 
 def test_dead_job_is_marked_failed(tmp_path):
-    from xmr_core.store import Store
+    from xmr_core.store.database import Store
 
     s = Store(tmp_path)
     j = s.create_job("reindex", {})
@@ -81,8 +81,8 @@ def test_dead_job_is_marked_failed(tmp_path):
 
 
 def test_promotion_refuses_a_worse_model(tmp_path):
-    from xmr_core.registry import active_model_dir, promote
-    from xmr_core.store import Store
+    from xmr_core.store.registry import active_model_dir, promote
+    from xmr_core.store.database import Store
 
     s = Store(tmp_path / "d")
     d = tmp_path / "m"
@@ -97,8 +97,8 @@ def test_promotion_refuses_a_worse_model(tmp_path):
 
 def test_roll_back_walks_back_through_the_models_activated(tmp_path):
     """Before: a second Roll back switched back to the model the first one left."""
-    from xmr_core.registry import DEFAULT_MODEL, activate, active_model_dir, rollback
-    from xmr_core.store import Store
+    from xmr_core.store.registry import DEFAULT_MODEL, activate, active_model_dir, rollback
+    from xmr_core.store.database import Store
 
     s = Store(tmp_path / "d")
     a, b = (tmp_path / n for n in "ab")
@@ -116,8 +116,8 @@ def test_roll_back_walks_back_through_the_models_activated(tmp_path):
 
 def test_a_finished_finetune_is_promoted_or_discarded_once(lexicon, tmp_path):
     """Before: finished, promoted and discarded jobs all kept Promote and Discard."""
-    from xmr_core.jobs import discard_job, job_actions, promote_job
-    from xmr_core.registry import active_model_dir
+    from xmr_core.search.jobs import discard_job, job_actions, promote_job
+    from xmr_core.store.registry import active_model_dir
 
     lex = Lexicon(lexicon.concepts[:5])
     eng = Engine(tmp_path / "data", model_dir=save_model_dir(DualEncoder(SMALL).eval(), lex, tmp_path / "base"))

@@ -4,7 +4,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from xmr_core.lexicon import LANGS, Concept, Lexicon, load_lexicon, validate_concept
+from xmr_core.data.lexicon import LANGS, Concept, Lexicon, load_lexicon, validate_concept
 
 # Concepts allowed to miss the mutual-translation rule (USE-m3 top 5), with the reason. None kept.
 TRANSLATION_EXCEPTIONS: dict[str, str] = {}

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from xmr_core.losses import XMRLoss, anchor_drift_loss, inv_loss, itc_loss, one_to_k_loss, pcgrad
+from xmr_core.train.losses import XMRLoss, anchor_drift_loss, inv_loss, itc_loss, one_to_k_loss, pcgrad
 
 E = math.e
 
@@ -73,7 +73,7 @@ def test_pcgrad_projects_conflicts_only():
 
 def test_distill_hand_computed():
     """Teacher softmax (3/4, 1/4) against a uniform student: KL = 3/4 ln(3/2) + 1/4 ln(1/2); 0 when equal."""
-    from xmr_core.losses import distill_loss
+    from xmr_core.train.losses import distill_loss
 
     teacher = torch.tensor([[math.log(3.0), 0.0]])
     student = torch.tensor([[0.0, 0.0]])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from xmr_core.metrics import map_at_k, rank_metrics, rd_ratio
+from xmr_core.evaluate.metrics import map_at_k, rank_metrics, rd_ratio
 
 
 def brute_rank_metrics(sim, gold, ks=(1, 3, 5)):
@@ -62,14 +62,14 @@ def test_rd_ratio_hand_computed():
 
 
 def test_group_accuracy_by_hand():
-    from xmr_core.metrics import group_accuracy
+    from xmr_core.evaluate.metrics import group_accuracy
 
     got = group_accuracy(np.array([1, 0, 1, 1, 0]), ["a", "b", "a", "b", "b"])
     assert got == {"a": {"acc@1": 1.0, "n": 2}, "b": {"acc@1": pytest.approx(1 / 3), "n": 3}}
 
 
 def test_length_buckets():
-    from xmr_core.metrics import length_bucket
+    from xmr_core.evaluate.metrics import length_bucket
 
     assert [length_bucket(w, "zh") for w in ("猫", "冬天", "巧克力", "一二三四", "一二三四五")] == \
         ["zh:1", "zh:2", "zh:3", "zh:4+", "zh:4+"]
@@ -78,7 +78,7 @@ def test_length_buckets():
 
 
 def test_length_buckets_sort_by_language_then_length():
-    from xmr_core.metrics import bucket_order
+    from xmr_core.evaluate.metrics import bucket_order
 
     names = ["en:10+", "zh:4+", "es:1-3", "en:4-5", "zh:1", "en:1-3"]
     assert sorted(names, key=bucket_order) == ["zh:1", "zh:4+", "en:1-3", "en:4-5", "en:10+", "es:1-3"]

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from xmr_core.index import VectorIndex
-from xmr_core.milvus_index import MilvusIndex, open_milvus
+from xmr_core.store.index import VectorIndex
+from xmr_core.store.milvus_index import MilvusIndex, open_milvus
 
 pytest.importorskip("pymilvus")
 
@@ -73,7 +73,7 @@ def test_a_saved_record_is_checked_when_reopened(tmp_path):
 WRITER = """
 import sys
 import numpy as np
-from xmr_core.milvus_index import MilvusIndex
+from xmr_core.store.milvus_index import MilvusIndex
 uri, start = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(start)
 m = MilvusIndex(uri, "two_writers", 16)
@@ -93,7 +93,7 @@ def test_two_processes_add_to_a_milvus_server_at_once(milvus_server):
 
 
 def test_the_vector_uri_names_faiss_a_milvus_lite_file_or_a_server(tmp_path, monkeypatch):
-    from xmr_core.index import vector_uri
+    from xmr_core.store.index import vector_uri
 
     monkeypatch.delenv("XMR_VECTOR_URI", raising=False)
     assert vector_uri(tmp_path) is None and vector_uri(tmp_path, "faiss") is None

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from xmr_core.checkpoint import load_model_dir, save_model_dir
-from xmr_core.lexicon import Concept, Lexicon
+from xmr_core.model.checkpoint import load_model_dir, save_model_dir
+from xmr_core.data.lexicon import Concept, Lexicon
 from xmr_core.model.config import ModelConfig
 from xmr_core.model.dual import DualEncoder
 from xmr_core.model.text import UseTextTower, tokenize, vocabulary_words
@@ -119,8 +119,8 @@ def test_keep_width_samples_the_same_features_twice_as_densely():
 def test_bundled_text_tower_still_translates_words_outside_the_lexicon(use_model):
     """A typed query or an annotator's new concept goes through the text tower: the bundled model must
     keep USE-m3's reach on words it was not trained on (a trained DAN top lost 8-10 points here)."""
-    from xmr_core.evaluate import translation_top1, unseen_word_pairs
-    from xmr_core.registry import EDGE_MODEL
+    from xmr_core.evaluate.retrieval import translation_top1, unseen_word_pairs
+    from xmr_core.store.registry import EDGE_MODEL
 
     model, lexicon, _ = load_model_dir(EDGE_MODEL)  # in eval mode
     pairs = unseen_word_pairs(lexicon)

@@ -4,7 +4,7 @@ comes close."""
 
 import numpy as np
 
-from xmr_core.open_reading import WordListReader
+from xmr_core.model.open_reading import WordListReader
 
 SYMBOLS = ["<blank>", *"abcdefghijklmnopqrstuvwxyzCKñ", "雨", "伞", "蜡"]
 INDEX = {s: i for i, s in enumerate(SYMBOLS)}

@@ -5,12 +5,12 @@ the terms shown, and a new unlabelled word's script from its reading."""
 import numpy as np
 import pytest
 
-from xmr_core.engine import NO_MATCH_BELOW, Engine
-from xmr_core.lexicon import LANGS, Concept, Lexicon
+from xmr_core.search.engine import NO_MATCH_BELOW, Engine
+from xmr_core.data.lexicon import LANGS, Concept, Lexicon
 from xmr_core.model.ctc import expand
-from xmr_core.registry import READING_MODEL
-from xmr_core.render import SyntheticWords
-from xmr_core.store import RARE_CHARACTERS, RARE_TRIGRAMS, Store
+from xmr_core.store.registry import READING_MODEL
+from xmr_core.data.render import SyntheticWords
+from xmr_core.store.database import RARE_CHARACTERS, RARE_TRIGRAMS, Store
 
 from helpers import png
 
@@ -149,7 +149,7 @@ def test_reading_scores_compare_each_item_with_its_scripts_terms():
     """Each item's score is its best term of its own script (Latin: English and Spanish; unknown: all)
     under its compact reading, mapped from [LL_FLOOR, 0] to [0, 1]; checked against one item at a time."""
     from xmr_core.model.ctc import compact, compact_log_likelihood
-    from xmr_core.reading_search import LL_FLOOR, reading_scores
+    from xmr_core.search.reading_search import LL_FLOOR, reading_scores
 
     symbols = ["<blank>", *"acdelnvé", "蜡", "烛"]
     index = {s: i for i, s in enumerate(symbols)}

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xmr_core.lexicon import load_lexicon
-from xmr_core.pages import PageReader, box_precision, box_recall, iou, split_line
-from xmr_core.render import SyntheticWords
-from xmr_core.render.page import KINDS, synthetic_page
+from xmr_core.data.lexicon import load_lexicon
+from xmr_core.search.pages import PageReader, box_precision, box_recall, iou, split_line
+from xmr_core.data.render import SyntheticWords
+from xmr_core.data.render.page import KINDS, synthetic_page
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xmr_core.preprocess import PreprocessConfig, preprocess, to_preview
-from xmr_core.render import Style, SyntheticWords, render_word
+from xmr_core.data.preprocess import PreprocessConfig, preprocess, to_preview
+from xmr_core.data.render import Style, SyntheticWords, render_word
 
 
 def corr(a: np.ndarray, b: np.ndarray) -> float:

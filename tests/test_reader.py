@@ -6,11 +6,11 @@ import itertools
 import numpy as np
 import pytest
 
-from xmr_core.lexicon import LANGS, Lexicon
+from xmr_core.data.lexicon import LANGS, Lexicon
 from xmr_core.model.ctc import WordTable, ctc_log_likelihood
 from xmr_core.model.reader import Reader, reader_input
-from xmr_core.preprocess import word_ink
-from xmr_core.render import SyntheticWords
+from xmr_core.data.preprocess import word_ink
+from xmr_core.data.render import SyntheticWords
 
 
 def brute_force(logp: np.ndarray, label: list[int]) -> float:

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from xmr_core.checkpoint import load_engine_model, save_model_dir
-from xmr_core.engine import Engine
-from xmr_core.lexicon import LANGS, Lexicon
+from xmr_core.model.checkpoint import load_engine_model, save_model_dir
+from xmr_core.search.engine import Engine
+from xmr_core.data.lexicon import LANGS, Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.model.reading import READING_PREPROCESS, ReadingConfig, ReadingModel, reader_record
-from xmr_core.preprocess import preprocess
-from xmr_core.render import SyntheticWords
+from xmr_core.data.preprocess import preprocess
+from xmr_core.data.render import SyntheticWords
 
 from helpers import SMALL, png
 
@@ -93,8 +93,8 @@ def test_the_engine_ranks_by_the_reading(small, tmp_path, fonts_ready):
 
 def test_both_bundled_models_load_and_search(tmp_path, fonts_ready):
     """The reader model is the default; the edge model still loads, takes its ONNX path and searches."""
-    from xmr_core.registry import DEFAULT_MODEL, EDGE_MODEL, READING_MODEL, list_models
-    from xmr_core.store import Store
+    from xmr_core.store.registry import DEFAULT_MODEL, EDGE_MODEL, READING_MODEL, list_models
+    from xmr_core.store.database import Store
 
     assert DEFAULT_MODEL == READING_MODEL
     names = {m["name"]: m["reads"] for m in list_models(Store(tmp_path / "s"))}
@@ -112,7 +112,7 @@ def test_both_bundled_models_load_and_search(tmp_path, fonts_ready):
 
 
 def load_small_lexicon():
-    from xmr_core.lexicon import load_lexicon
+    from xmr_core.data.lexicon import load_lexicon
 
     return load_lexicon().concepts[:10]
 
@@ -145,7 +145,7 @@ def test_the_encoder_is_run_only_where_the_reading_is_unsure(small, fonts_ready)
 def test_a_directory_with_a_reading_head_serves_it(small, tmp_path, fonts_ready):
     """The head file travels with the directory: loaded, used by read(), part of the model's content id."""
     from xmr_core.model.reading_head import HEAD_FILE, ReadingHead, head_symbols
-    from xmr_core.registry import model_id
+    from xmr_core.store.registry import model_id
 
     d = reading_dir(tmp_path / "r", small)
     plain, lex, _ = load_engine_model(d)
@@ -163,8 +163,8 @@ def test_a_directory_with_a_reading_head_serves_it(small, tmp_path, fonts_ready)
 
 @pytest.mark.slow
 def test_a_finetune_of_a_reading_model_adapts_its_head_only(small, tmp_path, fonts_ready):
-    from xmr_core.annotate import save_annotation
-    from xmr_core.finetune import FinetuneConfig, finetune
+    from xmr_core.search.annotate import save_annotation
+    from xmr_core.train.finetune import FinetuneConfig, finetune
     from xmr_core.model.reading_head import HEAD_FILE, ReadingHead, head_symbols
 
     d = reading_dir(tmp_path / "r", small, visual_weight=0.5)
@@ -175,7 +175,7 @@ def test_a_finetune_of_a_reading_model_adapts_its_head_only(small, tmp_path, fon
     ds = SyntheticWords(lex, "train", seed=4)
     for i in range(8):
         save_annotation(eng, png(ds[i].image), ds[i].concept_id, ds[i].lang)
-    from xmr_core.users import mark
+    from xmr_core.store.users import mark
 
     item = eng.add("c", [("w", png(ds[9].image))]).added[0]  # a hit marked wrong: a negative
     mark(eng.store, "ana", None, item, False, ds[10].concept_id, "en", "text:x")

@@ -4,12 +4,12 @@ layer, trained by the CTC loss, saved and served with the model directory."""
 import numpy as np
 import pytest
 
-from xmr_core.lexicon import Lexicon
+from xmr_core.data.lexicon import Lexicon
 from xmr_core.model.ctc import WordTable
 from xmr_core.model.reader import Reader
 from xmr_core.model.reading_head import HEAD_FILE, Example, HeadConfig, ReadingHead, fit_head, head_symbols
-from xmr_core.preprocess import word_ink
-from xmr_core.render import SyntheticWords
+from xmr_core.data.preprocess import word_ink
+from xmr_core.data.render import SyntheticWords
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xmr_core.render import EM, MissingGlyph, Style, SyntheticWords, render_word, sample_style, word_polylines
-from xmr_core.render import augment
-from xmr_core.render.glyphs import font_can_draw
+from xmr_core.data.render import EM, MissingGlyph, Style, SyntheticWords, render_word, sample_style, word_polylines
+from xmr_core.data.render import augment
+from xmr_core.data.render.glyphs import font_can_draw
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def _pieces(img: Image.Image) -> int:
 def test_running_hand_keeps_the_pen_down_between_strokes(fonts_ready, word, source):
     """A cursive pen joins a stroke's end to the next stroke's start (when near), so the word falls into
     fewer pieces of ink than the same strokes written print-style."""
-    from xmr_core.render.word import joins, smooth
+    from xmr_core.data.render.word import joins, smooth
 
     st = Style(kind="pen", source=source, pen_width=0.05)
     lines = word_polylines(word, st, np.random.default_rng(0))

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from xmr_core.card import model_card
-from xmr_core.checkpoint import load_model_dir, model_state, save_model_dir
+from xmr_core.evaluate.card import model_card
+from xmr_core.model.checkpoint import load_model_dir, model_state, save_model_dir
 from xmr_core.cli import main
-from xmr_core.lexicon import Lexicon
+from xmr_core.data.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
-from xmr_core.soup import soup
+from xmr_core.train.soup import soup
 
 from helpers import SMALL
 

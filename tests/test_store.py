@@ -3,7 +3,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from xmr_core.store import SCHEMA_VERSION, Store
+from xmr_core.store.database import SCHEMA_VERSION, Store
 
 
 def _records(store: Store, n: int, salt: str = "") -> list[dict]:
@@ -51,7 +51,7 @@ def test_content_addressed_images(tmp_path):
 _ADDER = r"""
 import json, sys
 import numpy as np
-from xmr_core.store import Store
+from xmr_core.store.database import Store
 s = Store(sys.argv[1])
 ids = []
 for i in range(40):  # both processes add the same 40 images, one transaction each

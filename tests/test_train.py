@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from xmr_core.checkpoint import load_model_dir
-from xmr_core.evaluate import evaluate, render_eval_set, torch_embedder
-from xmr_core.lexicon import LANGS, Lexicon
+from xmr_core.model.checkpoint import load_model_dir
+from xmr_core.evaluate.retrieval import evaluate, render_eval_set, torch_embedder
+from xmr_core.data.lexicon import LANGS, Lexicon
 from xmr_core.model.dual import DualEncoder
 from xmr_core.model.config import ModelConfig
-from xmr_core.train import TrainConfig, backward, read_config, train
+from xmr_core.train.trainer import TrainConfig, backward, read_config, train
 
 TINY_MODEL = {"embed_dim": 64, "vision": {"backbone": "mobilenetv3_small_050", "dropout": 0.0},
               "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}}
@@ -118,7 +118,7 @@ def test_eval_breakdowns_agree_with_the_language_matrix(tiny_lexicon, fonts_read
 
 
 def test_device_choice():
-    from xmr_core.train import resolve_device
+    from xmr_core.train.trainer import resolve_device
 
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -144,7 +144,7 @@ def test_text_cache_follows_the_model_across_devices():
 
 
 def test_phoc_targets_by_hand():
-    from xmr_core.phoc import phoc
+    from xmr_core.train.phoc import phoc
 
     alphabet = {c: i for i, c in enumerate("act")}
     # levels 1 and 2 of "cat": the whole word; 'a' straddles the middle and counts in both halves
@@ -153,7 +153,7 @@ def test_phoc_targets_by_hand():
 
 
 def test_lexicon_phoc_keeps_scripts_apart(tiny_lexicon):
-    from xmr_core.phoc import HAN_LEVELS, LATIN_LEVELS, lexicon_phoc
+    from xmr_core.train.phoc import HAN_LEVELS, LATIN_LEVELS, lexicon_phoc
 
     t = lexicon_phoc(tiny_lexicon, LANGS)
     assert t.shape[0] == len(tiny_lexicon) * len(LANGS)
@@ -169,7 +169,7 @@ def test_lexicon_phoc_keeps_scripts_apart(tiny_lexicon):
 
 
 def test_phoc_loss_by_hand():
-    from xmr_core.losses import phoc_loss
+    from xmr_core.train.losses import phoc_loss
 
     logits = torch.zeros(2, 2)
     targets = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
@@ -197,7 +197,7 @@ def test_top_distill_holds_a_trained_top_near_use_on_words_outside_the_lexicon(t
     """The same short run with USE's DAN top trained, with and without the drift term: with it, the top
     moves less on USE vocabulary words it was never shown (another seed's draw), and the term is in the
     total; it asks for a trainable top and resumes exactly."""
-    from xmr_core.losses import anchor_drift_loss
+    from xmr_core.train.losses import anchor_drift_loss
     from xmr_core.model.text import UseTop, vocabulary_words
 
     mcfg = ModelConfig.from_dict({**TINY_MODEL, "text": {"trainable_top": True}})
@@ -228,9 +228,9 @@ def test_teachers_pull_the_student_towards_their_averaged_answers(tiny_lexicon, 
     """Two frozen teachers (one at another input size, fed resized ink maps): the same short run with the
     distillation term ends nearer their averaged image->word distribution than without it, on renders
     it never saw; the term is in the total, the run resumes exactly, and a weight without teachers is refused."""
-    from xmr_core.checkpoint import save_model_dir
-    from xmr_core.losses import distill_loss
-    from xmr_core.train import Teachers
+    from xmr_core.model.checkpoint import save_model_dir
+    from xmr_core.train.losses import distill_loss
+    from xmr_core.train.trainer import Teachers
 
     dirs = []
     for seed, size in ((11, (32, 128)), (12, (40, 160))):
@@ -275,7 +275,7 @@ def test_eval_set_in_capitals(tiny_lexicon, fonts_ready):
 def test_init_adds_a_column_head_that_starts_silent_then_learns(tiny_lexicon, fonts_ready, tmp_path):
     """A config that adds the order-keeping column head can start from a model without one: the head
     starts at zero (same embeddings as the start), trains, saves, reloads and exports to ONNX."""
-    from xmr_core.fastpath import OnnxVisual, export_onnx
+    from xmr_core.model.fastpath import OnnxVisual, export_onnx
 
     cfg = TrainConfig(steps=2, concepts_per_batch=3, lr=1e-3, warmup=1, workers=0, threads=1, kinds={"font": 1.0},
                       ckpt_every=100, eval_every=1000, eval_concepts=0, seed=6)
@@ -315,7 +315,7 @@ def test_backward_sums_the_weighted_losses_or_combines_them_by_pcgrad():
 
 
 def test_a_batch_depends_only_on_seed_and_step(tiny_lexicon, fonts_ready):
-    from xmr_core.train import BatchStream
+    from xmr_core.train.trainer import BatchStream
 
     pre = ModelConfig.from_dict(TINY_MODEL).preprocess
 
@@ -330,9 +330,9 @@ def test_a_batch_depends_only_on_seed_and_step(tiny_lexicon, fonts_ready):
 
 
 def test_refit_puts_the_word_at_other_sizes_and_proportions_in_the_box(tiny_lexicon, fonts_ready):
-    from xmr_core.preprocess import PreprocessConfig, preprocess
-    from xmr_core.render import SyntheticWords
-    from xmr_core.train import BatchStream, refit
+    from xmr_core.data.preprocess import PreprocessConfig, preprocess
+    from xmr_core.data.render import SyntheticWords
+    from xmr_core.train.trainer import BatchStream, refit
 
     pre = PreprocessConfig(48, 192, 3)
     image = SyntheticWords(tiny_lexicon, "train", seed=0).sample(tiny_lexicon.ids()[0], "en", np.random.default_rng(0)).image
@@ -399,7 +399,7 @@ def test_the_shipped_configs_resolve_to_the_recipes_they_name():
 
 
 def test_hard_source_weights_by_hand():
-    from xmr_core.train import hard_source_weights
+    from xmr_core.train.trainer import hard_source_weights
 
     by_style = {"a.ttf": {"acc@1": 0.9, "n": 10}, "b.ttf": {"acc@1": 0.7, "n": 10}, "c.ttf": {"acc@1": 1.0, "n": 5}}
     # errors 0.1, 0.3, 0.0, mean 0.4/3; weight = 0.5 + 0.5 * error / mean
@@ -438,7 +438,7 @@ def test_hard_sources_script_writes_a_config_from_training_fonts_only(tmp_path):
 
 
 def test_the_model_card_names_what_the_training_data_drew():
-    from xmr_core.card import model_card
+    from xmr_core.evaluate.card import model_card
 
     root = Path(__file__).resolve().parents[1] / "assets" / "models" / "edge"
     config, metrics = (json.loads((root / f).read_text()) for f in ("config.json", "metrics.json"))
@@ -464,7 +464,7 @@ def test_resize_columns_keeps_a_constant_column_profile_and_its_sum():
     stays constant (so a word whose columns all read alike gets the same output), a ramp stays a ramp
     from the same first to the same last column (before the scaling), and the channel-major layout of
     the flattened (channel, column) inputs is kept."""
-    from xmr_core.train import resize_columns
+    from xmr_core.train.trainer import resize_columns
 
     dim, embed = 3, 4
     per_channel = torch.arange(1.0, embed * dim + 1).reshape(embed, dim, 1)

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from xmr_core.dictionary import DictFile, build_table, clean_english, open_table, parse_cedict, parse_dictd
-from xmr_core.lexicon import Concept, Lexicon
-from xmr_core.translate import Translator
+from xmr_core.data.dictionary import DictFile, build_table, clean_english, open_table, parse_cedict, parse_dictd
+from xmr_core.data.lexicon import Concept, Lexicon
+from xmr_core.data.translate import Translator
 
 CEDICT = "export default " + json.dumps({"all": [
     ["風箏", "风筝", "feng1 zheng5", 'kite (lit. "wind zither", named after kites fitted with whistles)', [], []],

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from xmr_core.annotate import delete_annotation, relabel_annotation, save_annotation
-from xmr_core.checkpoint import save_model_dir
-from xmr_core.engine import Engine
-from xmr_core.lexicon import Lexicon
+from xmr_core.search.annotate import delete_annotation, relabel_annotation, save_annotation
+from xmr_core.model.checkpoint import save_model_dir
+from xmr_core.search.engine import Engine
+from xmr_core.data.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
-from xmr_core.render import SyntheticWords
-from xmr_core import users
+from xmr_core.data.render import SyntheticWords
+from xmr_core.store import users
 
 from helpers import SMALL, png
 
@@ -120,7 +120,7 @@ def test_an_image_near_an_earlier_marked_one_gets_its_marks(eng, monkeypatch):
 
 
 def test_the_concept_a_query_meant(eng):
-    from xmr_core.engine import QueryInfo
+    from xmr_core.search.engine import QueryInfo
 
     c = eng.lexicon.concepts[0]
     assert users.query_concept(QueryInfo("text", text=c.en), eng.lexicon) == c.concept_id

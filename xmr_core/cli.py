@@ -11,7 +11,7 @@ import numpy as np
 
 
 def _cmd_fonts_fetch(args: argparse.Namespace) -> int:
-    from .fonts import fetch_fonts
+    from xmr_core.data.fonts import fetch_fonts
 
     def progress(done: int, total: int, package: str) -> None:
         print(f"\r  [{done}/{total}] {package[:60]:60s}", end="", file=sys.stderr, flush=True)
@@ -24,8 +24,8 @@ def _cmd_fonts_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_dictionaries_fetch(args: argparse.Namespace) -> int:
-    from .dictionary import build_table, fetch_dictionaries, open_table
-    from .translate import Translator
+    from xmr_core.data.dictionary import build_table, fetch_dictionaries, open_table
+    from xmr_core.data.translate import Translator
 
     report = fetch_dictionaries(progress=lambda d, t, p: print(f"  [{d}/{t}] {p}", file=sys.stderr, flush=True))
     print(f"dictionaries: {report.summary()}")
@@ -47,8 +47,8 @@ def _cmd_dictionaries_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
-    from .lexicon import load_lexicon
-    from .translate import Translator
+    from xmr_core.data.lexicon import load_lexicon
+    from xmr_core.data.translate import Translator
 
     r = Translator(load_lexicon()).translate(args.term, args.lang, k=args.k)
     print(f"{args.term!r} ({r.lang}):")
@@ -60,8 +60,8 @@ def _cmd_translate(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from .lexicon import LANGS, load_lexicon
-    from .render import MissingGlyph, SyntheticWords
+    from xmr_core.data.lexicon import LANGS, load_lexicon
+    from xmr_core.data.render import MissingGlyph, SyntheticWords
 
     lex = load_lexicon()
     ds = SyntheticWords(lex, split=args.split, seed=args.seed,
@@ -98,10 +98,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .lexicon import load_lexicon
-    from .model.config import ModelConfig
-    from .probe import make_probe
-    from .train import TrainConfig, read_config, train
+    from xmr_core.data.lexicon import load_lexicon
+    from xmr_core.model.config import ModelConfig
+    from xmr_core.evaluate.probe import make_probe
+    from xmr_core.train.trainer import TrainConfig, read_config, train
 
     cfg = read_config(args.config)
     model_cfg, train_cfg = ModelConfig.from_dict(cfg.get("model", {})), TrainConfig.from_dict(cfg.get("train", {}))
@@ -126,8 +126,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .checkpoint import load_engine_model
-    from .evaluate import evaluate, load_manifest_set, render_eval_set
+    from xmr_core.model.checkpoint import load_engine_model
+    from xmr_core.evaluate.retrieval import evaluate, load_manifest_set, render_eval_set
 
     model, lex, config = load_engine_model(args.model)
     pre = model.cfg.preprocess
@@ -144,7 +144,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     embed = None
     if args.path != "torch" and "reading" not in config:
-        from .fastpath import FILES, OnnxVisual, load_fast_path
+        from xmr_core.model.fastpath import FILES, OnnxVisual, load_fast_path
 
         if args.path == "auto":
             chosen = load_fast_path(args.model)
@@ -153,7 +153,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         else:
             embed = OnnxVisual(Path(args.model) / FILES[args.path])
     if "reading" in config:  # the fused embedding, and each signal alone beside it
-        from .evaluate import evaluate_signals
+        from xmr_core.evaluate.retrieval import evaluate_signals
 
         res = evaluate_signals(model, lex, data)
     else:
@@ -170,14 +170,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_soup(args: argparse.Namespace) -> int:
-    from .soup import soup
+    from xmr_core.train.soup import soup
 
     print(f"wrote {soup(args.models, args.out)} (the average of {len(args.models)} models)")
     return 0
 
 
 def format_eval(res: dict) -> str:
-    from .lexicon import LANGS
+    from xmr_core.data.lexicon import LANGS
 
     lines = [f"{res['n_images']} images, {res['n_concepts']} concepts, {res['n_candidates']} candidates per language ({res['source']})",
              "image->text Acc@1 (rows: query script, columns: target script)", "       " + "".join(f"{t:>8s}" for t in LANGS)]
@@ -192,7 +192,7 @@ def format_eval(res: dict) -> str:
         lines.append("within-language Acc@1 by word length: " + "  ".join(
             f"{k} {100 * v['acc@1']:.1f} (n={v['n']})" for k, v in res["within_by_length"].items()))
     if res.get("within_by_style"):
-        from .card import weakest_styles
+        from xmr_core.evaluate.card import weakest_styles
 
         lines.append("weakest styles: " + "  ".join(f"{k} {100 * v['acc@1']:.1f} (n={v['n']})"
                                                      for k, v in weakest_styles(res, 5)))
@@ -206,9 +206,9 @@ def format_eval(res: dict) -> str:
 
 
 def _write_tsne(model, lex, data, out: str, max_images: int = 1500) -> None:
-    from .evaluate import embed_images
-    from .lexicon import LANGS
-    from .plots import embedding_figure, embedding_frame
+    from xmr_core.evaluate.retrieval import embed_images
+    from xmr_core.data.lexicon import LANGS
+    from xmr_core.evaluate.plots import embedding_figure, embedding_frame
 
     keep = sorted(set(data.concept_ids))[:max(1, max_images // 3)]
     idx = [i for i, c in enumerate(data.concept_ids) if c in set(keep)][:max_images]
@@ -222,7 +222,7 @@ def _write_tsne(model, lex, data, out: str, max_images: int = 1500) -> None:
 
 
 def _engine(args: argparse.Namespace):
-    from .engine import Engine
+    from xmr_core.search.engine import Engine
 
     def progress(done: int, total: int, what: str) -> None:
         print(f"\r  {what}: {done}/{total}", end="", file=sys.stderr, flush=True)
@@ -232,8 +232,8 @@ def _engine(args: argparse.Namespace):
 
 
 def _cmd_collection(args: argparse.Namespace) -> int:
-    from .store import Store
-    from .paths import data_dir
+    from xmr_core.store.database import Store
+    from xmr_core.data.paths import data_dir
 
     store = Store(args.data or data_dir())
     if args.collection_cmd == "create":
@@ -245,7 +245,7 @@ def _cmd_collection(args: argparse.Namespace) -> int:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    from .ingest import iter_inputs
+    from xmr_core.data.ingest import iter_inputs
 
     eng = _engine(args)
     errors: dict[str, str] = {}
@@ -304,7 +304,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_recognize(args: argparse.Namespace) -> int:
-    from .lexicon import LANGS
+    from xmr_core.data.lexicon import LANGS
 
     eng = _engine(args)
     data = Path(args.image).read_bytes()
@@ -326,8 +326,8 @@ def _cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import check, restore
-    from .paths import data_dir
+    from xmr_core.store.doctor import check, restore
+    from xmr_core.data.paths import data_dir
 
     root = args.data or data_dir()
     if args.restore:
@@ -343,9 +343,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_user(args: argparse.Namespace) -> int:
-    from .paths import data_dir
-    from .store import Store
-    from .users import list_users, set_role
+    from xmr_core.data.paths import data_dir
+    from xmr_core.store.database import Store
+    from xmr_core.store.users import list_users, set_role
 
     store = Store(args.data or data_dir())
     if args.name:
@@ -357,7 +357,7 @@ def _cmd_user(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import build_demo
+    from xmr_core.search.demo import build_demo
 
     eng = _engine(args)
     n = build_demo(eng, args.concepts)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from xmr_core.checkpoint import save_model_dir
-from xmr_core.lexicon import Lexicon
+from xmr_core.model.checkpoint import save_model_dir
+from xmr_core.data.lexicon import Lexicon
 from xmr_core.model.dual import DualEncoder
-from xmr_core.paths import PROJECT_ROOT
+from xmr_core.data.paths import PROJECT_ROOT
 
 from helpers import SMALL
 
@@ -21,8 +21,8 @@ def app_env(lexicon, tmp_path, monkeypatch, fonts_ready):
     """A data folder with a small model as the bundled default, and a fake canvas returning a drawing."""
     torch.manual_seed(0)
     model_dir = save_model_dir(DualEncoder(SMALL).eval(), Lexicon(lexicon.concepts[:40]), tmp_path / "model")
-    import xmr_core.registry as registry
-    import xmr_core.service as service
+    import xmr_core.store.registry as registry
+    import xmr_core.search.service as service
 
     monkeypatch.setattr(registry, "DEFAULT_MODEL", model_dir)
     monkeypatch.setattr(service, "DEFAULT_MODEL", model_dir)
@@ -33,7 +33,7 @@ def app_env(lexicon, tmp_path, monkeypatch, fonts_ready):
     fake.st_canvas = lambda **kw: types.SimpleNamespace(image_data=drawing, json_data=None)
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
     monkeypatch.setenv("XMR_DEMO_CONCEPTS", "12")
-    import xmr_core.demo as demo
+    import xmr_core.search.demo as demo
 
     monkeypatch.setattr(demo, "READ_BACK", False)  # an untrained model reads no render back as its word
     import streamlit as st
@@ -114,9 +114,9 @@ def test_a_typed_word_shows_the_terms_searched_and_they_can_be_edited(app_env, t
     which, and searching the edited terms searches those."""
     from dataclasses import asdict
 
-    import xmr_core.registry as registry
-    import xmr_core.service as service
-    from xmr_core.checkpoint import load_model_dir
+    import xmr_core.store.registry as registry
+    import xmr_core.search.service as service
+    from xmr_core.model.checkpoint import load_model_dir
     from xmr_core.model.reading import ReadingConfig, reader_record
 
     model, lex, _ = load_model_dir(app_env)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from xmr_core.fonts import list_fonts
-from xmr_core.render.glyphs import strokes_can_draw
-from xmr_core.render.style import sample_style
-from xmr_core.render.word import word_polylines
+from xmr_core.data.fonts import list_fonts
+from xmr_core.data.render.glyphs import strokes_can_draw
+from xmr_core.data.render.style import sample_style
+from xmr_core.data.render.word import word_polylines
 
 SCRIPT = {"zh": "han", "en": "latin", "es": "latin"}
 

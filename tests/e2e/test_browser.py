@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xmr_core.lexicon import load_lexicon
-from xmr_core.paths import PROJECT_ROOT
-from xmr_core.render import SyntheticWords
+from xmr_core.data.lexicon import load_lexicon
+from xmr_core.data.paths import PROJECT_ROOT
+from xmr_core.data.render import SyntheticWords
 
 from drawing import rasterise, word_strokes
 
@@ -210,8 +210,8 @@ def test_search_by_drawing(page, server):
     TIMINGS["first start: model, the demo's first 30 concepts, index"] = time.perf_counter() - t
     bar = page.get_by_text("Building the demo collection in the background")
     bar.wait_for(timeout=60_000)  # the rest of the demo fills behind a progress bar: the page is usable
-    from xmr_core.demo import demo_job
-    from xmr_core.store import Store
+    from xmr_core.search.demo import demo_job
+    from xmr_core.store.database import Store
 
     store = Store(server[1])
     while demo_job(store)["status"] in ("queued", "running") and time.perf_counter() - t < 900:
@@ -276,7 +276,7 @@ def test_the_suggested_examples_find_their_images(page, server):
             first = next(c for c in captions(page) if c.startswith(script))
             assert " cat " in f" {first} ", (word, script, first)
         assert page.get_by_text("Nothing in the collection matches this well").count() == 0
-    from xmr_core.demo import demo_concepts
+    from xmr_core.search.demo import demo_concepts
 
     lex = load_lexicon()
     held = {c.concept_id for c in demo_concepts(lex, 300)}
@@ -354,7 +354,7 @@ def test_search_page_keeps_up(page, server, tmp_path):
 def test_marking_hits_reranks_and_queues_the_right_one(page, server):
     """Issue 28: a hit marked wrong leaves the results and one marked right leads them, the page says it
     re-ranked, and a hit marked right goes into the fine-tune queue as the query's concept once confirmed."""
-    from xmr_core.store import Store
+    from xmr_core.store.database import Store
 
     url, data = server
     open_page(page, url, "Search handwriting")  # a first visit starts the demo
@@ -599,7 +599,7 @@ def test_a_forged_map_selection_reads_no_file(page, server):
     """Before: a plotly_selected event whose customdata was a path made the server open that file."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    from xmr_core.store import Store
+    from xmr_core.store.database import Store
 
     url, data = server
     store = Store(data)
@@ -657,8 +657,8 @@ def test_other_pages_render(page, server, path, title, ready, name):
 def test_job_panel_and_models_show_what_the_store_holds(page, server):
     """Issue 26: an error in the job panel vanished within a second, a discarded job kept Promote and
     Discard, and a second Roll back switched back again."""
-    from xmr_core.registry import READING_MODEL
-    from xmr_core.store import Store
+    from xmr_core.store.registry import READING_MODEL
+    from xmr_core.store.database import Store
 
     url, data = server
     store = Store(data)
@@ -757,8 +757,8 @@ def test_the_app_on_a_milvus_lite_file(page, milvus_app):
     """Issue 27: XMR_VECTOR_URI=index.db puts the app's vectors in Milvus Lite. The demo's background job
     (another process: it cannot open the file the app holds) writes to the store, and the app's index
     catches up: a concept from that job is found in all three scripts."""
-    from xmr_core.demo import FIRST, demo_concepts
-    from xmr_core.store import Store
+    from xmr_core.search.demo import FIRST, demo_concepts
+    from xmr_core.store.database import Store
 
     url, data = milvus_app
     open_page(page, url, "Search handwriting")
@@ -777,7 +777,7 @@ def test_the_app_on_a_milvus_lite_file(page, milvus_app):
             assert f" {want} " in f" {first} ", (word, script, first)
     # a page added from the command line meanwhile (that process, too, leaves the index to the app): its
     # words are found, and a hit's Details show it on its page with its box
-    from xmr_core.render.page import render_page
+    from xmr_core.data.render.page import render_page
 
     lex = load_lexicon()
     held = {c.concept_id for c in demo_concepts(lex, 60)}

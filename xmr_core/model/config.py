@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 
-from ..preprocess import PreprocessConfig
+from xmr_core.data.preprocess import PreprocessConfig
 
 
 def strict_from_dict(cls, d: dict, what: str):

@@ -164,7 +164,7 @@ class WordTable:
 
     @classmethod
     def build(cls, lexicon, symbol_index: dict[str, int]) -> "WordTable":
-        from ..lexicon import LANGS
+        from xmr_core.data.lexicon import LANGS
 
         words, concept, lang = [], [], []
         for ci, c in enumerate(lexicon.concepts):

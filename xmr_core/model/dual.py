@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .text import UseTextTower
-from .vision import TimmVisualEncoder
+from xmr_core.model.config import ModelConfig
+from xmr_core.model.text import UseTextTower
+from xmr_core.model.vision import TimmVisualEncoder
 
 
 class DualEncoder(nn.Module):
@@ -21,7 +21,7 @@ class DualEncoder(nn.Module):
         if c.text.backend == "use-m3":
             self.text = UseTextTower(c.embed_dim, c.text.trainable_top)
         else:
-            from .hf_text import HFTextTower
+            from xmr_core.model.hf_text import HFTextTower
 
             self.text = HFTextTower(c.text.hf_path, c.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(c.init_logit_scale))

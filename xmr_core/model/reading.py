@@ -20,13 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..lexicon import LANGS, Lexicon
-from ..preprocess import PreprocessConfig, crop_to_ink, fit
-from .config import strict_from_dict
-from .ctc import WordTable
-from .dual import DualEncoder
-from .reader import HEIGHT, MAX_WIDTH, PAD, READER_PACKAGE, READER_SHA256, STRIDE, Reader
-from .reading_head import ReadingHead
+from xmr_core.data.lexicon import LANGS, Lexicon
+from xmr_core.data.preprocess import PreprocessConfig, crop_to_ink, fit
+from xmr_core.model.config import strict_from_dict
+from xmr_core.model.ctc import WordTable
+from xmr_core.model.dual import DualEncoder
+from xmr_core.model.reader import HEIGHT, MAX_WIDTH, PAD, READER_PACKAGE, READER_SHA256, STRIDE, Reader
+from xmr_core.model.reading_head import ReadingHead
 
 READING_PREPROCESS = PreprocessConfig(height=HEIGHT, width=MAX_WIDTH, pad=PAD)
 
@@ -55,7 +55,7 @@ def reader_record() -> dict:
     """What a model directory records of the reader it was measured with."""
     from importlib.metadata import version
 
-    from .reader import READER_FILE
+    from xmr_core.model.reader import READER_FILE
 
     return {"package": READER_PACKAGE, "version": version(READER_PACKAGE), "file": READER_FILE,
             "sha256": READER_SHA256}

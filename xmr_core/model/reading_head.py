@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import strict_from_dict
+from xmr_core.model.config import strict_from_dict
 
 HEAD_FILE = "reading_head.safetensors"
 

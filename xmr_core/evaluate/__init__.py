@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the held-out evaluation, embedding maps, model cards."""

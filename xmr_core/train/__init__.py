@@ -1,0 +1,1 @@
+"""Training: losses, synthetic pre-training, fine-tuning and adaptation, weight averaging."""

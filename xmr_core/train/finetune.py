@@ -1,0 +1,207 @@
+"""Stage 2: fine-tune a model on the annotation queue, mixed with synthetic replay, and compare
+before/after on the held-out fonts and on a held-out part of the queue.
+
+A reading model adapts its reading head (adapt.py: about a minute for the whole job; the reader and
+the visual encoder stay as they are); an edge model trains its visual encoder (train.py), as every fine-tune did
+before issue 28 (on the edge model it cost a real hand 8 points: docs/adaptation.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from xmr_core.train.adapt import AdaptConfig, adapt_head
+from xmr_core.model.checkpoint import load_engine_model, load_model_dir, save_model_dir
+from xmr_core.evaluate.retrieval import evaluate, load_manifest_set, render_eval_set
+from xmr_core.model.fastpath import ONNX_FILE, add_onnx_fp32
+from xmr_core.data.lexicon import Concept, Lexicon
+from xmr_core.model.config import strict_from_dict
+from xmr_core.model.reading import READING_PREPROCESS
+from xmr_core.model.reading_head import HEAD_FILE
+from xmr_core.data.preprocess import preprocess
+from xmr_core.store.database import Store
+from xmr_core.train.trainer import TrainConfig, train
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = 300  # optimisation steps (of the reading head, or of the edge model's encoder)
+    lr: float | None = None  # None: 1e-3 for a reading head, 5e-4 for an encoder
+    replay: float = 0.5  # share of each batch replayed from the train fonts
+    holdout: float = 0.2  # share of the queue kept out of training for the after/before comparison
+    val_concepts: int = 200  # held-out-font check on the first N concepts (all concepts are candidates)
+    concepts_per_batch: int = 32  # edge model: concepts per batch
+    replay_renders: int = 600  # reading model: `train`-font renders read for replay (adapt.py)
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or (self.lr is not None and not self.lr > 0) or not 0 <= self.replay < 1 \
+                or not 0 <= self.holdout < 1 or self.val_concepts < 0 or self.threads < 1:
+            raise ValueError(f"fine-tune config {self}: steps >= 1, lr > 0, replay and holdout in [0, 1), "
+                             "val_concepts >= 0, threads >= 1")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneConfig":
+        return strict_from_dict(cls, d, "fine-tune")
+
+
+def split_queue(annotations: list[dict], holdout: float) -> tuple[list[dict], list[dict]]:
+    """About `holdout` of the queue (at least one sample when any concept has two) for the before/after
+    check, taken round-robin from concepts with at least two samples, so every concept keeps a training
+    sample."""
+    by_concept: dict[str, list[dict]] = {}
+    for a in annotations:
+        by_concept.setdefault(a["concept_id"], []).append(a)
+    target = max(int(round(holdout * len(annotations))), int(holdout > 0))
+    held: list[dict] = []
+    while len(held) < target:
+        took = False
+        for rows in by_concept.values():
+            if len(rows) >= 2 and len(held) < target:
+                held.append(rows.pop())
+                took = True
+        if not took:
+            break
+    kept = {id(a) for a in held}
+    return [a for a in annotations if id(a) not in kept], held
+
+
+def _write_manifest(rows: list[dict], store: Store, lexicon: Lexicon, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "text", "lang", "concept_id"])
+        for a in rows:
+            rel = os.path.relpath(store.root / a["path"], path.parent)
+            w.writerow([rel, lexicon.get(a["concept_id"]).word(a["lang"]), a["lang"], a["concept_id"]])
+    return path
+
+
+def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: FinetuneConfig,
+             progress: Callable[[float, str], None] | None = None) -> dict:
+    """Fine-tune `base_dir` on the store's queue into `out_dir`; returns the before/after comparison."""
+    say = progress or (lambda f, m: None)
+    t_start = time.time()
+    out = Path(out_dir)
+    queue = store.list_annotations()
+    if len(queue) < 2:
+        raise ValueError("the fine-tune queue needs at least 2 labelled samples")
+    base, base_lex, base_cfg = load_model_dir(base_dir)
+    extra = [Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in store.list_concepts()
+             if c["concept_id"] not in base_lex]
+    lexicon = base_lex.with_concepts(extra)
+    reads = "reading" in base_cfg  # a reading model: adapt its reading head, serve and score it as read
+    train_rows, held_rows = split_queue(queue, cfg.holdout)
+    train_csv = _write_manifest(train_rows, store, lexicon, out / "data" / "train.csv")
+    held_csv = _write_manifest(held_rows, store, lexicon, out / "data" / "heldout.csv") if held_rows else None
+    pre = READING_PREPROCESS if reads else base.cfg.preprocess
+    n_check = min(cfg.val_concepts or len(lexicon), len(lexicon))
+    say(0.01, f"rendering the held-out fonts' check set ({n_check} concepts x 3 scripts)")
+    fonts = render_eval_set(lexicon, pre, "val", concepts=cfg.val_concepts,
+                            progress=lambda d, t: say(0.01 + 0.03 * d / max(t, 1),
+                                                      f"rendering the held-out fonts' check set: {d}/{t}"))
+    held = load_manifest_set(held_csv, lexicon, pre) if held_csv else None
+
+    def scores(model) -> dict:  # as the engine runs it
+        r = {"val_fonts": _summary(evaluate(model, lexicon, fonts))}
+        if held is not None:
+            r["queue_heldout"] = _summary(evaluate(model, lexicon, held))
+        return r
+
+    final = out / "model"
+    final.mkdir(parents=True, exist_ok=True)
+    if reads:
+        served, _, _ = load_engine_model(base_dir, threads=cfg.threads)
+        served.set_lexicon(lexicon)
+        say(0.04, f"scoring the current model on {len(fonts.x)} held-out renders"
+                  + (f" and {len(held.x)} held-out queue samples" if held is not None else ""))
+        before = scores(served)
+        data = load_manifest_set(train_csv, lexicon, pre, keep_raw=0)
+        negatives = _negatives(store, lexicon)
+        acfg = AdaptConfig(steps=cfg.steps, lr=cfg.lr or AdaptConfig.lr, replay=cfg.replay, seed=cfg.seed,
+                           replay_renders=cfg.replay_renders)
+        head, record = adapt_head(served, data.x, [(lexicon.get(c).word(lg), lg) for c, lg in
+                                                   zip(data.concept_ids, data.langs)], acfg,
+                                  lambda f, m: say(0.1 + 0.8 * f, m), negatives=negatives)
+        served.head = head
+        say(0.92, f"scoring the adapted model on the same {len(fonts.x)} renders")
+        after = scores(served)
+        trained = {"adapt": asdict(acfg), "adapt_record": record}
+        fast = None
+        if (Path(base_dir) / ONNX_FILE).exists():  # the encoder is unchanged: its graph too
+            shutil.copyfile(Path(base_dir) / ONNX_FILE, final / ONNX_FILE)
+    else:
+        say(0.04, f"scoring the current model on {len(fonts.x)} held-out renders"
+                  + (f" and {len(held.x)} held-out queue samples" if held is not None else ""))
+        before = scores(base)
+        tuned, tcfg = _tune_encoder(base, base_cfg, base_dir, lexicon, train_csv, out, cfg, say)
+        say(0.92, f"scoring the fine-tuned model on the same {len(fonts.x)} renders")
+        after = scores(tuned)
+        say(0.97, "exporting the ONNX graph")
+        fast = add_onnx_fp32(tuned, final, fonts.x[:64])  # the engine's fast path for the new model too
+        trained, head = {"train": asdict(tcfg)}, None
+    result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
+              "n_negatives": len(negatives[0]) if reads else 0,
+              "config": asdict(cfg), "trained": "reading head" if reads else "visual encoder",
+              "minutes": round((time.time() - t_start) / 60, 2)}
+    keep = {k: base_cfg[k] for k in ("reading", "reader", "train", "visual_params") if k in base_cfg}
+    save_model_dir(base if reads else tuned, lexicon, final,
+                   metrics={"finetune": result, **({"fast_path": fast} if fast else {})},
+                   extra={**keep, **trained, "base_model": str(base_dir)})
+    if head is not None:
+        head.save(final / HEAD_FILE)
+    result["model_dir"] = str(final)
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    say(1.0, "done")
+    return result
+
+
+def _negatives(store: Store, lexicon: Lexicon) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Hits marked wrong in Search (users.negatives) as model inputs and the word each does not say
+    (its concept's word in the item's script); unreadable or unknown ones are skipped."""
+    from xmr_core.store.users import negatives
+
+    xs, words = [], []
+    for n in negatives(store):
+        if n["concept_id"] not in lexicon or n["lang"] is None:
+            continue
+        try:
+            xs.append(preprocess(str(store.root / n["path"]), READING_PREPROCESS))
+        except (ValueError, FileNotFoundError):
+            continue
+        words.append((lexicon.get(n["concept_id"]).word(n["lang"]), n["lang"]))
+    return (np.stack(xs) if xs else np.zeros((0, 1, 1, 1), np.float32)), words
+
+
+def _tune_encoder(base, base_cfg: dict, base_dir, lexicon: Lexicon, train_csv: Path, out: Path,
+                  cfg: FinetuneConfig, say) -> tuple:
+    """An edge model's visual encoder trained on the queue with replay (train.py); the model and its config."""
+    say(0.08, "preparing training: the queue samples with replay renders of the lexicon")
+    tcfg = TrainConfig.from_dict({**base_cfg.get("train", {}), "steps": cfg.steps, "lr": cfg.lr or 5e-4,
+                                  "warmup": max(1, cfg.steps // 10), "manifest": str(train_csv),
+                                  "replay": cfg.replay, "concepts_per_batch": cfg.concepts_per_batch,
+                                  "seed": cfg.seed, "threads": cfg.threads, "workers": 0, "eval_concepts": 0,
+                                  "ckpt_every": max(10, cfg.steps // 5)})
+    t0 = time.time()
+
+    def on_step(rec: dict) -> None:
+        done = rec["step"] / cfg.steps
+        eta = (time.time() - t0) / max(done, 1e-6) * (1 - done)
+        say(0.1 + 0.8 * done, f"step {rec['step']}/{cfg.steps}, loss {rec['total']:.3f}, ETA {eta:.0f} s")
+
+    model_dir = train(base.cfg, tcfg, out / "run", lexicon, progress=on_step, init=base_dir)
+    tuned, _, _ = load_model_dir(model_dir)
+    return tuned, tcfg
+
+
+def _summary(res: dict) -> dict:
+    return {"within_acc@1": res["within_acc@1"], "cross_acc@1": res["cross_acc@1"], "n_images": res["n_images"]}
