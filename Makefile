@@ -9,7 +9,7 @@ DICTS  := .cache/xmr/dictionaries/translate.sqlite
 BROWSER_PKGS := chromium fonts-noto-cjk fonts-noto-color-emoji
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser run test fonts bench clean
+.PHONY: setup browser run test lint fonts bench clean
 
 setup: $(STAMP) $(FONTS) $(DICTS)
 
@@ -38,8 +38,12 @@ run: setup
 test: setup browser
 	$(PY) -m pytest -q
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# every benchmark, one after another, each printing its table (several write docs/benchmarks.md); hours
 bench: setup
-	$(PY) benchmarks/render_throughput.py
+	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

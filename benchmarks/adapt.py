@@ -26,18 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from xmr_core.model.checkpoint import load_engine_model  # noqa: E402
-from xmr_core.evaluate.retrieval import EvalSet, evaluate, render_eval_set  # noqa: E402
 from xmr_core.data.fonts import list_fonts  # noqa: E402
-from xmr_core.search.jobs import start_job  # noqa: E402
-from xmr_core.model.reading import READING_PREPROCESS  # noqa: E402
 from xmr_core.data.paths import ASSETS  # noqa: E402
 from xmr_core.data.preprocess import preprocess  # noqa: E402
-from xmr_core.store.registry import promote  # noqa: E402
 from xmr_core.data.render import MissingGlyph, SyntheticWords  # noqa: E402
 from xmr_core.data.render.style import sample_style  # noqa: E402
 from xmr_core.data.render.word import render_word  # noqa: E402
+from xmr_core.evaluate.retrieval import EvalSet, evaluate, render_eval_set  # noqa: E402
+from xmr_core.model.checkpoint import load_engine_model  # noqa: E402
+from xmr_core.model.reading import READING_PREPROCESS  # noqa: E402
+from xmr_core.search.jobs import start_job  # noqa: E402
 from xmr_core.store.database import Store  # noqa: E402
+from xmr_core.store.registry import promote  # noqa: E402
 
 # the default hands: the five weakest `val` fonts of the reader model's card, three middling and strong
 # ones, two Chinese ones, and a pen with its own slant and tremor

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-import xmr_core.search.engine as engine_module  # noqa: E402
+import xmr_core.search.ranking as ranking_module  # noqa: E402
 from xmr_core.search.demo import demo_concepts, render_val_words  # noqa: E402
 from xmr_core.search.engine import Engine  # noqa: E402
 from xmr_core.store import users  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> None:
         print("| queries | Rocchio (right, wrong) | right in the next 10, before | after | Acc@1 of the unseen, before | after |")
         print("|---|---|---|---|---|---|")
         for weights in args.weights:
-            engine_module.ROCCHIO_RIGHT, engine_module.ROCCHIO_WRONG = (float(w) for w in weights.split(","))
+            ranking_module.ROCCHIO_RIGHT, ranking_module.ROCCHIO_WRONG = (float(w) for w in weights.split(","))
             for kind, qs in queries.items():
                 before, after, first_b, first_a = [], [], [], []
                 for cid, q in qs:

@@ -16,10 +16,10 @@ from collections import Counter
 import numpy as np
 import torch
 
+from xmr_core.data.lexicon import LANGS
 from xmr_core.search.demo import build_demo, render_val_words
 from xmr_core.search.engine import Engine
 from xmr_core.search.fusion import FusionConfig
-from xmr_core.data.lexicon import LANGS
 
 
 def queries(engine: Engine, n: int, seed: int = 11) -> list[tuple[bytes, str, str]]:

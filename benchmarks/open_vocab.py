@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from xmr_core.search.engine import Engine  # noqa: E402
 from xmr_core.data.lexicon import LANGS, Concept, Lexicon, load_lexicon  # noqa: E402
 from xmr_core.data.paths import ASSETS  # noqa: E402
-from xmr_core.store.registry import DEFAULT_MODEL  # noqa: E402
 from xmr_core.data.render import MissingGlyph, SyntheticWords  # noqa: E402
+from xmr_core.search.engine import Engine  # noqa: E402
+from xmr_core.store.registry import DEFAULT_MODEL  # noqa: E402
 
 START, END = "<!-- open-vocab:start -->", "<!-- open-vocab:end -->"
 

@@ -18,9 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from xmr_core.data.lexicon import load_lexicon  # noqa: E402
-from xmr_core.search.pages import PageReader, box_precision, box_recall  # noqa: E402
 from xmr_core.data.render import SyntheticWords  # noqa: E402
 from xmr_core.data.render.page import KINDS, synthetic_page  # noqa: E402
+from xmr_core.search.pages import PageReader, box_precision, box_recall  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from xmr_core.model.fastpath import FILES  # noqa: E402
 from xmr_core.data.lexicon import LANGS, Lexicon  # noqa: E402
 from xmr_core.evaluate.metrics import rank_metrics  # noqa: E402
+from xmr_core.model.fastpath import FILES  # noqa: E402
 from xmr_core.store.registry import EDGE_MODEL, READING_MODEL  # noqa: E402
 
 METHODS = ["xmr-reader", "xmr-fp32", "xmr-onnx-fp32", "xmr-int8", "ocr-lexicon", "ocr-use"]
@@ -55,9 +55,9 @@ SEARCH_SIZE = 100_000
 # ---------------------------------------------------------------- data
 def render_manifest(out: Path, concepts: int | None) -> Path:
     """Renders of the held-out (`val`) fonts, one per word, as PNG files and a DESIGN.md manifest."""
-    from xmr_core.evaluate.retrieval import render_eval_set
     from xmr_core.data.lexicon import load_lexicon
     from xmr_core.data.preprocess import PreprocessConfig
+    from xmr_core.evaluate.retrieval import render_eval_set
 
     lex = load_lexicon()
     data = render_eval_set(lex, PreprocessConfig(), "val", per_word=1, concepts=concepts, keep_raw=None)
@@ -75,8 +75,8 @@ def load_rows(manifest: Path, lexicon: Lexicon) -> tuple[list, list[str], list[s
     """The manifest's usable rows (checked as `xmr eval --manifest` checks them), images decoded."""
     from PIL import Image
 
-    from xmr_core.evaluate.retrieval import load_manifest_set
     from xmr_core.data.preprocess import PreprocessConfig
+    from xmr_core.evaluate.retrieval import load_manifest_set
 
     data = load_manifest_set(manifest, lexicon, PreprocessConfig(), keep_raw=None)
     images = []
@@ -120,11 +120,11 @@ def dir_mb(path: Path) -> float:
 def run_xmr(manifest: Path, path: str) -> dict:
     import torch
 
-    from xmr_core.model.checkpoint import load_engine_model, load_model_dir
+    from xmr_core.data.preprocess import preprocess
     from xmr_core.evaluate.retrieval import torch_embedder
+    from xmr_core.model.checkpoint import load_engine_model, load_model_dir
     from xmr_core.model.fastpath import FILES, OnnxVisual
     from xmr_core.store.index import IndexConfig, VectorIndex
-    from xmr_core.data.preprocess import preprocess
 
     torch.set_num_threads(1)
     model, lex, _ = load_model_dir(EDGE_MODEL)
@@ -152,7 +152,7 @@ def run_xmr(manifest: Path, path: str) -> dict:
     coll /= np.linalg.norm(coll, axis=1, keepdims=True)
     index = VectorIndex.build(np.arange(SEARCH_SIZE), coll, coll.shape[1], IndexConfig())
     vecs, ms = [], []
-    for n, img in enumerate(images):
+    for _n, img in enumerate(images):
         t0 = time.perf_counter()
         v = embed(preprocess(img, pre)[None])[0]
         index.search(v[None], 10)

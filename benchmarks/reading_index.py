@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from xmr_core.search.engine import Engine  # noqa: E402
 from xmr_core.data.lexicon import LANGS  # noqa: E402
 from xmr_core.model.ctc import COMPACT_K  # noqa: E402
+from xmr_core.search.engine import Engine  # noqa: E402
 from xmr_core.search.reading_search import SHORTLIST  # noqa: E402
-from xmr_core.store.registry import READING_MODEL, model_id  # noqa: E402
 from xmr_core.store.database import Store  # noqa: E402
+from xmr_core.store.registry import READING_MODEL, model_id  # noqa: E402
 
 
 def synthetic_reading(word: str, index: dict[str, int], n_symbols: int, rng) -> bytes:

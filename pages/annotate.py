@@ -6,7 +6,14 @@ import numpy as np
 import streamlit as st
 
 from pages._common import LANG_NAMES, current_user, engine_or_stop, md, routed
-from xmr_core.search.annotate import create_concept, delete_annotation, queue_zip, relabel_annotation, save_annotation, suggest
+from xmr_core.search.annotate import (
+    create_concept,
+    delete_annotation,
+    queue_zip,
+    relabel_annotation,
+    save_annotation,
+    suggest,
+)
 from xmr_core.store.users import may_edit
 
 routed(__file__)

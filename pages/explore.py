@@ -22,7 +22,8 @@ method = c2.radio("Projection", ["tsne", "pca"], horizontal=True, key="explore_m
                        "PCA of hundreds of concepts in two dimensions cannot.")
 color = c3.radio("Colour by", ["lang", "concept", "style"], horizontal=True, key="explore_color",
                  format_func={"lang": "script", "concept": "concept", "style": "style (font or hand)"}.get)
-pick = st.multiselect("Concepts to show and colour (empty: all; t-SNE maps a sample of them)", eng.lexicon.ids(), key="explore_concepts",
+pick = st.multiselect("Concepts to show and colour (empty: all; t-SNE maps a sample of them)", eng.lexicon.ids(),
+                      key="explore_concepts",
                       format_func=lambda c: " / ".join(eng.lexicon.get(c).word(lg) for lg in ("zh", "en", "es")))
 
 

@@ -5,8 +5,8 @@ Works from the store alone, so a model that fails to load can always be rolled b
 import streamlit as st
 
 from pages._common import get_engine, routed
-from xmr_core.store.registry import activate, active_model_dir, history, list_models, model_name, rollback
 from xmr_core.search.service import open_store
+from xmr_core.store.registry import activate, active_model_dir, history, list_models, model_name, rollback
 
 routed(__file__)
 st.title("Models")

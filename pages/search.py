@@ -5,13 +5,12 @@ from collections import Counter
 
 import streamlit as st
 
-from pages._common import (LANG_NAMES, current_user, demo_progress, drawing_image, engine_or_stop, md, routed,
-                           show_hits)
-from xmr_core.store import users
-from xmr_core.search.annotate import save_annotation
-from xmr_core.search.demo import EXAMPLES
+from pages._common import LANG_NAMES, current_user, demo_progress, drawing_image, engine_or_stop, md, routed, show_hits
 from xmr_core.data.export import manifest_zip, rows_csv
 from xmr_core.data.preprocess import open_image, to_preview
+from xmr_core.search.annotate import save_annotation
+from xmr_core.search.demo import EXAMPLES
+from xmr_core.store import users
 
 CANVAS_W, CANVAS_H = 640, 220
 # The canvas is drawn at CANVAS_W pixels and zoomed down to the column it is in (a narrow window, a
@@ -141,7 +140,8 @@ if "search_last" in st.session_state:
         st.markdown("Searching for " + " · ".join(f"**{md(w)}**" for lg in LANG_NAMES for w in info.terms.get(lg, [])[:1]))
         with st.expander("Edit the terms searched"):
             with st.form("search_terms_form"):
-                edited = {lg: st.text_input(LANG_NAMES[lg], ", ".join(info.terms.get(lg, [])), key=f"search_terms_{lg}_{abs(hash((info.text, str(info.terms))))}")
+                version = abs(hash((info.text, str(info.terms))))
+                edited = {lg: st.text_input(LANG_NAMES[lg], ", ".join(info.terms.get(lg, [])), key=f"search_terms_{lg}_{version}")
                           for lg in LANG_NAMES}
                 if st.form_submit_button("Search these terms", key="search_terms_btn"):
                     terms = {lg: [w.strip() for w in v.split(",") if w.strip()] for lg, v in edited.items()}

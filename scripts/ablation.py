@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xmr_core.model.checkpoint import load_model_dir  # noqa: E402
-from xmr_core.evaluate.retrieval import evaluate, render_eval_set  # noqa: E402
 from xmr_core.data.lexicon import Lexicon, load_lexicon  # noqa: E402
+from xmr_core.evaluate.retrieval import evaluate, render_eval_set  # noqa: E402
+from xmr_core.model.checkpoint import load_model_dir  # noqa: E402
 from xmr_core.model.config import ModelConfig  # noqa: E402
 from xmr_core.train.trainer import TrainConfig, read_config, train  # noqa: E402
 
@@ -25,7 +25,6 @@ VARIANTS = [
     ("ITC only", {"itc": 1.0, "inv": 0.0, "one_to_k": 0.0}, {}),
     ("ITC + INV", {"itc": 1.0, "inv": 0.5, "one_to_k": 0.0}, {}),
     ("ITC + INV + 1-to-K", {"itc": 1.0, "inv": 0.5, "one_to_k": 1.0}, {}),
-    ("ITC + INV + 1-to-K + PCGrad", {"itc": 1.0, "inv": 0.5, "one_to_k": 1.0, "pcgrad": True}, {}),
     ("ITC + INV + 1-to-K, tiny Swin", {"itc": 1.0, "inv": 0.5, "one_to_k": 1.0}, {"backbone": "swin_tiny_xmr"}),
 ]
 

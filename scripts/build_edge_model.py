@@ -11,13 +11,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xmr_core.evaluate.card import model_card  # noqa: E402
-from xmr_core.model.checkpoint import load_model_dir, model_config, save_model_dir  # noqa: E402
-from xmr_core.cli import format_eval  # noqa: E402
-from xmr_core.evaluate.retrieval import evaluate, render_eval_set, torch_embedder  # noqa: E402
-from xmr_core.model.fastpath import FILES, OnnxVisual, build_fast_paths, choose  # noqa: E402
 from xmr_core.data.lexicon import LANGS  # noqa: E402
 from xmr_core.data.paths import ASSETS  # noqa: E402
+from xmr_core.evaluate.card import model_card  # noqa: E402
+from xmr_core.evaluate.retrieval import (  # noqa: E402
+    evaluate,
+    format_eval,  # noqa: E402
+    render_eval_set,
+    torch_embedder,
+)
+from xmr_core.model.checkpoint import load_model_dir, model_config, save_model_dir  # noqa: E402
+from xmr_core.model.fastpath import FILES, OnnxVisual, build_fast_paths, choose  # noqa: E402
 
 
 def main() -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from dataclasses import asdict
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,18 +23,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from xmr_core.model.checkpoint import load_model_dir, save_model_dir  # noqa: E402
-from xmr_core.cli import format_eval  # noqa: E402
-from xmr_core.evaluate.retrieval import evaluate_signals, render_eval_set  # noqa: E402
-from xmr_core.model.fastpath import OnnxVisual  # noqa: E402
 from xmr_core.data.lexicon import LANGS  # noqa: E402
-from xmr_core.model.reading import (READING_PREPROCESS, ReadingConfig, ReadingModel, _ink_columns,  # noqa: E402
-                                    reader_record)
-from xmr_core.model.reading_head import (HEAD_FILE, Example, HeadConfig, ReadingHead, fit_head,  # noqa: E402
-                                         head_symbols, load_head_config)
 from xmr_core.data.paths import ASSETS, cache_dir  # noqa: E402
 from xmr_core.data.preprocess import preprocess  # noqa: E402
 from xmr_core.data.render import MissingGlyph, SyntheticWords  # noqa: E402
+from xmr_core.evaluate.retrieval import (  # noqa: E402
+    evaluate_signals,
+    format_eval,  # noqa: E402
+    render_eval_set,
+)
+from xmr_core.model.checkpoint import load_model_dir, save_model_dir  # noqa: E402
+from xmr_core.model.fastpath import OnnxVisual  # noqa: E402
+from xmr_core.model.reading import READING_PREPROCESS, ReadingConfig, ReadingModel, _ink_columns, reader_record  # noqa: E402
+from xmr_core.model.reading_head import (  # noqa: E402
+    HEAD_FILE,
+    Example,
+    HeadConfig,
+    ReadingHead,
+    fit_head,
+    head_symbols,
+    load_head_config,
+)
 
 CARD = """# XMR model: reader
 
@@ -48,7 +57,8 @@ The visual tower stands on a frozen pretrained reader; {trained}.
   skipped. The reading embedding is the concepts' anchors (mean of their zh, en, es text anchors) weighted by a
   softmax of the best word's log-likelihood at temperature {temperature}.
 {head}- Second signal: the bundled `edge` model's visual encoder (MobileNetV3-Small, 1.9M parameters, trained on
-  font renders; its ONNX FP32 graph, `visual.onnx`) on the same ink; the image embedding is {rw:.2f} x reading + {visual_weight:.2f} x that encoder's,
+  font renders; its ONNX FP32 graph, `visual.onnx`) on the same ink; the image embedding is {rw:.2f} x reading +
+  {visual_weight:.2f} x that encoder's,
   normalised; it is run only when the reading is unsure (its best concept's posterior at temperature 1 below
   {visual_below}), a surer image's embedding being its reading's. Text tower: the `edge` model's (USE-m3 with its
   trained top and projection).
@@ -64,7 +74,8 @@ The visual tower stands on a frozen pretrained reader; {trained}.
 HEAD_LINE = """- Reading head (`reading_head.safetensors`, the one part trained for this model): a change of the
   reader's CTC layer on the rows of the lexicon's symbols and the blank, trained with the CTC loss on {renders}
   renders of the `train` fonts ({per_word} per word and language, {n_seeds} seeds, Latin words in lower, Title and
-  UPPER case; rendering them and caching the reader's features took {features_seconds} s), {steps} steps at lr {lr}, L2 {l2} towards the
+  UPPER case; rendering them and caching the reader's features took {features_seconds} s), {steps} steps at lr {lr},
+  L2 {l2} towards the
   reader's own layer, {train_seconds} s on one CPU thread (`configs/reading_head.json`).
 """
 

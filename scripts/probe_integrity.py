@@ -23,10 +23,10 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import bomb_png  # noqa: E402
 
-from xmr_core.store.doctor import check  # noqa: E402
 from xmr_core.search.engine import Engine  # noqa: E402
-from xmr_core.store.index import load_index  # noqa: E402
 from xmr_core.store.database import Store  # noqa: E402
+from xmr_core.store.doctor import check  # noqa: E402
+from xmr_core.store.index import load_index  # noqa: E402
 
 WRITER = textwrap.dedent("""
     import sys

@@ -3,9 +3,9 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import SMALL
 from PIL import Image
 
-from helpers import SMALL
 from xmr_core.cli import main
 
 

@@ -10,20 +10,20 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from helpers import SMALL, bomb_png, png, word_png
 from PIL import Image, ImageDraw
 
-from xmr_core.model.checkpoint import save_model_dir
 from xmr_core.cli import main
-from xmr_core.store.doctor import check
+from xmr_core.data.lexicon import Concept, Lexicon
+from xmr_core.data.paths import PROJECT_ROOT
+from xmr_core.model.checkpoint import save_model_dir
+from xmr_core.model.dual import DualEncoder
 from xmr_core.search.engine import Engine
 from xmr_core.search.jobs import run_job, start_job
-from xmr_core.data.lexicon import Concept, Lexicon
-from xmr_core.model.dual import DualEncoder
-from xmr_core.data.paths import PROJECT_ROOT
+from xmr_core.store.database import Store, StoreDamaged
+from xmr_core.store.doctor import check
+from xmr_core.store.items import ids_checksum
 from xmr_core.store.registry import discard_model, new_model_dir
-from xmr_core.store.database import Store, StoreDamaged, ids_checksum
-
-from helpers import SMALL, bomb_png, png, word_png
 
 
 @pytest.fixture(scope="module")

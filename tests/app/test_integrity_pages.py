@@ -8,16 +8,15 @@ import types
 
 import numpy as np
 import pytest
-
-from xmr_core.model.checkpoint import save_model_dir
-from xmr_core.data.lexicon import Lexicon
-from xmr_core.model.dual import DualEncoder
-from xmr_core.data.paths import PROJECT_ROOT
-from xmr_core.store.registry import DEFAULT_MODEL, activate, active_model_dir
-from xmr_core.data.render import SyntheticWords
-from xmr_core.store.database import Store
-
 from helpers import SMALL, png
+
+from xmr_core.data.lexicon import Lexicon
+from xmr_core.data.paths import PROJECT_ROOT
+from xmr_core.data.render import SyntheticWords
+from xmr_core.model.checkpoint import save_model_dir
+from xmr_core.model.dual import DualEncoder
+from xmr_core.store.database import Store
+from xmr_core.store.registry import DEFAULT_MODEL, activate, active_model_dir
 
 
 class Canvas:

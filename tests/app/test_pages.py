@@ -7,13 +7,12 @@ import types
 import numpy as np
 import pytest
 import torch
-
-from xmr_core.model.checkpoint import save_model_dir
-from xmr_core.data.lexicon import Lexicon
-from xmr_core.model.dual import DualEncoder
-from xmr_core.data.paths import PROJECT_ROOT
-
 from helpers import SMALL
+
+from xmr_core.data.lexicon import Lexicon
+from xmr_core.data.paths import PROJECT_ROOT
+from xmr_core.model.checkpoint import save_model_dir
+from xmr_core.model.dual import DualEncoder
 
 
 @pytest.fixture()
@@ -21,8 +20,8 @@ def app_env(lexicon, tmp_path, monkeypatch, fonts_ready):
     """A data folder with a small model as the bundled default, and a fake canvas returning a drawing."""
     torch.manual_seed(0)
     model_dir = save_model_dir(DualEncoder(SMALL).eval(), Lexicon(lexicon.concepts[:40]), tmp_path / "model")
-    import xmr_core.store.registry as registry
     import xmr_core.search.service as service
+    import xmr_core.store.registry as registry
 
     monkeypatch.setattr(registry, "DEFAULT_MODEL", model_dir)
     monkeypatch.setattr(service, "DEFAULT_MODEL", model_dir)
@@ -114,8 +113,8 @@ def test_a_typed_word_shows_the_terms_searched_and_they_can_be_edited(app_env, t
     which, and searching the edited terms searches those."""
     from dataclasses import asdict
 
-    import xmr_core.store.registry as registry
     import xmr_core.search.service as service
+    import xmr_core.store.registry as registry
     from xmr_core.model.checkpoint import load_model_dir
     from xmr_core.model.reading import ReadingConfig, reader_record
 

@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
-import re
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from drawing import rasterise, word_strokes
 from PIL import Image
 
 from xmr_core.data.lexicon import load_lexicon
 from xmr_core.data.paths import PROJECT_ROOT
 from xmr_core.data.render import SyntheticWords
-
-from drawing import rasterise, word_strokes
 
 SHOTS = Path(os.environ.get("XMR_SCREENSHOTS", PROJECT_ROOT / "docs" / "screenshots"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -123,7 +122,8 @@ def settle(page) -> None:
 
 
 def assert_no_exception(page):
-    assert page.locator("[data-testid='stException']").count() == 0, page.locator("[data-testid='stException']").first.inner_text()
+    errors = page.locator("[data-testid='stException']")
+    assert errors.count() == 0, errors.first.inner_text()
 
 
 def shot(page, name: str) -> None:
@@ -657,8 +657,8 @@ def test_other_pages_render(page, server, path, title, ready, name):
 def test_job_panel_and_models_show_what_the_store_holds(page, server):
     """Issue 26: an error in the job panel vanished within a second, a discarded job kept Promote and
     Discard, and a second Roll back switched back again."""
-    from xmr_core.store.registry import READING_MODEL
     from xmr_core.store.database import Store
+    from xmr_core.store.registry import READING_MODEL
 
     url, data = server
     store = Store(data)

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from xmr_core.data.configs import check_fields, strict_from_dict
+
 ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
 
 try:  # HEIC/HEIF photos (phones) open like any other format
@@ -38,14 +40,15 @@ class PreprocessConfig:
     pad: int = 4  # blank border kept around the ink
 
     def __post_init__(self) -> None:
+        check_fields(self, "preprocess")
         if self.height < 16 or self.width < 16 or not 0 <= self.pad < min(self.height, self.width) // 4:
             raise ValueError(f"bad preprocess size {self.height}x{self.width} pad {self.pad}")
 
     @classmethod
-    def from_dict(cls, d: dict | "PreprocessConfig" | None) -> "PreprocessConfig":
+    def from_dict(cls, d: dict | PreprocessConfig | None) -> PreprocessConfig:
         if d is None or isinstance(d, cls):
             return d or cls()
-        return cls(**d)
+        return strict_from_dict(cls, d, "preprocess")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -217,3 +220,25 @@ def word_ink(src: ImageInput) -> np.ndarray:
 def to_preview(x: np.ndarray) -> Image.Image:
     """The model's view of an image as a picture (dark ink on white), for 'what the model sees'."""
     return Image.fromarray(((1 - np.clip(x[0], 0, 1)) * 255).astype(np.uint8), "L")
+
+
+def storable(data: bytes | Image.Image, max_side: int = WORK_SIDE) -> Image.Image:
+    """An input image opened for storage: EXIF orientation applied, size capped, 8-bit modes."""
+    img = open_image(data, max_side)
+    if img.mode.startswith(("I", "F")):  # 16-bit and float scans: scale to 8 bits, not clip
+        img = Image.fromarray((to_gray(img) * 255).astype(np.uint8), "L")
+    elif img.mode not in ("L", "LA", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in img.mode or img.mode == "P" else "RGB")
+    return img
+
+
+def encode_png(img: Image.Image) -> bytes:
+    """PNG bytes of an image as stored."""
+    buf = io.BytesIO()
+    img.save(buf, "PNG")  # default settings: the sha256 of a stored image must not change
+    return buf.getvalue()
+
+
+def png_bytes(data: bytes | Image.Image, max_side: int = WORK_SIDE) -> bytes:
+    """Normalise an input image to PNG bytes for storage (at most `max_side` pixels on its longer side)."""
+    return encode_png(storable(data, max_side))

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from xmr_core.data.lexicon import LANGS, Lexicon
-from xmr_core.model.dual import DualEncoder
 from xmr_core.data.preprocess import PreprocessConfig, preprocess
 from xmr_core.data.render import MissingGlyph, SyntheticWords
+from xmr_core.model.dual import DualEncoder
 
 
 def make_probe(lexicon: Lexicon, pre: PreprocessConfig, n_concepts: int = 300, split: str = "val", seed: int = 123):

@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from xmr_core.data.lexicon import LANGS, Lexicon
-from xmr_core.evaluate.metrics import bucket_order, group_accuracy, length_bucket, map_at_k, rank_metrics, ranks_of_gold, rd_ratio
-from xmr_core.model.dual import DualEncoder
 from xmr_core.data.paths import ASSETS
 from xmr_core.data.preprocess import PreprocessConfig, preprocess
 from xmr_core.data.render import MissingGlyph, SyntheticWords
+from xmr_core.evaluate.metrics import (
+    bucket_order,
+    group_accuracy,
+    length_bucket,
+    map_at_k,
+    rank_metrics,
+    ranks_of_gold,
+    rd_ratio,
+)
+from xmr_core.model.dual import DualEncoder
 
 
 @dataclass
@@ -227,3 +235,33 @@ def translation_top1(embed_text: Callable[[list[str]], np.ndarray], lexicon: Lex
         top = (embed_text([p[a] for p in pairs]) @ embed_text(cand).T).argmax(1)
         out[f"{src}->{dst}"] = 100 * float(np.mean([cand[j] == p[b] for j, p in zip(top, pairs)]))
     return out
+
+
+def format_eval(res: dict) -> str:
+    from xmr_core.data.lexicon import LANGS
+
+    lines = [f"{res['n_images']} images, {res['n_concepts']} concepts, {res['n_candidates']} candidates per language "
+             f"({res['source']})",
+             "image->text Acc@1 (rows: query script, columns: target script)", "       " + "".join(f"{t:>8s}" for t in LANGS)]
+    for q in LANGS:
+        lines.append(f"  {q:4s} " + "".join(f"{100 * res['image_to_text'][f'{q}->{t}']['acc@1']:8.2f}" for t in LANGS))
+    lines.append(f"within-language Acc@1 {100 * res['within_acc@1']:.2f}   cross-lingual Acc@1 {100 * res['cross_acc@1']:.2f}")
+    mrr = sum(v["mrr"] for v in res["image_to_text"].values()) / 9
+    mp = sum(v["map@10"] for v in res["image_to_image"].values()) / 9
+    lines.append(f"mean MRR {mrr:.4f}   image->image mAP@10 {mp:.4f}   R/D " +
+                 " ".join(f"{k}={v:.3f}" for k, v in res["rd_ratio"].items()))
+    if res.get("within_by_length"):
+        lines.append("within-language Acc@1 by word length: " + "  ".join(
+            f"{k} {100 * v['acc@1']:.1f} (n={v['n']})" for k, v in res["within_by_length"].items()))
+    if res.get("within_by_style"):
+        from xmr_core.evaluate.card import weakest_styles
+
+        lines.append("weakest styles: " + "  ".join(f"{k} {100 * v['acc@1']:.1f} (n={v['n']})"
+                                                     for k, v in weakest_styles(res, 5)))
+    for name, sig in res.get("signals", {}).items():
+        lines.append(f"signal alone: {name:8s} within {100 * sig['within_acc@1']:.2f}   cross {100 * sig['cross_acc@1']:.2f}"
+                     f"   image->image mAP@10 {sig['map@10']:.4f}")
+    if "sure_share" in res:
+        lines.append(f"embedded by the reading alone (sure): {100 * res['sure_share']:.1f}% of the images")
+    lines.append(f"latency p50 {res['latency_ms_p50']:.2f} ms (preprocess + embed, one thread)")
+    return "\n".join(lines)

@@ -124,14 +124,10 @@ def load_head(path: Path | str):
     return ReadingHead.load(Path(path) / HEAD_FILE) if (Path(path) / HEAD_FILE).exists() else None
 
 
-def save_checkpoint(path: Path, model: DualEncoder, optimizer: torch.optim.Optimizer, state: dict,
-                    extra: dict[str, torch.nn.Module] | None = None) -> None:
-    """Resumable training state: weights (and training-only `extra` modules, such as auxiliary heads)
-    and optimizer moments as safetensors, the rest as JSON."""
+def save_checkpoint(path: Path, model: DualEncoder, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Resumable training state: weights and optimizer moments as safetensors, the rest as JSON."""
     path.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v for k, v in model_state(model).items()}
-    for name, module in (extra or {}).items():
-        tensors.update({f"extra.{name}.{k}": v for k, v in module.state_dict().items()})
     opt = optimizer.state_dict()
     for pid, st in opt["state"].items():
         for k, v in st.items():
@@ -140,16 +136,12 @@ def save_checkpoint(path: Path, model: DualEncoder, optimizer: torch.optim.Optim
     _atomic_write_text(path / "checkpoint.json", json.dumps({**state, "param_groups": opt["param_groups"]}))
 
 
-def load_checkpoint(path: Path, model: DualEncoder, optimizer: torch.optim.Optimizer,
-                    extra: dict[str, torch.nn.Module] | None = None) -> dict | None:
+def load_checkpoint(path: Path, model: DualEncoder, optimizer: torch.optim.Optimizer) -> dict | None:
     if not (path / "checkpoint.json").exists():
         return None
     state = json.loads((path / "checkpoint.json").read_text())
     tensors = load_file(str(path / "checkpoint.safetensors"))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
-    for name, module in (extra or {}).items():
-        prefix = f"extra.{name}."
-        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     opt_state: dict[int, dict] = {}
     for k, v in tensors.items():
         if k.startswith("opt."):

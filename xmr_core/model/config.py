@@ -1,32 +1,28 @@
-"""Model configuration: small dataclasses that round-trip through JSON."""
+"""Model configuration: small dataclasses that round-trip through JSON, built strictly (data/configs.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field
 
+from xmr_core.data.configs import check_fields, drop_retired, strict_from_dict
 from xmr_core.data.preprocess import PreprocessConfig
-
-
-def strict_from_dict(cls, d: dict, what: str):
-    """A config dataclass from a dict; ValueError naming any unknown key and the valid ones."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = set(d) - set(names)
-    if unknown:
-        raise ValueError(f"unknown {what} config keys {sorted(unknown)}: expected {names}")
-    return cls(**d)
 
 SCHEMA_VERSION = 1
 TEXT_BACKENDS = ("use-m3", "hf")
+# vision options removed after a flat A/B (or never used), with the value that meant off (docs/training.md)
+RETIRED_VISION = {"keep_width": False, "pool": "avg"}
 
 
 @dataclass
 class VisionConfig:
     backbone: str = "mobilenetv3_small_100"  # any timm model name
-    pool: str = "avg"  # 'avg' or 'gem'
     dropout: float = 0.1  # before the projection
     columns: int = 0  # channels per feature-map column in an order-keeping branch (0: off)
-    keep_width: bool = False  # the last downsampling halves height only: a final map twice as wide
+
+    def __post_init__(self) -> None:
+        check_fields(self, "vision")
+        if not 0 <= self.dropout < 1 or self.columns < 0:
+            raise ValueError(f"vision config {self}: dropout in [0, 1), columns >= 0")
 
 
 @dataclass
@@ -36,6 +32,7 @@ class TextConfig:
     trainable_top: bool = True  # train USE's DAN top (the base stays frozen)
 
     def __post_init__(self) -> None:
+        check_fields(self, "text")
         if self.backend not in TEXT_BACKENDS:
             raise ValueError(f"text backend {self.backend!r}: expected one of {TEXT_BACKENDS}")
 
@@ -48,18 +45,35 @@ class ModelConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     init_logit_scale: float = 2.659  # log(1/0.07), as CLIP
 
+    def __post_init__(self) -> None:
+        if isinstance(self.embed_dim, bool) or not isinstance(self.embed_dim, int) or self.embed_dim < 2:
+            raise ValueError(f"model config embed_dim={self.embed_dim!r}: expected an int >= 2")
+
     @classmethod
-    def from_dict(cls, d: dict | "ModelConfig") -> "ModelConfig":
+    def from_dict(cls, d: dict | ModelConfig) -> ModelConfig:
         if isinstance(d, cls):
             return d
-        d = dict(d)
+        d = dict(strict_from_dict(_Keys, d, "model").__dict__)  # unknown top-level keys raise
+        vision, text = d["vision"] or {}, d["text"] or {}
         return cls(
-            embed_dim=d.get("embed_dim", 256),
-            vision=VisionConfig(**d.get("vision", {})),
-            text=TextConfig(**d.get("text", {})),
-            preprocess=PreprocessConfig.from_dict(d.get("preprocess")),
-            init_logit_scale=d.get("init_logit_scale", 2.659),
+            embed_dim=d["embed_dim"],
+            vision=vision if isinstance(vision, VisionConfig)
+            else strict_from_dict(VisionConfig, drop_retired(vision, RETIRED_VISION, "vision"), "vision"),
+            text=text if isinstance(text, TextConfig) else strict_from_dict(TextConfig, text, "text"),
+            preprocess=PreprocessConfig.from_dict(d["preprocess"]),
+            init_logit_scale=d["init_logit_scale"],
         )
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class _Keys:
+    """The keys a model config may have (each section checked by its own dataclass)."""
+
+    embed_dim: int = 256
+    vision: dict | None = None
+    text: dict | None = None
+    preprocess: dict | None = None
+    init_logit_scale: float = 2.659

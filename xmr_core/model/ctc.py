@@ -163,7 +163,7 @@ class WordTable:
     length: np.ndarray  # (n,) their lengths
 
     @classmethod
-    def build(cls, lexicon, symbol_index: dict[str, int]) -> "WordTable":
+    def build(cls, lexicon, symbol_index: dict[str, int]) -> WordTable:
         from xmr_core.data.lexicon import LANGS
 
         words, concept, lang = [], [], []

@@ -15,9 +15,8 @@ class DualEncoder(nn.Module):
         super().__init__()
         self.cfg = ModelConfig.from_dict(cfg or {})
         c = self.cfg
-        self.visual = TimmVisualEncoder(c.vision.backbone, c.embed_dim, c.vision.pool,
-                                        (c.preprocess.height, c.preprocess.width), c.vision.dropout,
-                                        c.vision.columns, c.vision.keep_width)
+        self.visual = TimmVisualEncoder(c.vision.backbone, c.embed_dim, (c.preprocess.height, c.preprocess.width),
+                                        c.vision.dropout, c.vision.columns)
         if c.text.backend == "use-m3":
             self.text = UseTextTower(c.embed_dim, c.text.trainable_top)
         else:

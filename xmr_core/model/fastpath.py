@@ -39,8 +39,13 @@ def export_onnx(model: DualEncoder, path: Path | str) -> Path:
 
 def quantize_int8(fp32_path: Path | str, out_path: Path | str, calibration: np.ndarray) -> Path:
     """Static INT8 quantisation (QDQ, per-channel weights) calibrated on preprocessed inputs."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
@@ -114,18 +119,3 @@ def load_fast_path(model_dir: Path | str, threads: int = 1) -> tuple[str, OnnxVi
     if use not in FILES or not (model_dir / FILES[use]).exists():
         return None
     return use, OnnxVisual(model_dir / FILES[use], threads)
-
-
-def add_onnx_fp32(model: DualEncoder, model_dir: Path | str, x: np.ndarray) -> dict:
-    """Export the FP32 graph beside a model (a fine-tuned one) and say whether the engine should run it:
-    the `fast_path` entry of metrics.json (same vectors as torch, and faster on one thread)."""
-    from xmr_core.evaluate.retrieval import measure_latency, torch_embedder
-
-    enc = OnnxVisual(export_onnx(model, Path(model_dir) / ONNX_FILE))
-    ref = torch_embedder(model)
-    cos = float((ref(x) * enc(x)).sum(1).min())
-    images, pre = list(x[:, 0]), model.cfg.preprocess
-    ms = {"torch": measure_latency(ref, images, pre),
-          "onnx-fp32": measure_latency(enc, images, pre)}
-    use = "onnx-fp32" if cos > 0.9999 and ms["onnx-fp32"] < ms["torch"] else None
-    return {"use": use, "onnx-fp32": {"min_cosine": cos}, "latency_ms_p50": ms}

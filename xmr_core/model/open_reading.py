@@ -64,7 +64,7 @@ class WordListReader:
         self.upper, self.lower = (np.array(x, np.int64) for x in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
 
     @classmethod
-    def from_table(cls, index: dict[str, int]) -> "WordListReader":
+    def from_table(cls, index: dict[str, int]) -> WordListReader:
         """The translation table's word lists (dictionary.py; RuntimeError when it is not built)."""
         from xmr_core.data.dictionary import open_table, ranked_words
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from xmr_core.data.configs import check_fields, strict_from_dict
 from xmr_core.data.lexicon import LANGS, Lexicon
 from xmr_core.data.preprocess import PreprocessConfig, crop_to_ink, fit
-from xmr_core.model.config import strict_from_dict
 from xmr_core.model.ctc import WordTable
 from xmr_core.model.dual import DualEncoder
 from xmr_core.model.reader import HEIGHT, MAX_WIDTH, PAD, READER_PACKAGE, READER_SHA256, STRIDE, Reader
@@ -41,13 +41,14 @@ class ReadingConfig:
     visual_below: float = 1.0
 
     def __post_init__(self) -> None:
+        check_fields(self, "reading")
         if (not self.temperature > 0 or not 0 < self.floor < 1 or not 0 <= self.visual_weight <= 1
                 or not 0 < self.visual_below <= 1):
             raise ValueError(f"reading config {self}: temperature > 0, floor in (0, 1), visual_weight in [0, 1], "
                              "visual_below in (0, 1]")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ReadingConfig":
+    def from_dict(cls, d: dict) -> ReadingConfig:
         return strict_from_dict(cls, d, "reading")
 
 
@@ -74,7 +75,7 @@ class ReadingModel:
         self.reader = reader or Reader(threads=threads)
         self.set_lexicon(lexicon)
 
-    def eval(self) -> "ReadingModel":
+    def eval(self) -> ReadingModel:
         return self
 
     @torch.no_grad()

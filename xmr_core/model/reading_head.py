@@ -11,15 +11,15 @@ cached once, the trunk never run again), pulled towards zero by an L2 term (`Hea
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xmr_core.model.config import strict_from_dict
+from xmr_core.data.configs import check_fields, strict_from_dict
 
 HEAD_FILE = "reading_head.safetensors"
 
@@ -33,11 +33,12 @@ class HeadConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_fields(self, "head")
         if self.steps < 1 or self.batch < 1 or not self.lr > 0 or not self.l2 >= 0:
             raise ValueError(f"head config {self}: steps and batch >= 1, lr > 0, l2 >= 0")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HeadConfig":
+    def from_dict(cls, d: dict) -> HeadConfig:
         return strict_from_dict(cls, d, "head")
 
 
@@ -68,7 +69,7 @@ class ReadingHead:
     db: np.ndarray  # (K,)
 
     @classmethod
-    def zero(cls, symbols: np.ndarray, features: int = 120) -> "ReadingHead":
+    def zero(cls, symbols: np.ndarray, features: int = 120) -> ReadingHead:
         symbols = np.unique(np.asarray(symbols, np.int64))
         return cls(symbols, np.zeros((len(symbols), features), np.float32), np.zeros(len(symbols), np.float32))
 
@@ -86,7 +87,7 @@ class ReadingHead:
         save_file({"symbols": self.symbols, "dw": self.dw, "db": self.db}, str(path))
 
     @classmethod
-    def load(cls, path: Path | str) -> "ReadingHead":
+    def load(cls, path: Path | str) -> ReadingHead:
         from safetensors.numpy import load_file
 
         t = load_file(str(path))

@@ -197,7 +197,7 @@ class UseTextTower(nn.Module):
         self._top_cache.clear()
         return super()._apply(fn, *args, **kwargs)
 
-    def train(self, mode: bool = True) -> "UseTextTower":
+    def train(self, mode: bool = True) -> UseTextTower:
         self._top_cache.clear()  # the top may change while training
         return super().train(mode)
 

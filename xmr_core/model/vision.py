@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 # Named small configurations of timm architectures (name -> timm model, keyword arguments).
 PRESETS = {
     # a tiny Swin, as the second design document's option: 1.3M parameters at 48x192
@@ -34,19 +33,14 @@ class ColumnHead(nn.Module):
 
 
 class TimmVisualEncoder(nn.Module):
-    """trunk (timm features) + pooling + projection, like open_clip's TimmModel.
+    """trunk (timm features) + average pooling + projection, like open_clip's TimmModel.
 
-    The backbone is a timm model name; `pool` is 'avg' or 'gem'; `columns` > 0 adds a `ColumnHead` of
-    that many channels per column (CNN backbones); `keep_width` makes the trunk's last stride-2
-    convolution stride in height only, so the final map is twice as wide (same weights, same receptive
-    fields)."""
+    The backbone is a timm model name; `columns` > 0 adds a `ColumnHead` of that many channels per
+    column (CNN backbones)."""
 
-    def __init__(self, backbone: str = "mobilenetv3_small_100", embed_dim: int = 256, pool: str = "avg",
-                 img_size: tuple[int, int] = (64, 256), dropout: float = 0.0, columns: int = 0,
-                 keep_width: bool = False) -> None:
+    def __init__(self, backbone: str = "mobilenetv3_small_100", embed_dim: int = 256,
+                 img_size: tuple[int, int] = (64, 256), dropout: float = 0.0, columns: int = 0) -> None:
         super().__init__()
-        if pool not in ("avg", "gem"):
-            raise ValueError(f"pool {pool!r}: expected 'avg' or 'gem'")
         name, kwargs = PRESETS.get(backbone, (backbone, {}))
         if name.startswith(("swin", "vit")):
             kwargs = {**kwargs, "img_size": img_size}
@@ -55,32 +49,10 @@ class TimmVisualEncoder(nn.Module):
                                            global_pool="", **kwargs)
         except RuntimeError as exc:  # timm's unknown-model error
             raise ValueError(f"unknown timm backbone {backbone!r}: {exc}") from exc
-        if keep_width:
-            convs = [m for m in self.trunk.modules() if isinstance(m, nn.Conv2d)]
-            strided = [i for i, m in enumerate(convs) if tuple(m.stride) == (2, 2)]
-            if not strided:
-                raise ValueError(f"keep_width: backbone {backbone!r} has no stride-2 convolution")
-            # stride in height only from the last downsampling on, and dilate every later convolution
-            # in width (DeepLab's atrous trick): each output keeps the receptive field it had, so a
-            # trained trunk computes the same features, sampled twice as densely across the word
-            last = strided[-1]
-            convs[last].stride = (2, 1)
-            for m in convs[last + 1:]:
-                if m.kernel_size[1] > 1:
-                    m.dilation = (m.dilation[0], 2 * m.dilation[1])
-                    m.padding = (m.padding[0], 2 * m.padding[1])
         with torch.no_grad():
-            try:
-                feat = self.trunk(torch.zeros(1, 1, *img_size))
-            except RuntimeError as exc:
-                if not keep_width:
-                    raise
-                raise ValueError(f"keep_width: backbone {backbone!r} downsamples in more than one branch "
-                                 f"(a residual shortcut); use a MobileNet") from exc
+            feat = self.trunk(torch.zeros(1, 1, *img_size))
         self.channels_last_out = feat.ndim == 4 and feat.shape[-1] != feat.shape[1] and name.startswith("swin")
         ch = feat.shape[-1] if self.channels_last_out else feat.shape[1]
-        self.pool = pool
-        self.gem_p = nn.Parameter(torch.tensor(3.0)) if pool == "gem" else None
         self.drop = nn.Dropout(dropout)
         self.proj = nn.Linear(ch, embed_dim)
         self.columns = None
@@ -91,21 +63,11 @@ class TimmVisualEncoder(nn.Module):
                                       columns, embed_dim, dropout)
 
     def forward(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        return self.embed(x, normalize)[1]
-
-    def embed(self, x: torch.Tensor, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """(trunk features pooled to one vector per image, embedding); training's auxiliary heads read
-        the first."""
         f = self.trunk(x)
         if f.ndim == 4 and self.channels_last_out:
             f = f.permute(0, 3, 1, 2)
-        if f.ndim == 3:  # tokens (B, N, C)
-            pooled = f.mean(1)
-        elif self.pool == "gem":
-            pooled = f.clamp(min=1e-6).pow(self.gem_p).mean((2, 3)).pow(1.0 / self.gem_p)
-        else:
-            pooled = f.mean((2, 3))
+        pooled = f.mean(1) if f.ndim == 3 else f.mean((2, 3))  # tokens (B, N, C) or a feature map
         z = self.proj(self.drop(pooled))
         if self.columns is not None:
             z = z + self.columns(f)
-        return pooled, F.normalize(z, dim=-1) if normalize else z
+        return F.normalize(z, dim=-1) if normalize else z

@@ -6,10 +6,10 @@ import re
 
 import numpy as np
 
-from xmr_core.search.engine import Engine, _png_bytes
 from xmr_core.data.export import manifest_zip
 from xmr_core.data.lexicon import LANGS, Concept, validate_concept
-from xmr_core.data.preprocess import ImageInput, preprocess
+from xmr_core.data.preprocess import ImageInput, png_bytes, preprocess
+from xmr_core.search.engine import Engine
 
 
 def suggest(engine: Engine, image: ImageInput, top: int = 5) -> list[tuple[str, str, float]]:
@@ -34,7 +34,7 @@ def save_annotation(engine: Engine, image: ImageInput, concept_id: str, lang: st
         raise ValueError(f"unknown concept {concept_id!r}: pick one from the lexicon or create it")
     if lang not in LANGS:
         raise ValueError(f"language must be one of {LANGS}")
-    raw = _png_bytes(image)
+    raw = png_bytes(image)
     preprocess(raw, engine.pre)  # refuses blank or unreadable samples before anything is stored
     sha, rel = engine.store.put_image(raw, ".png")
     return engine.store.annotate(sha, str(rel), concept_id, lang, author)

@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 
-from xmr_core.search.engine import Engine, Progress
 from xmr_core.data.lexicon import LANGS, Concept, Lexicon
 from xmr_core.data.render import MissingGlyph, SyntheticWords
+from xmr_core.search.engine import Engine, Progress
 
 DEMO = "demo"
 

@@ -11,11 +11,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xmr_core.data.configs import check_fields, strict_from_dict
+
 
 @dataclass(frozen=True)
 class FusionConfig:
     beta: float = 1.0  # weight of the image's own embedding
     tau: float = 0.1  # attention temperature over the anchors
+
+    def __post_init__(self) -> None:
+        check_fields(self, "fusion")
+        if self.beta < 0 or self.tau <= 0:
+            raise ValueError(f"fusion config {self}: beta >= 0, tau > 0")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FusionConfig:
+        return strict_from_dict(cls, d, "fusion")
 
 
 def fuse(v: np.ndarray, anchors: np.ndarray, cfg: FusionConfig) -> np.ndarray:

@@ -11,8 +11,8 @@ import time
 import traceback
 from pathlib import Path
 
-from xmr_core.store.registry import active_model_dir, discard_model, in_use, model_name, new_model_dir, promote
 from xmr_core.store.database import Store
+from xmr_core.store.registry import active_model_dir, discard_model, in_use, model_name, new_model_dir, promote
 
 log = logging.getLogger(__name__)
 KINDS = ("finetune", "reindex", "demo")

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from xmr_core.model.reader import reader_path
 from xmr_core.data.preprocess import ImageInput, ink_map, open_image
+from xmr_core.model.reader import reader_path
 
 DETECTOR_FILE = "PP-OCRv6_det_small.onnx"
 DETECTOR_SHA256 = "090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f"  # rapidocr 3.10.0

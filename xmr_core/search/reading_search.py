@@ -3,8 +3,9 @@
 The store keeps each item's compact reading (model/ctc.py); `reading_candidates` (store.py, FTS5) picks
 the items whose greedy reading shares trigrams or characters with a term, and `reading_scores` re-scores
 them exactly: the CTC log-likelihood of each term under the item's compact posteriors (any letter case and
-accent: a letter's cases and accented forms count as one symbol), the best term of the item's script counting. `fuse` adds that, mapped to
-[0, 1], to the semantic cosine with a weight measured on the open-vocabulary benchmark.
+accent: a letter's cases and accented forms count as one symbol), the best term of the item's script counting.
+`fuse` adds that, mapped to [0, 1], to the semantic cosine with a weight measured on the open-vocabulary
+benchmark.
 """
 
 from __future__ import annotations

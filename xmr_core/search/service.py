@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xmr_core.search.engine import Engine, Progress
 from xmr_core.data.paths import data_dir
-from xmr_core.store.registry import DEFAULT_MODEL
+from xmr_core.search.engine import Engine, Progress
 from xmr_core.store.database import Store
+from xmr_core.store.registry import DEFAULT_MODEL
 
 
 def model_available(model_dir: Path | str | None = None) -> bool:

@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xmr_core.store.database import Store, StoreDamaged, restore_backup
 from xmr_core.store.index import load_index
-from xmr_core.store.database import Store, StoreDamaged, ids_checksum, restore_backup
+from xmr_core.store.items import ids_checksum
 
 
 @dataclass

@@ -30,7 +30,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from xmr_core.store.database import ids_checksum
+from xmr_core.data.configs import check_fields, strict_from_dict
+from xmr_core.store.items import ids_checksum
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,15 @@ class IndexConfig:
     train_per_cell: int = 40  # k-means sample: this many vectors per cell
     nprobe: int = 64  # cells visited per query (recall/latency trade-off)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, "index")
+        if self.exact_limit < 1 or self.cells_per_sqrt <= 0 or self.train_per_cell < 1 or self.nprobe < 1:
+            raise ValueError(f"index config {self}: exact_limit, train_per_cell and nprobe >= 1, cells_per_sqrt > 0")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> IndexConfig:
+        return strict_from_dict(cls, d, "index")
 
 
 def checked_batch(ids, vectors, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,7 +80,7 @@ class VectorIndex:
         self._selectors: dict[int, tuple[np.ndarray, faiss.IDSelector]] = {}
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int, cfg: IndexConfig | None = None) -> "VectorIndex":
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int, cfg: IndexConfig | None = None) -> VectorIndex:
         cfg = cfg or IndexConfig()
         if len(ids) <= cfg.exact_limit:
             idx = cls(dim, cfg)
@@ -184,7 +194,7 @@ def load_index(path: Path | str, expect: dict) -> tuple[VectorIndex, dict]:
         raise ValueError("no saved index")
     try:
         rec = json.loads(meta.read_text())
-        cfg = IndexConfig(**rec["config"])
+        cfg = IndexConfig.from_dict(rec["config"])
         digest, dim = rec["sha256"], int(rec["dim"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"index record is damaged or was written by another version: {exc}") from exc

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from xmr_core.store.index import checked_batch
-from xmr_core.store.database import ids_checksum
+from xmr_core.store.items import ids_checksum
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 # FLAT is exact; IVF_FLAT as index.py's FAISS IVF (about 4 sqrt(n) cells at 100,000, 64 visited). Milvus Lite
@@ -163,7 +163,7 @@ class MilvusIndex:
 
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, dim: int, uri: str, name: str,
-              fields: list[dict] | None = None, index_type: str = "FLAT") -> "MilvusIndex":
+              fields: list[dict] | None = None, index_type: str = "FLAT") -> MilvusIndex:
         """A fresh collection holding exactly these vectors (any old one of that name dropped)."""
         client = connect(str(uri))
         if client.has_collection(name):

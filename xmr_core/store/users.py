@@ -14,14 +14,16 @@ import time
 
 import numpy as np
 
+from xmr_core.data.preprocess import png_bytes
 from xmr_core.store.database import Store
+from xmr_core.store.items import NAME_CHARS
 
 ANONYMOUS = "anonymous"
 # an image query that looks this much (cosine of the visual encoders' embeddings) like an earlier one of the
 # same user gets that query's marks when it has none of its own (benchmarks/feedback.py, simulated user)
 SIMILAR_QUERY = 0.8
 ROLES = ("user", "reviewer")
-_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. @")
+_NAME_OK = NAME_CHARS | {"@"}  # a collection name's characters, and @ (an e-mail address)
 
 
 def check_name(name: str) -> str:
@@ -185,16 +187,6 @@ def standing_marks(store: Store, user: str, key: str, look=None) -> dict[int, bo
     return marks
 
 
-def _png(image) -> bytes:
-    import io
-
-    from xmr_core.data.preprocess import open_image
-
-    buf = io.BytesIO()
-    open_image(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def search_as(engine, user: str, query: dict, feedback: dict[int, bool] | None = None, record: bool = True,
               **options):
     """`engine.search` by `user` for `query` ({"text": ...} with optional "terms", or {"image": ...}):
@@ -213,7 +205,7 @@ def search_as(engine, user: str, query: dict, feedback: dict[int, bool] | None =
     if record:
         saved = dict(query)
         if "image" in saved:  # kept in the store (content-addressed: a search run again adds no file)
-            saved["image"] = str(engine.store.put_image(_png(saved["image"]))[1])
+            saved["image"] = str(engine.store.put_image(png_bytes(saved["image"]))[1])
         results = [{"item_id": h.item_id, "score": round(float(h.score), 4), "lang": h.lang,
                     "concept_id": h.concept_id, "en": (h.words or {}).get("en", "")} for h in hits[:50]]
         search_id = record_search(engine.store, user, info.kind,

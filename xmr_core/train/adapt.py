@@ -14,21 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
 
+from xmr_core.data.configs import check_fields, strict_from_dict
 from xmr_core.data.lexicon import LANGS, Lexicon
-from xmr_core.model.config import strict_from_dict
-from xmr_core.model.ctc import LATIN_CASES, WordTable, ctc_log_likelihood
-from xmr_core.model.reading import READING_PREPROCESS, ReadingModel, _ink_columns
-from xmr_core.model.reading_head import Example, HeadConfig, ReadingHead, fit_head, head_symbols
 from xmr_core.data.paths import cache_dir
 from xmr_core.data.preprocess import preprocess
 from xmr_core.data.render import MissingGlyph, SyntheticWords
 from xmr_core.data.render.augment import change_stroke, elastic, slant
+from xmr_core.model.ctc import LATIN_CASES, WordTable, ctc_log_likelihood
+from xmr_core.model.reading import READING_PREPROCESS, ReadingModel, _ink_columns
+from xmr_core.model.reading_head import Example, HeadConfig, ReadingHead, fit_head, head_symbols
 
 Progress = Callable[[float, str], None]
 
@@ -45,13 +45,14 @@ class AdaptConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_fields(self, "adapt")
         if (self.steps < 1 or self.batch < 2 or not self.lr > 0 or not self.l2 >= 0 or not 0 <= self.replay < 1
                 or self.copies < 0 or self.replay_renders < 0):
             raise ValueError(f"adapt config {self}: steps >= 1, batch >= 2, lr > 0, l2 >= 0, replay in [0, 1), "
                              "copies and replay_renders >= 0")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AdaptConfig":
+    def from_dict(cls, d: dict) -> AdaptConfig:
         return strict_from_dict(cls, d, "adapt")
 
 

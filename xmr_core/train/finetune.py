@@ -12,22 +12,23 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from xmr_core.train.adapt import AdaptConfig, adapt_head
-from xmr_core.model.checkpoint import load_engine_model, load_model_dir, save_model_dir
-from xmr_core.evaluate.retrieval import evaluate, load_manifest_set, render_eval_set
-from xmr_core.model.fastpath import ONNX_FILE, add_onnx_fp32
+from xmr_core.data.configs import check_fields, strict_from_dict
 from xmr_core.data.lexicon import Concept, Lexicon
-from xmr_core.model.config import strict_from_dict
+from xmr_core.data.preprocess import preprocess
+from xmr_core.evaluate.retrieval import evaluate, load_manifest_set, measure_latency, render_eval_set, torch_embedder
+from xmr_core.model.checkpoint import load_engine_model, load_model_dir, save_model_dir
+from xmr_core.model.dual import DualEncoder
+from xmr_core.model.fastpath import ONNX_FILE, OnnxVisual, export_onnx
 from xmr_core.model.reading import READING_PREPROCESS
 from xmr_core.model.reading_head import HEAD_FILE
-from xmr_core.data.preprocess import preprocess
 from xmr_core.store.database import Store
+from xmr_core.train.adapt import AdaptConfig, adapt_head
 from xmr_core.train.trainer import TrainConfig, train
 
 
@@ -44,13 +45,14 @@ class FinetuneConfig:
     threads: int = 2
 
     def __post_init__(self) -> None:
+        check_fields(self, "fine-tune")
         if self.steps < 1 or (self.lr is not None and not self.lr > 0) or not 0 <= self.replay < 1 \
                 or not 0 <= self.holdout < 1 or self.val_concepts < 0 or self.threads < 1:
             raise ValueError(f"fine-tune config {self}: steps >= 1, lr > 0, replay and holdout in [0, 1), "
                              "val_concepts >= 0, threads >= 1")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FinetuneConfig":
+    def from_dict(cls, d: dict) -> FinetuneConfig:
         return strict_from_dict(cls, d, "fine-tune")
 
 
@@ -205,3 +207,16 @@ def _tune_encoder(base, base_cfg: dict, base_dir, lexicon: Lexicon, train_csv: P
 
 def _summary(res: dict) -> dict:
     return {"within_acc@1": res["within_acc@1"], "cross_acc@1": res["cross_acc@1"], "n_images": res["n_images"]}
+
+
+def add_onnx_fp32(model: DualEncoder, model_dir: Path | str, x: np.ndarray) -> dict:
+    """Export the FP32 graph beside a model (a fine-tuned one) and say whether the engine should run it:
+    the `fast_path` entry of metrics.json (same vectors as torch, and faster on one thread)."""
+    enc = OnnxVisual(export_onnx(model, Path(model_dir) / ONNX_FILE))
+    ref = torch_embedder(model)
+    cos = float((ref(x) * enc(x)).sum(1).min())
+    images, pre = list(x[:, 0]), model.cfg.preprocess
+    ms = {"torch": measure_latency(ref, images, pre),
+          "onnx-fp32": measure_latency(enc, images, pre)}
+    use = "onnx-fp32" if cos > 0.9999 and ms["onnx-fp32"] < ms["torch"] else None
+    return {"use": use, "onnx-fp32": {"min_cosine": cos}, "latency_ms_p50": ms}

@@ -1,4 +1,4 @@
-"""Losses of the dual encoder: ITC, INV, 1-to-K, and PCGrad for combining them.
+"""Losses of the dual encoder: ITC, INV, 1-to-K, and the drift term that holds a trained text top near USE's.
 
 Each loss is a pure function of embeddings (tests call these directly) wrapped by a module that holds
 only hyperparameters; `XMRLoss.forward` takes the model's output dict, so training calls `loss(**out)`.
@@ -56,20 +56,6 @@ def anchor_drift_loss(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (((out - ref) ** 2).sum(-1) / (ref ** 2).sum(-1).clamp(min=1e-12)).mean()
 
 
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Knowledge distillation (Hinton et al. 2015): KL(p_teacher || p_student) of the softmax of each row of
-    logits over the same candidates, averaged over rows; 0 when the two agree."""
-    p = F.softmax(teacher, dim=-1)
-    return _soft_ce(student, p) - _soft_ce(teacher, p)
-
-
-def phoc_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Spelling attributes (phoc.py): binary cross-entropy summed over attributes, per image, divided by
-    the mean number of attributes an image has, so the value does not grow with the attribute count."""
-    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1).mean()
-    return bce / targets.sum(1).mean().clamp(min=1.0)
-
-
 class XMRLoss(nn.Module):
     """L = w_itc * L_ITC + w_inv * L_INV + w_1k * L_1toK (weights from the training config); `margin`
     is the 1-to-K loss's additive margin."""
@@ -93,28 +79,3 @@ class XMRLoss(nn.Module):
                                             self.margin)
         out["total"] = sum(self.w[k] * v for k, v in out.items())
         return out
-
-
-def pcgrad(grads: list[list[torch.Tensor | None]]) -> list[torch.Tensor | None]:
-    """PCGrad (Yu et al. 2020): for each task gradient, remove its component along any other task's
-    gradient it conflicts with (negative dot product), then sum. `grads[t][p]` is task t's gradient
-    of parameter p. Deterministic: tasks are projected in their given order."""
-    sizes = [max((g.numel() if g is not None else 0) for g in col) for col in zip(*grads)]
-    device = next(g.device for gs in grads for g in gs if g is not None)
-    flat = [torch.cat([(g.reshape(-1) if g is not None else torch.zeros(n, device=device)) for g, n in zip(gs, sizes)]) for gs in grads]
-    projected = []
-    for i, gi in enumerate(flat):
-        g = gi.clone()
-        for j, gj in enumerate(flat):
-            if i == j:
-                continue
-            dot = g @ gj
-            if dot < 0:
-                g = g - dot / (gj @ gj).clamp(min=1e-12) * gj
-        projected.append(g)
-    total = torch.stack(projected).sum(0)
-    out, k = [], 0
-    for col, n in zip(zip(*grads), sizes):
-        out.append(total[k:k + n].reshape(next(g for g in col if g is not None).shape) if n and any(g is not None for g in col) else None)
-        k += n
-    return out

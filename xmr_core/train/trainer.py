@@ -10,22 +10,22 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from xmr_core.model.checkpoint import load_checkpoint, load_model_dir, save_checkpoint, save_model_dir
+from xmr_core.data.configs import check_fields, drop_retired, strict_from_dict
 from xmr_core.data.lexicon import LANGS, Lexicon, load_lexicon
-from xmr_core.train.losses import XMRLoss, anchor_drift_loss, distill_loss, pcgrad, phoc_loss
+from xmr_core.data.preprocess import PreprocessConfig, preprocess
+from xmr_core.data.render import MissingGlyph, SyntheticWords
+from xmr_core.model.checkpoint import load_checkpoint, load_model_dir, save_checkpoint, save_model_dir
 from xmr_core.model.config import ModelConfig
 from xmr_core.model.dual import DualEncoder
-from xmr_core.train.phoc import lexicon_phoc
-from xmr_core.data.preprocess import PreprocessConfig, fit, preprocess, word_ink
-from xmr_core.data.render import MissingGlyph, SyntheticWords
+from xmr_core.train.losses import XMRLoss, anchor_drift_loss
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +42,15 @@ class TrainConfig:
     inv: float = 0.5
     one_to_k: float = 1.0
     margin: float = 0.0  # additive margin of the 1-to-K loss (cosine units); 0 = plain softmax
-    phoc: float = 0.0  # auxiliary spelling-attribute loss on the trunk (phoc.py); 0 = off
-    pcgrad: bool = False  # gradient surgery between the losses
     # a trained DAN top held near USE's on words outside the lexicon (anchor_drift_loss); 0 = off
     top_distill: float = 0.0
     distill_words: int = 20000  # pool of USE vocabulary words it is measured on
     distill_batch: int = 512  # of them per step
-    # model directories whose averaged image->word cosines the student learns to match (distill_loss); [] = off
-    teachers: list = field(default_factory=list)
-    teacher: float = 0.0  # weight of that loss
-    teacher_scale: float = 20.0  # logit scale of both sides' cosines in it
     kinds: dict = field(default_factory=lambda: {"font": 0.7, "pen": 0.2, "canvas": 0.1})
     strength: float = 1.0  # distortion strength of the renderer
     cursive: float = 0.0  # share of pen and canvas renders written joined-up (running hand)
     abbreviate: float = 0.0  # most Chinese strokes such a running hand leaves out (a share per render)
     cases: dict = field(default_factory=lambda: {"lower": 1.0})  # letter case of Latin words, e.g. title/upper too
-    rescale: float = 0.0  # share of synthetic inputs refit at a random pad and width stretch (see refit)
     # sampling weight per source (font file or stroke set, named as `xmr eval` names styles); others 1
     source_weights: dict = field(default_factory=dict)
     seed: int = 0
@@ -72,11 +65,26 @@ class TrainConfig:
     replay: float = 0.5  # stage 2: share of each batch that stays synthetic (so old styles are kept)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "langs" in known:
-            known["langs"] = tuple(known["langs"])
-        return cls(**known)
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """A training config from JSON; ValueError for an unknown key or a bad value. Options removed
+        after a flat A/B (RETIRED) are accepted at their off value, so older configs and models still load."""
+        d = drop_retired(dict(d), RETIRED, "training")
+        if isinstance(d.get("langs"), list):
+            d["langs"] = tuple(d["langs"])
+        return strict_from_dict(cls, d, "training")
+
+    def __post_init__(self) -> None:
+        check_fields(self, "training")
+        if not set(self.langs) <= set(LANGS) or not self.langs:
+            raise ValueError(f"training langs {self.langs}: expected a non-empty subset of {LANGS}")
+        if not 0 <= self.replay <= 1:
+            raise ValueError(f"training replay {self.replay}: expected a value in [0, 1]")
+        if self.device != "auto" and self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"training device {self.device!r}: expected 'auto', 'cpu' or 'cuda'")
+
+
+# removed after a flat A/B, with the value that meant off (None: any value; docs/training.md, "Removed options")
+RETIRED = {"phoc": 0.0, "pcgrad": False, "teachers": [], "teacher": 0.0, "teacher_scale": None, "rescale": 0.0}
 
 
 def hard_source_weights(by_style: dict[str, dict], floor: float = 0.5) -> dict[str, float]:
@@ -150,21 +158,6 @@ def jitter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.warpAffine(x[0], m, (w, h), flags=cv2.INTER_LINEAR)[None]
 
 
-def refit(image, pre: PreprocessConfig, rng: np.random.Generator, stretch: float = 1.25) -> np.ndarray:
-    """`preprocess` with the ink stretched in width by a random factor in [1/stretch, stretch] and fit at
-    a random pad in [1, 2 x pad] (at most what PreprocessConfig allows the box): the word at other sizes and proportions in the input box than the one
-    `preprocess` gives every image of it. (One A/B from the bundled model, half the inputs refit: no gain;
-    docs/diagnosis.md, "Two views of one image".)"""
-    import cv2
-
-    ink = word_ink(image)
-    f = math.exp(rng.uniform(-math.log(stretch), math.log(stretch)))
-    h, w = ink.shape
-    ink = cv2.resize(ink, (max(1, int(round(w * f))), h), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-    pad = int(rng.integers(1, min(2 * max(pre.pad, 1), min(pre.height, pre.width) // 4 - 1) + 1))
-    return fit(ink, PreprocessConfig(pre.height, pre.width, pad))[None]
-
-
 def make_batch(ds: SyntheticWords, cfg: TrainConfig, pre: PreprocessConfig, step: int, labelled=None):
     rng = np.random.default_rng([cfg.seed, step])
     n = len(ds.lexicon)
@@ -184,7 +177,7 @@ def make_batch(ds: SyntheticWords, cfg: TrainConfig, pre: PreprocessConfig, step
         for li, lang in enumerate(cfg.langs):
             try:
                 image = ds.sample(cid, lang, rng).image
-                x = refit(image, pre, rng) if cfg.rescale and rng.random() < cfg.rescale else preprocess(image, pre)
+                x = preprocess(image, pre)
             except (MissingGlyph, ValueError):
                 continue
             xs.append(x)
@@ -198,17 +191,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def phoc_head(in_features: int, targets: torch.Tensor) -> torch.nn.Linear:
-    """Linear attribute head; its bias starts at each attribute's log-odds over the lexicon, so the
-    auxiliary loss starts small and does not swamp the main losses' gradients."""
-    head = torch.nn.Linear(in_features, targets.shape[1])
-    with torch.no_grad():
-        p = targets.float().mean(0).clamp(1e-4, 1 - 1e-4)
-        head.weight.mul_(0.1)
-        head.bias.copy_(torch.log(p / (1 - p)))
-    return head
 
 
 def drift_reference(model: DualEncoder, lexicon: Lexicon, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,34 +208,6 @@ def drift_reference(model: DualEncoder, lexicon: Lexicon, cfg: TrainConfig) -> t
     with torch.no_grad():
         pooled = torch.cat([model.text.features(words[i:i + 2048]) for i in range(0, len(words), 2048)])
         return pooled, UseTop(model.text.base).to(pooled.device)(pooled)
-
-
-class Teachers:
-    """Frozen models (same lexicon) whose image->word cosines, averaged, are a distillation target: an
-    ensemble of models trained at other input sizes scores better than any one of them, and distilling it
-    aims at its answers for one model's query cost (not reached in the one A/B so far: docs/diagnosis.md,
-    "Two input sizes together"). A teacher that reads another input size gets the student's ink maps resized
-    to its own."""
-
-    def __init__(self, dirs: list, lexicon: Lexicon, words: list[str], device: torch.device) -> None:
-        self.models, self.texts = [], []
-        for d in dirs:
-            model, _, _ = load_model_dir(d, lexicon)
-            model.to(device).eval().requires_grad_(False)
-            with torch.no_grad():
-                self.texts.append(model.encode_text(words))
-            self.models.append(model)
-
-    @torch.no_grad()
-    def cosines(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 1, H, W) ink maps -> (N, words) mean cosine over the teachers."""
-        total = 0
-        for model, text in zip(self.models, self.texts):
-            p = model.cfg.preprocess
-            x = images if images.shape[-2:] == (p.height, p.width) else torch.nn.functional.interpolate(
-                images, size=(p.height, p.width), mode="bilinear", align_corners=False)
-            total = total + model.encode_image(x) @ text.T
-        return total / len(self.models)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -302,19 +256,6 @@ def start_weights(model: DualEncoder, lexicon: Lexicon, init: Path | str | None)
         model.text.init_head_whitened(lexicon.words("zh") + lexicon.words("en") + lexicon.words("es"))
 
 
-def backward(losses: dict[str, torch.Tensor], pcgrad_weights: dict[str, float] | None, params: list) -> None:
-    """Gradients of the weighted total into `params`; with `pcgrad_weights`, of each weighted loss
-    separately, combined by PCGrad."""
-    if pcgrad_weights is None:
-        losses["total"].backward()
-        return
-    parts = [k for k in losses if k != "total"]
-    grads = [torch.autograd.grad(pcgrad_weights[k] * losses[k], params, retain_graph=True, allow_unused=True)
-             for k in parts]
-    for p, g in zip(params, pcgrad([list(g) for g in grads])):
-        p.grad = g
-
-
 def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Lexicon | None = None,
           progress: Callable[[dict], None] | None = None, probe: Callable[[DualEncoder], dict] | None = None,
           init: Path | str | None = None) -> Path:
@@ -322,8 +263,6 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
 
     `init` starts a new run (step 0, fresh schedule) from a model directory's weights (same
     architecture), as fine-tuning does; an existing checkpoint in `out` always takes precedence."""
-    if cfg.teacher and not cfg.teachers:
-        raise ValueError("teacher > 0 needs teacher model directories in \"teachers\"")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lexicon = lexicon or load_lexicon()
@@ -334,16 +273,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model = DualEncoder(model_cfg).to(device)
-    extra: dict[str, torch.nn.Module] = {}
-    if cfg.phoc:
-        targets = torch.from_numpy(lexicon_phoc(lexicon, cfg.langs)).to(device)
-        extra["phoc"] = phoc_head(model.visual.proj.in_features, targets).to(device)
-    params = [p for p in model.parameters() if p.requires_grad] + [p for m in extra.values() for p in m.parameters()]
+    params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     other = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": other, "weight_decay": 0.0}], lr=cfg.lr)
-    state = load_checkpoint(out / "checkpoint", model, opt, extra)
+    state = load_checkpoint(out / "checkpoint", model, opt)
     if state is None:
         state = {"step": 0, "history": [], "seconds": 0.0}
         start_weights(model, lexicon, init)
@@ -352,7 +287,6 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
     loss_fn = XMRLoss(cfg.itc, cfg.inv, cfg.one_to_k, cfg.margin)
     words = [c.word(lang) for c in lexicon for lang in cfg.langs]
     word_concept = torch.arange(len(lexicon), device=device).repeat_interleave(len(cfg.langs))
-    teachers = Teachers(cfg.teachers, lexicon, words, device) if cfg.teacher else None
     loader = DataLoader(BatchStream(lexicon, cfg, model_cfg.preprocess, state["step"]), batch_size=None,
                         num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
                         persistent_workers=False, pin_memory=device.type == "cuda")
@@ -369,27 +303,19 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
         images, concepts, langs = (t.to(device, non_blocking=True) for t in (images, concepts, langs))
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        pooled, img = model.visual.embed(images)
+        img = model.visual(images)
         all_text = model.encode_text(words)
         idx = concepts * len(cfg.langs) + langs
         losses = loss_fn(img, all_text[idx], model.logit_scale.exp().clamp(max=100), concepts,
                          all_text, word_concept)
-        if cfg.phoc:
-            losses["phoc"] = phoc_loss(extra["phoc"](pooled), targets[idx])
-            losses["total"] = losses["total"] + cfg.phoc * losses["phoc"]
         if drift is not None:
             n = len(drift[0])
             pick = torch.from_numpy(np.random.default_rng([cfg.seed, step, 1]).choice(n, min(cfg.distill_batch, n),
                                                                                       replace=False)).to(device)
             losses["drift"] = anchor_drift_loss(model.text.top(drift[0][pick]), drift[1][pick])
             losses["total"] = losses["total"] + cfg.top_distill * losses["drift"]
-        if teachers is not None:
-            losses["teacher"] = distill_loss(cfg.teacher_scale * img @ all_text.T,
-                                             cfg.teacher_scale * teachers.cosines(images))
-            losses["total"] = losses["total"] + cfg.teacher * losses["teacher"]
         opt.zero_grad(set_to_none=True)
-        backward(losses, {**loss_fn.w, "phoc": cfg.phoc, "drift": cfg.top_distill, "teacher": cfg.teacher}
-                 if cfg.pcgrad else None, params)
+        losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         step += 1
@@ -410,7 +336,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path | str, lexicon: Le
             state["seconds"] += time.time() - t_last
             t_last = time.time()
             state["step"] = step
-            save_checkpoint(out / "checkpoint", model, opt, state, extra)
+            save_checkpoint(out / "checkpoint", model, opt, state)
     model.eval().cpu()
     save_model_dir(model, lexicon, out / "model", extra={"train": asdict(cfg), "train_step": step,
                                                          "train_seconds": state["seconds"]})

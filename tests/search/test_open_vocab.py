@@ -1,0 +1,180 @@
+"""Open vocabulary through the engine: items keep their readings (store schema 2), FTS5 candidate
+generation against a brute-force scan, a typed word outside the lexicon found in all three scripts with
+the terms shown, and a new unlabelled word's script from its reading."""
+
+import numpy as np
+import pytest
+from helpers import png
+
+from xmr_core.data.lexicon import LANGS, Concept, Lexicon
+from xmr_core.data.render import SyntheticWords
+from xmr_core.model.ctc import expand
+from xmr_core.search.engine import Engine
+from xmr_core.search.ranking import NO_MATCH_BELOW
+from xmr_core.store.database import Store
+from xmr_core.store.readings import RARE_CHARACTERS, RARE_TRIGRAMS
+from xmr_core.store.registry import READING_MODEL
+
+WORDS = [("雨伞", "umbrella", "paraguas"), ("蜡烛", "candle", "vela"), ("钥匙", "key", "llave"), ("锚", "anchor", "ancla")]
+
+
+def test_fts_candidates_match_a_brute_force_scan(tmp_path):
+    """Every item sharing one of a Latin term's rarest trigrams or a Chinese term's rarest characters, or
+    whose reading is a short term, is returned."""
+    store = Store(tmp_path / "s")
+    store.create_collection("c")
+    rng = np.random.default_rng(0)
+    letters, han = list("abcdeklmnorstu"), list("雨伞蜡烛钥匙锚风筝")
+    texts = ["".join(rng.choice(letters if i % 3 else han, rng.integers(2, 8))) for i in range(300)]
+    texts += ["ok", "ok okra", "rok"]  # a short term finds a reading that is it (and only such)
+    ids = store.add_items("c", [{"sha256": f"{i:064x}", "path": f"p{i}"} for i in range(len(texts))], "m",
+                          np.zeros((len(texts), 4), np.float32), [(t, b"\0\0\0") for t in texts])
+    for terms in (["kite"], ["ancla", "雨伞"], ["锚"], ["ok"], ["Candle", "key"], ["constellation", "mountain"],
+                  ["风筝雨伞锚"]):
+        got = set(store.reading_candidates("m", terms, limit=10_000))
+        want = set()
+        for term in (x.lower() for x in terms):
+            latin = "".join(ch for ch in term if not "\u3400" <= ch <= "\u9fff")
+            # a Latin term's RARE_TRIGRAMS rarest trigrams among those the readings hold (ties: in order)
+            tri = sorted({latin[j:j + 3] for j in range(len(latin) - 2)})
+            docs = {x: sum(x in t for t in texts) for x in tri}
+            rare = sorted((x for x in tri if docs[x]), key=docs.__getitem__)[:RARE_TRIGRAMS]
+            chars = sorted({ch for ch in term if "\u3400" <= ch <= "\u9fff"})  # and its rarest characters
+            cdocs = {ch: sum(ch in t for t in texts) for ch in chars}
+            rare_chars = sorted((ch for ch in chars if cdocs[ch]), key=cdocs.__getitem__)[:RARE_CHARACTERS]
+            for i, t in zip(ids, texts):
+                if any(ch in t for ch in rare_chars):
+                    want.add(i)
+                if any(x in t for x in rare):
+                    want.add(i)
+                if 0 < len(latin) < 3 and (t == latin or t.startswith(latin + " ")):  # a short term: the reading itself
+                    want.add(i)
+        assert got == want, terms
+    okra = ids[texts.index("ok okra")]  # a reading that is the term (one of its words) comes first
+    assert store.reading_candidates("m", ["okra"], limit=1) == [okra]
+    store.remove_items(ids[:10])  # removed items leave the full-text index too
+    assert not set(store.reading_candidates("m", texts[:10], limit=10_000)) & set(ids[:10])
+
+
+@pytest.fixture(scope="module")
+def engine_with_new_words(tmp_path_factory, dictionaries_ready, fonts_ready):
+    lex = Lexicon([Concept(f"x{i}", *w, "test") for i, w in enumerate(WORDS)])
+    ds = SyntheticWords(lex, "val", kinds={"font": 1.0}, seed=3)
+    eng = Engine(tmp_path_factory.mktemp("ov"), model_dir=READING_MODEL)
+    samples = [ds.sample(c.concept_id, lg, np.random.default_rng([3, n, j]))
+               for n, c in enumerate(lex.concepts) for j, lg in enumerate(LANGS)]
+    ids = eng.add("archive", [(f"{s.concept_id}-{s.lang}", png(s.image)) for s in samples]).added
+    return eng, dict(zip(ids, samples))
+
+
+def test_items_keep_their_readings(engine_with_new_words):
+    eng, items = engine_with_new_words
+    stored = eng.store.readings(eng.model_id, list(items))
+    assert set(stored) == set(items)
+    for _i, (text, blob) in stored.items():
+        ids, probs = expand(blob)
+        assert ids.shape[1] == 6 and np.all(np.diff(probs, axis=1) <= 1e-3) and isinstance(text, str)
+    assert not eng.store.items_missing_reading(eng.model_id)
+
+
+def test_a_typed_word_outside_the_lexicon_finds_all_three_scripts(engine_with_new_words):
+    eng, items = engine_with_new_words
+    assert "umbrella" not in {c.en for c in eng.lexicon.concepts}
+    hits, info = eng.search(text="umbrella", k=12)
+    assert "雨伞" in info.terms["zh"] and "paraguas" in info.terms["es"] and info.terms["en"][0] == "umbrella"
+    first = {}
+    for h in hits:
+        s = items[h.item_id]
+        first.setdefault(s.lang, s.concept_id)
+    assert first == {"zh": "x0", "en": "x0", "es": "x0"}, first
+    # the user edits the terms: only what they keep is searched
+    hits, info = eng.search(text="umbrella", terms={"es": ["vela"]}, k=3)
+    assert info.terms == {"es": ["vela"]} and items[hits[0].item_id].concept_id == "x1"
+
+
+def test_an_image_of_a_word_outside_the_lexicon_finds_it_in_all_three_scripts(engine_with_new_words):
+    """Another hand's "candle" is read against the word lists, translated, and found in each script; the
+    items outside the lexicon were stored with their listed words."""
+    eng, items = engine_with_new_words
+    lex = Lexicon([Concept(f"x{i}", *w, "test") for i, w in enumerate(WORDS)])
+    query = SyntheticWords(lex, "val", kinds={"font": 1.0}, seed=11).sample("x1", "en", np.random.default_rng(11))
+    hits, info = eng.search(image=png(query.image), k=12)
+    assert info.text == "candle" and "蜡烛" in info.terms["zh"] and "vela" in info.terms["es"], (info.text, info.terms)
+    first = {}
+    for h in hits:
+        first.setdefault(items[h.item_id].lang, items[h.item_id].concept_id)
+    assert first == {"zh": "x1", "en": "x1", "es": "x1"}, first
+    texts = {items[i].text: t for i, (t, _) in eng.store.readings(eng.model_id, list(items)).items()}
+    assert sum(w.lower() in texts[w].lower().split() for w in texts) >= len(texts) - 2, texts
+
+
+def test_recognize_says_what_a_word_outside_the_lexicon_reads_as(engine_with_new_words, tmp_path, capsys):
+    from xmr_core.cli import main
+
+    eng, _ = engine_with_new_words
+    lex = Lexicon([Concept(f"x{i}", *w, "test") for i, w in enumerate(WORDS)])
+    img = SyntheticWords(lex, "val", kinds={"font": 1.0}, seed=12).sample("x1", "es", np.random.default_rng(12)).image
+    (tmp_path / "vela.png").write_bytes(png(img))
+    word, terms = eng.read_word(png(img))
+    assert (word.word, word.lang) == ("vela", "es") and "candle" in terms["en"], (word, terms)
+    assert main(["recognize", str(tmp_path / "vela.png"), "--data", str(eng.store.root), "--model", str(READING_MODEL)]) == 0
+    out = capsys.readouterr().out
+    assert "read as 'vela' (es; not a lexicon word)" in out and "candle" in out and "nearest lexicon words" in out
+
+
+def test_a_new_unlabelled_word_gets_its_script_from_its_reading(engine_with_new_words):
+    eng, items = engine_with_new_words
+    got = eng.store.get_items(list(items))
+    right = sum(got[i].lang == s.lang for i, s in items.items())
+    assert all(got[i].lang == "zh" for i, s in items.items() if s.lang == "zh")
+    assert right >= len(items) - 2, [(s.text, got[i].lang) for i, s in items.items()]
+
+
+def test_no_match_is_said_and_the_nearest_are_still_shown(engine_with_new_words, capsys):
+    """A word with no image in the collection is flagged weak (engine, CLI) and still gets its nearest items;
+    a word that is there is not."""
+    from xmr_core.cli import main
+
+    eng, _ = engine_with_new_words
+    hits, info = eng.search(text="lighthouse", k=3)
+    assert info.weak and len(hits) == 3
+    hits, info = eng.search(text="umbrella", k=3)
+    assert not info.weak and hits[0].score >= NO_MATCH_BELOW
+    assert main(["search", "archive", "--text", "lighthouse", "-k", "2", "--data", str(eng.store.root),
+                 "--model", str(READING_MODEL)]) == 0
+    out = capsys.readouterr().out
+    assert "nothing in the collection matches well" in out and "searching for 灯塔" in out
+
+
+def test_reading_scores_compare_each_item_with_its_scripts_terms():
+    """Each item's score is its best term of its own script (Latin: English and Spanish; unknown: all)
+    under its compact reading, mapped from [LL_FLOOR, 0] to [0, 1]; checked against one item at a time."""
+    from xmr_core.model.ctc import compact, compact_log_likelihood
+    from xmr_core.search.reading_search import LL_FLOOR, reading_scores
+
+    symbols = ["<blank>", *"acdelnvé", "蜡", "烛"]
+    index = {s: i for i, s in enumerate(symbols)}
+
+    def reading(word: str, sure: float) -> bytes:
+        p = np.full((2 * len(word) + 1, len(symbols)), 1e-4)
+        p[::2, 0] = 1.0
+        for n, ch in enumerate(word):
+            p[2 * n + 1, index[ch]] = sure
+            p[2 * n + 1, 0] = 1 - sure
+        return compact(p / p.sum(1, keepdims=True))
+
+    readings = {1: ("vela", reading("vela", 0.9)), 2: ("蜡烛", reading("蜡烛", 0.6)),
+                3: ("candle", reading("candle", 0.8)), 4: ("vela", reading("vela", 0.5))}
+    langs = {1: "es", 2: "zh", 3: "en", 4: None}
+    terms = {"zh": ["蜡烛"], "en": ["candle"], "es": ["vela"]}
+    got = reading_scores(readings, terms, langs, index, len(symbols))
+    lab = {w: [[index[ch] for ch in w]] for w in ("vela", "蜡烛", "candle")}
+    by = lambda i, words: max(float(compact_log_likelihood(readings[i][1], lab[w], len(symbols))[0]) for w in words)  # noqa: E731
+    want = {1: by(1, ["candle", "vela"]), 2: by(2, ["蜡烛"]), 3: by(3, ["candle", "vela"]), 4: by(4, ["candle", "vela", "蜡烛"])}
+    for i, ll in want.items():
+        assert np.isclose(got[i], np.clip(1 - ll / LL_FLOOR, 0, 1)), (i, got[i], ll)
+    assert got[1] > got[4] > 0 and got[3] > 0.5
+    # accents and letter case count as one symbol: "Véla" scores as "vela" does
+    assert reading_scores(readings, {"es": ["Véla"]}, langs, index, len(symbols))[1] == got[1]
+    # an item compared with a script's terms only: a Chinese item scores 0 when only Latin terms are searched
+    assert reading_scores(readings, {"es": ["vela"]}, langs, index, len(symbols))[2] == 0.0

@@ -1,0 +1,128 @@
+"""The store's readings and their full-text index: candidate generation for search by words."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from xmr_core.data.lexicon import HAN
+from xmr_core.store.items import Item
+
+RARE_TRIGRAMS = 3  # trigrams of a Latin term searched in the readings: its rarest
+
+RARE_CHARACTERS = 2  # and characters of a Chinese term
+
+TOKEN_ROWS = 500  # rows of each such token counted (100,000 readings: 2,000 -> 500 took 10.2 -> 8.6 ms p50)
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally inside a GLOB pattern."""
+    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in text)
+
+
+class ReadingTables:
+    """Readings of items and the trigram / character index over them (a part of Store)."""
+
+    @staticmethod
+    def _put_readings(db: sqlite3.Connection, model_id: str, rows: list[tuple[int, tuple[str, bytes]]]) -> None:
+        for item_id, (text, blob) in rows:
+            # delete, then insert: the FTS tables follow by trigger (a REPLACE would skip the delete trigger)
+            db.execute("DELETE FROM readings WHERE item_id=? AND model_id=?", (int(item_id), model_id))
+            db.execute("INSERT INTO readings (item_id, model_id, text, han, compact) VALUES (?, ?, ?, ?, ?)",
+                       (int(item_id), model_id, text.lower(), " ".join(HAN.findall(text)), blob))
+
+    def set_readings(self, model_id: str, rows: list[tuple[int, tuple[str, bytes]]]) -> None:
+        """Store (item id, (greedy text, compact posteriors)) readings by a model."""
+        with self.tx() as db:
+            self._put_readings(db, model_id, rows)
+
+    def readings(self, model_id: str, ids: list[int]) -> dict[int, tuple[str, bytes]]:
+        rows = self._read_ids("SELECT item_id, text, compact FROM readings WHERE model_id=? AND item_id IN",
+                              [int(i) for i in ids], (model_id,))
+        return {int(r["item_id"]): (r["text"], bytes(r["compact"])) for r in rows}
+
+    def items_missing_reading(self, model_id: str) -> list[Item]:
+        rows = self.read("SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id=i.collection_id "
+                         "WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.item_id=i.id AND r.model_id=?) "
+                         "ORDER BY i.id", (model_id,))
+        return [self._item(r) for r in rows]
+
+    def reading_candidates(self, model_id: str, terms: list[str], limit: int = 500) -> list[int]:
+        """Items whose reading holds or shares the most with any of the terms, best first. Candidate
+        generation only: the caller re-scores them exactly.
+
+        First the readings that are a term (one of their words), then those that hold one (an FTS5 phrase:
+        a Latin term as a substring of the trigram index, a Chinese one as its characters in a row), then
+        those sharing the most of the
+        terms' rarest tokens: a Latin term's RARE_TRIGRAMS rarest trigrams, a Chinese term's
+        RARE_CHARACTERS rarest characters (FTS5's own counts; a frequent trigram such as "ing" matches a
+        tenth of all readings), each token's first TOKEN_ROWS rows counted, not ranked (ranking every
+        row that shares a token cost 150 ms at 1,000,000 readings; docs/open-vocabulary.md). A term under
+        three letters (which no trigram holds) finds the readings that are it, by an index."""
+        whole: list[tuple[str, str]] = []  # (table, phrase)
+        parts: list[tuple[str, set[str], int]] = []  # (table, a term's tokens, how many of its rarest)
+        short = set()
+        for t in terms:
+            t = t.lower().strip()
+            chars = HAN.findall(t)
+            if chars:
+                whole.append(("reading_han", " ".join(chars)))
+                parts.append(("reading_han", set(chars), RARE_CHARACTERS))
+            rest = HAN.sub("", t).strip()
+            if len(rest) >= 3:
+                whole.append(("reading_latin", rest))
+                parts.append(("reading_latin", {rest[i:i + 3] for i in range(len(rest) - 2)}, RARE_TRIGRAMS))
+            elif rest:
+                short.add(rest)
+        docs = {table: self._token_docs(table, set().union(*(x for tb, x, _ in parts if tb == table)))
+                for table in {tb for tb, _, _ in parts}}
+        tokens = list(dict.fromkeys((tb, x) for tb, toks, n in parts for x in
+                                    sorted((x for x in sorted(toks) if x in docs[tb]), key=docs[tb].__getitem__)[:n]))
+        holds: dict[int, str] = {}  # row -> the term it holds
+        for (_table, x), rowid in self._matches(list(dict.fromkeys(whole)), 4 * limit):
+            holds.setdefault(rowid, x.replace(" ", ""))
+        shared: dict[int, int] = {}
+        for _, rowid in self._matches(tokens, TOKEN_ROWS):
+            shared[rowid] = shared.get(rowid, 0) + 1
+        rows = list(holds) + [i for i, _ in sorted(shared.items(), key=lambda x: -x[1]) if i not in holds][: 2 * limit]
+        # by rowid: the "+" keeps the planner off readings_text, which would scan every reading of the model
+        got = {int(r["id"]): (int(r["item_id"]), r["text"]) for r in
+               self._read_ids("SELECT id, item_id, text FROM readings WHERE +model_id=? AND id IN", rows, (model_id,))}
+        # a reading that is the term (as one of its words) first, then one holding it, then the most shared
+        rank = lambda i: (0 if holds[i] in got[i][1].split() else 1) if i in holds else 2  # noqa: E731
+        order = sorted((i for i in rows if i in got), key=lambda i: (rank(i), -shared.get(i, 0)))
+        out = list(dict.fromkeys(got[i][0] for i in order))
+        for t in short:  # a reading that is the term, or starts with it as its greedy text (store.py's index)
+            for r in self.read("SELECT item_id FROM readings WHERE model_id=? AND text=? UNION SELECT item_id FROM "
+                               "readings WHERE model_id=? AND text GLOB ? LIMIT ?",  # two index searches (an OR: a scan)
+                               (model_id, t, model_id, _glob_escape(t) + " *", limit)):
+                if int(r["item_id"]) not in out:
+                    out.insert(0, int(r["item_id"]))
+        return out[:limit]
+
+    def _token_docs(self, table: str, tokens: set[str]) -> dict[str, int]:
+        """How many readings hold each of these tokens (FTS5's own counts; those none holds left out)."""
+        if not tokens:
+            return {}
+        cache = self._docs.setdefault(table, {})  # the counts only choose which tokens: stale ones do no harm
+        if len(cache) > 200_000:
+            cache.clear()
+        tok = sorted(x for x in tokens if x not in cache)
+        if not tok:
+            return {x: cache[x] for x in tokens}
+        sql = f"SELECT term, doc FROM temp.{table}_vocab WHERE term IN ({','.join('?' * len(tok))})"
+        try:
+            rows = self.read(sql, tuple(tok))
+        except sqlite3.OperationalError:  # a new reading connection: its view of the counts, made once
+            self.read(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{table}_vocab USING fts5vocab(main, {table}, row)")
+            rows = self.read(sql, tuple(tok))
+        cache.update((r["term"], r["doc"]) for r in rows)  # a token no reading holds is asked again next time
+        return {x: cache[x] for x in tokens if x in cache}
+
+    def _matches(self, queries: list[tuple[str, str]], limit: int) -> list[tuple[tuple[str, str], int]]:
+        """((table, phrase), row) for the first `limit` rows matching each full-text phrase, in one statement."""
+        if not queries:
+            return []
+        sql = " UNION ALL ".join(f"SELECT * FROM (SELECT {n} q, rowid FROM {table} WHERE {table} MATCH ? LIMIT {int(limit)})"
+                                 for n, (table, _) in enumerate(queries))
+        phrase = lambda x: '"' + x.replace('"', '""') + '"'  # noqa: E731
+        return [(queries[r["q"]], int(r["rowid"])) for r in self.read(sql, tuple(phrase(x) for _, x in queries))]
