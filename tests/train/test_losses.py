@@ -61,5 +61,3 @@ def test_combined_loss_takes_model_output():
                                                     labels=labels, candidate_features=txt, candidate_labels=labels)
     expect = out["itc"] + 0.5 * out["inv"] + 2.0 * out["one_to_k"]
     assert out["total"].item() == pytest.approx(expect.item())
-
-

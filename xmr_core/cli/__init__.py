@@ -135,4 +135,3 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"xmr: error: {exc}", file=sys.stderr)
         return 2
-

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 
@@ -23,10 +22,7 @@ from xmr_core.store.database import Store
 from xmr_core.store.index import IndexConfig, vector_uri
 from xmr_core.store.registry import active_model_dir, model_id
 
-log = logging.getLogger(__name__)
-
-
-# Attention fusion for labelled items: on, as measured by benchmarks/fusion.py (README, Engine).
+# Attention fusion for labelled items: on, as measured by benchmarks/fusion.py (docs/data.md).
 DEFAULT_FUSION: FusionConfig | None = FusionConfig(beta=0.25)
 
 
@@ -99,5 +95,3 @@ class Engine(Indexing, Reading, Ranking, Collections):
 
         p = self.model_dir / "metrics.json"
         return json.loads(p.read_text()) if p.exists() else {}
-
-

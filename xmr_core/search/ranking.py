@@ -19,10 +19,6 @@ NO_MATCH_BELOW = 1.10
 # ROCCHIO_WRONG x the mean of those marked wrong (benchmarks/feedback.py)
 ROCCHIO_RIGHT, ROCCHIO_WRONG = 0.75, 0.25
 
-# Relevance feedback (Rocchio): the query vector plus ROCCHIO_RIGHT x the mean of the hits marked right, minus
-# ROCCHIO_WRONG x the mean of those marked wrong (benchmarks/feedback.py)
-ROCCHIO_RIGHT, ROCCHIO_WRONG = 0.75, 0.25
-
 
 class Ranking:
     """Search for the Engine: by image or by words, by meaning and by reading, re-ranked by feedback."""

@@ -15,9 +15,7 @@ from xmr_core.search.results import QueryInfo, detect_language, validate_query_t
 # Otherwise it is embedded by TEXT_WEIGHT x its word's text embedding + the rest its visual one. The three
 # chosen on benchmarks/open_vocab.py (docs/open-vocabulary.md: TEXT_WEIGHT 0.5 / 0.7 / 1, LIST_MARGIN 2 / 4).
 LEXICON_MARGIN = 5.0
-
 LIST_MARGIN = 4.0
-
 TEXT_WEIGHT = 0.7
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from xmr_core.store.items import ItemTables
 from xmr_core.store.queue import QueueTables
 from xmr_core.store.readings import ReadingTables
-from xmr_core.store.schema import MIGRATIONS, _statements
+from xmr_core.store.schema import MIGRATIONS, statements
 
 SCHEMA_VERSION = 4
 BACKUP_EVERY_S = 24 * 3600
@@ -111,7 +111,7 @@ class Store(ItemTables, ReadingTables, QueueTables):
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             current = int(row["value"]) if row else 0
             for v in range(current + 1, SCHEMA_VERSION + 1):
-                for stmt in _statements(MIGRATIONS[v]):
+                for stmt in statements(MIGRATIONS[v]):
                     if "CREATE TABLE meta" not in stmt:
                         db.execute(stmt)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(v),))

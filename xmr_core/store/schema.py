@@ -105,7 +105,7 @@ MIGRATIONS = {
 }
 
 
-def _statements(script: str) -> Iterator[str]:
+def statements(script: str) -> Iterator[str]:
     """A migration's statements, whole (a trigger's body holds semicolons of its own)."""
     buf = ""
     for line in script.splitlines(keepends=True):
