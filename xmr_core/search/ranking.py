@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -90,14 +90,17 @@ class Ranking:
     def search(self, image: ImageInput | None = None, text: str | None = None, k: int = 10,
                languages: Iterable[str] = LANGS, collection: str | None = None,
                terms: dict[str, list[str]] | None = None, per_script: bool = False,
-               feedback: dict[int, bool] | None = None) -> tuple[list[Hit], QueryInfo]:
+               feedback: dict[int, bool] | Callable[[QueryInfo], dict[int, bool]] | None = None,
+               ) -> tuple[list[Hit], QueryInfo]:
         """Items nearest to an image or a typed word, restricted to `languages` and a collection: the
         best `k` of all, or with `per_script` the best `k` of each script (best first either way).
 
         A typed word is searched, with a reading model, as its words in the three scripts (`terms`, or
         `query_terms`: shown in `QueryInfo.terms`, editable by the caller) by meaning and by reading.
         `feedback` (item id -> marked right) re-ranks it: the query moves towards the hits marked right and
-        away from those marked wrong (Rocchio); those marked wrong are left out, those marked right lead."""
+        away from those marked wrong (Rocchio); those marked wrong are left out, those marked right lead.
+        A function in its place gives the marks from what the query was read as (its QueryInfo), before
+        the ranking: a user's standing marks for that query (users.search_as), in one search."""
         if (image is None) == (text is None):
             raise ValueError("search takes an image or a text, not both")
         languages = [lg for lg in languages]
@@ -131,6 +134,8 @@ class Ranking:
         if collection is not None:
             self.check_collection(collection)
         self.refresh()
+        if callable(feedback):
+            feedback = feedback(info)
         right = [int(i) for i, ok in (feedback or {}).items() if ok]
         wrong = {int(i) for i, ok in (feedback or {}).items() if not ok}
         if right or wrong:

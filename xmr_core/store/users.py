@@ -195,12 +195,13 @@ def search_as(engine, user: str, query: dict, feedback: dict[int, bool] | None =
     A new search (`record`) is kept in the user's history, an image query's image in the store so that it
     can be run again. Returns (hits, info, search id or None, query key)."""
     user = ensure_user(engine.store, user)
-    hits, info = engine.search(feedback=feedback or None, **query, **options)
+
+    def standing(info) -> dict[int, bool]:  # resolved once the query is read: its key, its look
+        return standing_marks(engine.store, user, query_key(info),
+                              (lambda: engine.look(info)) if info.kind == "image" else None)
+
+    hits, info = engine.search(feedback=standing if feedback is None else feedback or None, **query, **options)
     key = query_key(info)
-    if feedback is None:
-        standing = standing_marks(engine.store, user, key, (lambda: engine.look(info)) if info.kind == "image" else None)
-        if standing:
-            hits, info = engine.search(feedback=standing, **query, **options)
     search_id = None
     if record:
         saved = dict(query)
