@@ -14,13 +14,18 @@ _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bo
 
 def strict_from_dict(cls: type[T], d: dict, what: str) -> T:
     """A config dataclass from a dict; ValueError naming any unknown key and the valid ones."""
+    check_keys(cls, d, what)
+    return cls(**d)
+
+
+def check_keys(cls: type, d: dict, what: str) -> None:
+    """ValueError unless `d` is a dict whose keys are all fields of the dataclass `cls` (naming the valid ones)."""
     if not isinstance(d, dict):
         raise ValueError(f"a {what} config is a JSON object, not {type(d).__name__}")
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(d) - set(names))
     if unknown:
         raise ValueError(f"unknown {what} config keys {unknown}: expected {names}")
-    return cls(**d)
 
 
 def check_fields(obj: Any, what: str) -> None:
@@ -31,9 +36,10 @@ def check_fields(obj: Any, what: str) -> None:
         kinds = [k.strip() for k in str(f.type).split("|")]
         if v is None and "None" in kinds:
             continue
-        want = tuple(t for k in kinds for t in _TYPES.get(k.split("[")[0], ()))
-        if not want or len(want) != sum(len(_TYPES.get(k.split("[")[0], ())) for k in kinds if k != "None"):
+        outer = [k.split("[")[0] for k in kinds if k != "None"]
+        if not outer or any(k not in _TYPES for k in outer):
             continue  # a type this check does not know: left to the config's own checks
+        want = tuple(t for k in outer for t in _TYPES[k])
         if isinstance(v, bool) and bool not in want or not isinstance(v, want):
             raise ValueError(f"{what} config {f.name}={v!r}: expected {' or '.join(kinds)}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from xmr_core.data.configs import check_fields, drop_retired, strict_from_dict
+from xmr_core.data.configs import check_fields, check_keys, drop_retired, strict_from_dict
 from xmr_core.data.preprocess import PreprocessConfig
 
 SCHEMA_VERSION = 1
@@ -46,34 +46,23 @@ class ModelConfig:
     init_logit_scale: float = 2.659  # log(1/0.07), as CLIP
 
     def __post_init__(self) -> None:
-        if isinstance(self.embed_dim, bool) or not isinstance(self.embed_dim, int) or self.embed_dim < 2:
+        check_fields(self, "model")
+        if self.embed_dim < 2:
             raise ValueError(f"model config embed_dim={self.embed_dim!r}: expected an int >= 2")
 
     @classmethod
     def from_dict(cls, d: dict | ModelConfig) -> ModelConfig:
         if isinstance(d, cls):
             return d
-        d = dict(strict_from_dict(_Keys, d, "model").__dict__)  # unknown top-level keys raise
-        vision, text = d["vision"] or {}, d["text"] or {}
+        check_keys(cls, d, "model")  # each section is checked by its own dataclass
+        vision, text = d.get("vision") or {}, d.get("text") or {}
         return cls(
-            embed_dim=d["embed_dim"],
             vision=vision if isinstance(vision, VisionConfig)
             else strict_from_dict(VisionConfig, drop_retired(vision, RETIRED_VISION, "vision"), "vision"),
             text=text if isinstance(text, TextConfig) else strict_from_dict(TextConfig, text, "text"),
-            preprocess=PreprocessConfig.from_dict(d["preprocess"]),
-            init_logit_scale=d["init_logit_scale"],
+            preprocess=PreprocessConfig.from_dict(d.get("preprocess")),
+            **{k: d[k] for k in ("embed_dim", "init_logit_scale") if k in d},
         )
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class _Keys:
-    """The keys a model config may have (each section checked by its own dataclass)."""
-
-    embed_dim: int = 256
-    vision: dict | None = None
-    text: dict | None = None
-    preprocess: dict | None = None
-    init_logit_scale: float = 2.659

@@ -79,8 +79,7 @@ class TrainConfig:
             raise ValueError(f"training langs {self.langs}: expected a non-empty subset of {LANGS}")
         if not 0 <= self.replay <= 1:
             raise ValueError(f"training replay {self.replay}: expected a value in [0, 1]")
-        if self.device != "auto" and self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"training device {self.device!r}: expected 'auto', 'cpu' or 'cuda'")
+        check_device_name(self.device)
 
 
 # removed after a flat A/B, with the value that meant off (None: any value; docs/training.md, "Removed options")
@@ -210,12 +209,17 @@ def drift_reference(model: DualEncoder, lexicon: Lexicon, cfg: TrainConfig) -> t
         return pooled, UseTop(model.text.base).to(pooled.device)(pooled)
 
 
+def check_device_name(name: str) -> None:
+    """ValueError unless `name` is a device a config may name: 'auto', 'cpu', 'cuda' or 'cuda:N'."""
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"device {name!r}: expected 'auto', 'cpu' or 'cuda'")
+
+
 def resolve_device(name: str) -> torch.device:
     """The torch device for a config's `device`; a clear error for a GPU that is not there."""
+    check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ValueError(f"device {name!r}: expected 'auto', 'cpu' or 'cuda'")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but torch sees no GPU here; use 'auto' or 'cpu'")
     return torch.device(name)
