@@ -38,7 +38,7 @@ with upload_tab:
 
 if sample is not None:
     try:
-        top = suggest(eng, sample)
+        top = suggest(eng, sample, exemplars=eng.exemplars_of(current_user()))
     except ValueError as exc:
         st.error(str(exc))
         top = []

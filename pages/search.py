@@ -155,6 +155,9 @@ if "search_last" in st.session_state:
             st.markdown(("Nearest lexicon words" if info.terms else "Recognised as") + ": " + " · ".join(
                 f"**{LANG_NAMES[lg]}** " + ", ".join(f"{md(w)} ({s:.2f})" for _, w, s in info.recognized[lg][:3])
                 for lg in info.recognized))
+            if info.exemplars:
+                st.caption("Looks like samples you labelled: " + ", ".join(
+                    f"{md(eng.lexicon.get(c).word(lg))} ({LANG_NAMES[lg]}, {s:.2f})" for c, lg, s in info.exemplars[:3]))
         if show_view and info.preview is not None:
             with cols[1]:
                 st.image(to_preview(info.preview[None]), caption="what the model sees")

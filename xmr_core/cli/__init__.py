@@ -64,12 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     s_.add_argument("--lang", default="zh,en,es", help="target scripts, comma-separated")
     s_.add_argument("-k", type=int, default=10)
     s_.add_argument("--json", action="store_true")
+    s_.add_argument("--user", help="an image query uses this user's labelled samples as exemplars")
     data_args(s_)
     s_.set_defaults(func=collection.cmd_search)
 
     rc = sub.add_parser("recognize", help="what an image says: top words per language")
     rc.add_argument("image")
     rc.add_argument("--top", type=int, default=5)
+    rc.add_argument("--user", help="use this user's labelled samples as exemplars")
     data_args(rc)
     rc.set_defaults(func=collection.cmd_recognize)
 

@@ -67,10 +67,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     eng = _engine(args)
     langs = [x.strip() for x in args.lang.split(",") if x.strip()]
     image = Path(args.image).read_bytes() if args.image else None
-    hits, info = eng.search(image=image, text=args.text, k=args.k, languages=langs, collection=args.name)
+    ex = eng.exemplars_of(args.user) if args.user and image is not None else None
+    hits, info = eng.search(image=image, text=args.text, k=args.k, languages=langs, collection=args.name,
+                            exemplars=ex)
     if args.json:
         print(json.dumps({"query": {"kind": info.kind, "text": info.text, "detected_lang": info.detected_lang,
-                                    "recognized": info.recognized, "terms": info.terms, "weak": info.weak},
+                                    "recognized": info.recognized, "terms": info.terms, "weak": info.weak,
+                                    "exemplars": info.exemplars},
                           "hits": [{"item_id": h.item_id, "score": round(h.score, 4), "path": str(h.path),
                                     "lang": h.lang, "concept_id": h.concept_id, "words": h.words,
                                     "bbox": h.bbox} for h in hits]}, ensure_ascii=False, indent=2))
@@ -79,6 +82,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"query {info.text!r} (detected language: {info.detected_lang})")
     else:
         print("recognised as: " + "; ".join(f"{lg} {info.recognized[lg][0][1]}" for lg in info.recognized))
+        if info.exemplars:
+            print(_looks_like(eng, args.user, info.exemplars))
     if info.terms:
         print("searching for " + " · ".join(w for lg in ("zh", "en", "es") for w in info.terms.get(lg, [])[:1]))
     if info.weak:
@@ -89,17 +94,27 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _looks_like(eng, user: str, near: list[tuple[str, str, float]]) -> str:
+    return f"looks like {user}'s samples of: " + ", ".join(
+        f"{eng.lexicon.get(c).word(lg)} ({lg}, cosine {s:.2f})" for c, lg, s in near[:3])
+
+
 def cmd_recognize(args: argparse.Namespace) -> int:
     from xmr_core.data.lexicon import LANGS
+    from xmr_core.data.preprocess import preprocess
 
     eng = _engine(args)
     data = Path(args.image).read_bytes()
+    ex = eng.exemplars_of(args.user) if args.user else None
+    near = ex.near(eng.look_of(preprocess(data, eng.pre)[None])[0]) if ex is not None else []
+    if near:
+        print(_looks_like(eng, args.user, [(ex.concept_ids[r], ex.langs[r], s) for r, s in near]))
     word, terms = eng.read_word(data)
-    if word is not None:
+    if word is not None and not near:
         print(f"read as {word.word!r} ({word.lang}; not a lexicon word): "
               + " · ".join(w for lg in LANGS for w in terms.get(lg, [])[:1]))
         print("nearest lexicon words:")
-    for lang, words in eng.recognize(data, top=args.top).items():
+    for lang, words in eng.recognize(data, top=args.top, exemplars=ex).items():
         print(f"{lang}: " + ", ".join(f"{w} ({s:.2f})" for _, w, s in words))
     return 0
 

@@ -10,22 +10,30 @@ from xmr_core.data.export import manifest_zip
 from xmr_core.data.lexicon import LANGS, Concept, validate_concept
 from xmr_core.data.preprocess import ImageInput, png_bytes, preprocess
 from xmr_core.search.engine import Engine
+from xmr_core.search.exemplars import ExemplarSet
 
 
-def suggest(engine: Engine, image: ImageInput, top: int = 5) -> list[tuple[str, str, float]]:
+def suggest(engine: Engine, image: ImageInput, top: int = 5,
+            exemplars: ExemplarSet | None = None) -> list[tuple[str, str, float]]:
     """Concepts for a sample as (concept_id, language its word is written in, model score): first the
-    lexicon word the reader finds most likely, then the model's nearest concepts.
+    lexicon word the reader finds most likely, then the model's nearest concepts; with a user's
+    `exemplars` (exemplars.py), a sample that looks like ones they labelled suggests those samples'
+    concept first, in their script, and its scores come from the fused embedding.
 
     The language comes from the reader (which of the concept's three words the image shows): the
     model's embedding is the same for a concept in every script, so its best-scoring language was a
     guess (on 600 `val` renders it matched the written script 34% of the time; the reader's most likely
     word 99% of 300, docs/diagnosis.md)."""
     v, read = engine.embed_and_read(image)  # read: (languages, concepts)
+    near = []
+    if exemplars is not None and len(exemplars):
+        v, near = exemplars.fuse(v, engine.look_of(preprocess(image, engine.pre)[None])[0])
     sem = engine.concept_scores(v).max(0)  # (concepts,)
     ids = engine.lexicon.ids()
-    first = int(np.unravel_index(np.argmax(read), read.shape)[1])
+    first = engine.lexicon.index(near[0][0]) if near else int(np.unravel_index(np.argmax(read), read.shape)[1])
     order = [first] + [int(i) for i in np.argsort(-sem) if i != first][:top - 1]
-    return [(ids[i], LANGS[int(read[:, i].argmax())], float(sem[i])) for i in order]
+    lang = [near[0][1] if near and i == first else LANGS[int(read[:, i].argmax())] for i in order]
+    return [(ids[i], lg, float(sem[i])) for i, lg in zip(order, lang)]
 
 
 def save_annotation(engine: Engine, image: ImageInput, concept_id: str, lang: str, author: str = "") -> int:

@@ -13,6 +13,7 @@ from xmr_core.data.paths import data_dir as default_data_dir
 from xmr_core.model.checkpoint import load_engine_model
 from xmr_core.model.fastpath import load_fast_path
 from xmr_core.search.collection import Collections
+from xmr_core.search.exemplars import Exemplars
 from xmr_core.search.fusion import FusionConfig
 from xmr_core.search.indexing import Indexing
 from xmr_core.search.ranking import Ranking
@@ -26,7 +27,7 @@ from xmr_core.store.registry import active_model_dir, model_id
 DEFAULT_FUSION: FusionConfig | None = FusionConfig(beta=0.25)
 
 
-class Engine(Indexing, Reading, Ranking, Collections):
+class Engine(Indexing, Reading, Ranking, Collections, Exemplars):
     """Model + store + index for one data folder. Thread-safe for searches; writes are serialised, also
     across processes: the index is changed and saved only under a file lock, after catching up by id
     with what the store holds (`_sync_index`), so any interleaving of writers leaves it exact, and a
@@ -61,6 +62,7 @@ class Engine(Indexing, Reading, Ranking, Collections):
         self._word_reader = None  # the word lists as the reader spells them (open_reading.py)
         self._fold = None  # the reader's symbols with letter case folded (reading_search.py)
         self._pages = None  # the page reader (pages.py), loaded on first use
+        self._looks: dict[str, np.ndarray] = {}  # labelled samples' looks by image sha256 (exemplars.py)
         self._synced = -1  # the store version the index last caught up with
         self._allowed: dict[tuple, np.ndarray] = {}  # search filters at self._synced
         self.busy: str | None = None  # why this process holds no index (index.py: Milvus Lite held elsewhere)

@@ -9,6 +9,7 @@ import numpy as np
 
 from xmr_core.data.lexicon import LANGS
 from xmr_core.data.preprocess import ImageInput, preprocess
+from xmr_core.search.exemplars import ExemplarSet
 from xmr_core.search.results import Hit, QueryInfo, detect_language, validate_query_text
 
 # a search by words (typed, or an image read as a word outside the lexicon) whose best fused score is below
@@ -91,7 +92,7 @@ class Ranking:
                languages: Iterable[str] = LANGS, collection: str | None = None,
                terms: dict[str, list[str]] | None = None, per_script: bool = False,
                feedback: dict[int, bool] | Callable[[QueryInfo], dict[int, bool]] | None = None,
-               ) -> tuple[list[Hit], QueryInfo]:
+               exemplars: ExemplarSet | None = None) -> tuple[list[Hit], QueryInfo]:
         """Items nearest to an image or a typed word, restricted to `languages` and a collection: the
         best `k` of all, or with `per_script` the best `k` of each script (best first either way).
 
@@ -100,7 +101,10 @@ class Ranking:
         `feedback` (item id -> marked right) re-ranks it: the query moves towards the hits marked right and
         away from those marked wrong (Rocchio); those marked wrong are left out, those marked right lead.
         A function in its place gives the marks from what the query was read as (its QueryInfo), before
-        the ranking: a user's standing marks for that query (users.search_as), in one search."""
+        the ranking: a user's standing marks for that query (users.search_as), in one search.
+        An image query that looks like samples of a user's `exemplars` starts from its embedding fused with
+        their concepts' anchors (exemplars.py), recognised and searched as those concepts' image (words it
+        was read as outside the lexicon are dropped); `QueryInfo.exemplars` names them."""
         if (image is None) == (text is None):
             raise ValueError("search takes an image or a text, not both")
         languages = [lg for lg in languages]
@@ -120,6 +124,10 @@ class Ranking:
             else:
                 x, q = self.embed_query(image)
                 info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0])
+            if exemplars is not None and len(exemplars):
+                q, info.exemplars = exemplars.fuse(q, self.look(info))
+                if info.exemplars:  # the user's word: recognised and searched as their samples' concepts
+                    info.recognized, info.terms = self._recognize_vector(q, 5), {}
         else:
             t = validate_query_text(text)
             info = QueryInfo("text", text=t, detected_lang=detect_language(t, self.lexicon))

@@ -33,8 +33,11 @@ class Reading:
         for (users.py matches marks by it), not on every search."""
         if info.kind != "image" or info.preview is None:
             return None
-        x = info.preview[None, None]
-        return (self.model.look(x) if self.reads else self.embed_images(x))[0]
+        return self.look_of(info.preview[None, None])[0]
+
+    def look_of(self, x: np.ndarray) -> np.ndarray:
+        """(N, d) unit looks of model inputs (N, 1, H, W), as `look`."""
+        return self.model.look(x) if self.reads else self.embed_images(x)
 
     def concept_scores(self, v: np.ndarray) -> np.ndarray:
         """(3, n_concepts) similarity of an embedding to every concept's anchor in zh, en, es;
@@ -137,9 +140,13 @@ class Reading:
             return v[0], scores[0]
         return self.embed_images(x)[0], self.read_inks([ink])[0]
 
-    def recognize(self, image: ImageInput, top: int = 5) -> dict[str, list[tuple[str, str, float]]]:
-        """What the image says: the top lexicon words per language as (concept_id, word, score)."""
-        return self._recognize_vector(self.embed_query(image)[1], top)
+    def recognize(self, image: ImageInput, top: int = 5, exemplars=None) -> dict[str, list[tuple[str, str, float]]]:
+        """What the image says: the top lexicon words per language as (concept_id, word, score); with a
+        user's `exemplars` (exemplars.py), from the embedding fused with the samples it looks like."""
+        x, v = self.embed_query(image)
+        if exemplars is not None and len(exemplars):
+            v = exemplars.fuse(v, self.look_of(x[None])[0])[0]
+        return self._recognize_vector(v, top)
 
     def read_word(self, image: ImageInput):
         """What an image says when it is not a lexicon word: its reading against the word lists

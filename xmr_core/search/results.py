@@ -42,6 +42,7 @@ class QueryInfo:
     weak: bool = False  # the best hit scores below NO_MATCH_BELOW: nothing in the collection matches well
     feedback: tuple[int, int] = (0, 0)  # hits marked right and wrong that re-ranked this search (Rocchio)
     marks: dict[int, bool] = field(default_factory=dict)  # the feedback (item id -> right) it was re-ranked with
+    exemplars: list[tuple[str, str, float]] = field(default_factory=list)  # the user's samples it looks like
 
 
 @dataclass

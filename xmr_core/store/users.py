@@ -191,7 +191,8 @@ def search_as(engine, user: str, query: dict, feedback: dict[int, bool] | None =
               **options):
     """`engine.search` by `user` for `query` ({"text": ...} with optional "terms", or {"image": ...}):
     without `feedback` (None; {} is no marks), the user's standing marks re-rank it (long-term preference,
-    `standing_marks`).
+    `standing_marks`), and an image query that looks like samples the user labelled is recognised and
+    searched as their concepts (the engine's exemplars).
     A new search (`record`) is kept in the user's history, an image query's image in the store so that it
     can be run again. Returns (hits, info, search id or None, query key)."""
     user = ensure_user(engine.store, user)
@@ -200,7 +201,9 @@ def search_as(engine, user: str, query: dict, feedback: dict[int, bool] | None =
         return standing_marks(engine.store, user, query_key(info),
                               (lambda: engine.look(info)) if info.kind == "image" else None)
 
-    hits, info = engine.search(feedback=standing if feedback is None else feedback or None, **query, **options)
+    ex = engine.exemplars_of(user) if "image" in query else None  # the samples the user labelled
+    hits, info = engine.search(feedback=standing if feedback is None else feedback or None, exemplars=ex,
+                               **query, **options)
     key = query_key(info)
     search_id = None
     if record:
