@@ -43,11 +43,12 @@ if sample is not None:
         st.error(str(exc))
         top = []
     if top:
-        # every widget about this sample is keyed by its content: a new sample starts from its own
-        # suggestions, never from the previous sample's choices
-        raw = sample.tobytes() if isinstance(sample, np.ndarray) else sample
-        tag = hashlib.sha256(raw).hexdigest()[:12]
+        # every widget about this sample is keyed by its content and its suggestions: a new sample (or
+        # new suggestions for it, as when the user's own labels change them) starts from its own first
+        # suggestion, never from earlier choices
         options = [c for c, _, _ in top]
+        raw = sample.tobytes() if isinstance(sample, np.ndarray) else sample
+        tag = hashlib.sha256(raw + repr([(c, lg) for c, lg, _ in top]).encode()).hexdigest()[:12]
         st.markdown("The model suggests:")
         choice = st.radio("Concept", options, key=f"annotate_choice_{tag}",
                           format_func=lambda c: f"{fmt(c)} ({dict((x, s) for x, _, s in top)[c]:.2f})")

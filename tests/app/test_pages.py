@@ -167,3 +167,29 @@ def test_each_user_has_their_own_history_and_samples(app_env):
     ann2.text_input(key="xmr_user_box_anonymous").input("ben").run()
     assert not any(b.key.startswith("annotate_delete_") for b in ann2.button)
     assert any("ana's sample" in c.value for c in ann2.caption)
+
+
+def test_a_sample_like_ones_a_user_labelled_suggests_and_searches_as_their_label(app_env):
+    """Issue 28, exemplars: ana labels the drawing as a concept the model does not suggest first; the same
+    drawing then suggests her label first for her (not for ben), and her search by drawing says it looks
+    like her sample."""
+    from xmr_core.model.checkpoint import load_model_dir
+
+    ann = _run("pages/annotate.py")
+    ann.text_input(key="xmr_user_box_anonymous").input("ana").run()
+    first = ann.radio[0].value
+    label = next(c for c in load_model_dir(app_env)[1].ids() if c != first)
+    ann.selectbox[0].set_value(label).run()
+    ann.button(key="annotate_save").click().run()
+    assert not ann.exception and "Saved as" in ann.success[0].value
+    again = _run("pages/annotate.py")
+    again.text_input(key="xmr_user_box_anonymous").input("ana").run()
+    assert not again.exception and again.radio[0].value == label
+    ben = _run("pages/annotate.py")
+    ben.text_input(key="xmr_user_box_anonymous").input("ben").run()
+    assert ben.radio[0].value == first
+
+    at = _run("pages/search.py")
+    at.text_input(key="xmr_user_box_anonymous").input("ana").run()
+    at.button(key="search_draw_btn").click().run()
+    assert not at.exception and any(c.value.startswith("Looks like samples you labelled") for c in at.caption)
