@@ -7,6 +7,7 @@ import torch
 
 from xmr_core.data.lexicon import HAN, LANGS
 from xmr_core.data.preprocess import ImageInput, fit, preprocess, word_ink
+from xmr_core.search.exemplars import ExemplarSet
 from xmr_core.search.results import QueryInfo, detect_language, validate_query_text
 
 # An image shows a lexicon word when the reading is sure of one and that word is at most LEXICON_MARGIN nats
@@ -140,7 +141,8 @@ class Reading:
             return v[0], scores[0]
         return self.embed_images(x)[0], self.read_inks([ink])[0]
 
-    def recognize(self, image: ImageInput, top: int = 5, exemplars=None) -> dict[str, list[tuple[str, str, float]]]:
+    def recognize(self, image: ImageInput, top: int = 5,
+                  exemplars: ExemplarSet | None = None) -> dict[str, list[tuple[str, str, float]]]:
         """What the image says: the top lexicon words per language as (concept_id, word, score); with a
         user's `exemplars` (exemplars.py), from the embedding fused with the samples it looks like."""
         x, v = self.embed_query(image)
