@@ -60,7 +60,9 @@ def test_save_load_roundtrip_and_lexicon_check(model, lexicon, tmp_path):
     x = torch.rand(2, 1, 64, 256)
     with torch.no_grad():
         assert torch.equal(model.encode_image(x), loaded.encode_image(x))
-        assert torch.allclose(model.encode_text(["猫", "gato"]), loaded.encode_text(["猫", "gato"]))
+        # the fixture's model has these words' frozen features cached from a batch of 200 (an earlier test),
+        # the loaded one computes them in a batch of two: float32 rounding differs by about 1e-7
+        assert torch.allclose(model.encode_text(["猫", "gato"]), loaded.encode_text(["猫", "gato"]), atol=1e-6)
     assert lex.hash() == small.hash() and config["n_concepts"] == 50
     assert not any(p.suffix in (".pt", ".pth", ".pkl", ".bin") for p in out.iterdir())
     other = small.with_concepts([Concept("user.quokka", "短尾", "quokka", "quokka")])
