@@ -88,21 +88,9 @@ def renders(ds: SyntheticWords, lex, n: int, rng: np.random.Generator, langs=LAN
 
 
 def hand_words(hand: Hand, lex, concepts, seed: int, one_lang: bool) -> list[tuple]:
-    """(ink, concept, text written) of concepts in the hand, as benchmarks/adapt.py draws them."""
-    out = []
-    for i, c in enumerate(concepts):
-        for j, lg in enumerate([hand.langs[i % len(hand.langs)]] if one_lang else hand.langs):
-            rng = np.random.default_rng([seed, i, j])
-            try:
-                if hand.name.startswith("pen:"):
-                    img, text = hand.render(c.concept_id, lg, rng), c.word(lg)
-                else:
-                    s = hand.ds.sample(c.concept_id, lg, rng)
-                    img, text = s.image, s.text
-            except MissingGlyph:
-                continue
-            out.append((word_ink(img), c.concept_id, text))
-    return out
+    """(ink, concept, text written) of concepts in the hand, drawn by benchmarks/adapt.py's `Hand.words`
+    (its renders are lower case: the text written is the lexicon's word)."""
+    return [(word_ink(img), cid, lex.get(cid).word(lg)) for cid, lg, img in hand.words(concepts, seed, one_lang)]
 
 
 def main() -> None:
