@@ -7,7 +7,7 @@ A hand is one `val` font family (its words rendered with its font only) or a pen
 slant and tremor (a `val` stroke set, settings outside the training range).
 
     python benchmarks/adapt.py [--hands MissFajardose_400Regular.ttf pen:HersheyScript1 ...] [--labelled 20]
-        [--words 150] [--steps 300] [--model assets/models/reader]
+        [--words 150] [--steps 300] [--trunk-steps 200] [--model assets/models/reader]
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
             store.annotate(sha, str(rel), cid, lang, author="benchmark")
         t0 = time.time()
         job = start_job(store, "finetune", {"base": str(base), "name": "hand",
-                                            "config": {"steps": args.steps}})
+                                            "config": {"steps": args.steps, "trunk_steps": args.trunk_steps}})
         while store.get_job(job)["status"] in ("queued", "running"):
             time.sleep(1)
         wall = (time.time() - t0) / 60
@@ -130,8 +130,18 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
                "hand_before": _acc(before_model, lex, test), "hand_after": _acc(after_model, lex, test),
                "fonts_before": _acc(before_model, lex, others), "fonts_after": _acc(after_model, lex, others),
                "job_minutes": round(wall, 2), "job_reported_minutes": res["minutes"], "guard": guard,
-               "job_check": {k: round(100 * res[k]["val_fonts"]["within_acc@1"], 2) for k in ("before", "after")}}
+               "job_check": {k: round(100 * res[k]["val_fonts"]["within_acc@1"], 2) for k in ("before", "after")},
+               "seconds": _phases(model_dir)}
     return row
+
+
+def _phases(model_dir: Path) -> dict:
+    """The job's seconds adapting the reader's trunk and the reading head (their records in config.json)."""
+    cfg = json.loads((model_dir / "config.json").read_text())
+    out = {"trunk": cfg["trunk_record"]["seconds"]} if "trunk_record" in cfg else {}
+    if "adapt_record" in cfg:
+        out["head"] = cfg["adapt_record"]["read_seconds"] + cfg["adapt_record"]["train_seconds"]
+    return out
 
 
 def main() -> None:
@@ -139,7 +149,8 @@ def main() -> None:
     ap.add_argument("--hands", nargs="+", default=HANDS)
     ap.add_argument("--labelled", type=int, default=20)
     ap.add_argument("--words", type=int, default=150, help="other words of the hand tested (each in its scripts)")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=300, help="reading-head steps")
+    ap.add_argument("--trunk-steps", type=int, default=200, help="reader-trunk steps (0: the head alone)")
     ap.add_argument("--model", default=str(ASSETS / "models" / "reader"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the rows here")

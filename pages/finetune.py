@@ -30,10 +30,15 @@ if counts:
     st.dataframe(list(table.values()), hide_index=True)
 
 with st.form("finetune_form"):
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns([2, 1, 1])
     name = c1.text_input("Name of the new model", value=f"finetune-{len(eng.store.list_jobs(1000)) + 1}",
                          key="finetune_name")
-    steps = c2.number_input("Steps", min_value=5, max_value=5000, value=300, step=50, key="finetune_steps")
+    steps = c2.number_input("Steps", min_value=5, max_value=5000, value=300, step=50, key="finetune_steps",
+                            help="Of the reading head (a reader model) or of the visual encoder (an edge model).")
+    trunk_steps = c3.number_input("Reader steps", min_value=0, max_value=2000, value=200, step=50,
+                                  key="finetune_trunk_steps",
+                                  help="A reader model: steps adapting the reader's own network to the queue's hand "
+                                       "first (about 2 s each); 0 trains the reading head alone.")
     go = st.form_submit_button("Start fine-tuning", type="primary")
 if go:
     if len(queue) < 2:
@@ -42,7 +47,8 @@ if go:
     else:
         try:
             job_id = start_job(eng.store, "finetune", {"base": str(eng.model_dir), "name": name.strip() or "finetune",
-                                                       "config": {"steps": int(steps)}})
+                                                       "config": {"steps": int(steps),
+                                                                  "trunk_steps": int(trunk_steps)}})
             flash = {"level": "success", "text": f"Started job {job_id}: it runs on even if this page is closed.",
                      "while": ("latest", job_id)}
         except (RuntimeError, ValueError) as exc:

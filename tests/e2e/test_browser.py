@@ -537,14 +537,15 @@ def test_finetune_on_a_new_concept_then_promote(page, server, tmp_path):
         annotate_upload(page, url, wl, tmp_path / f"{n}.png", concept="kite")
         page.get_by_text("Saved as 风筝 / kite / cometa").wait_for(timeout=30_000)
     open_page(page, url + "/finetune", "Fine-tune")
-    page.get_by_label("Steps").fill("5")
+    page.get_by_label("Steps", exact=True).fill("5")
+    page.get_by_label("Reader steps").fill("3")
     t = time.perf_counter()
     page.get_by_role("button", name="Start fine-tuning").click()
     page.get_by_text("Started").wait_for(timeout=30_000)
     page.get_by_role("button", name="Start fine-tuning").click()  # one job at a time
     page.get_by_text("is still running").wait_for(timeout=30_000)
     page.get_by_role("button", name="Promote and re-index").wait_for(timeout=600_000)  # the job ended
-    TIMINGS["fine-tune job (5 steps + before/after eval)"] = time.perf_counter() - t
+    TIMINGS["fine-tune job (3 reader steps, 5 head steps, before/after eval)"] = time.perf_counter() - t
     settle(page)
     assert page.get_by_text("is still running").count() == 0  # before: the refusal stayed after the job ended
     assert_no_exception(page)

@@ -161,7 +161,8 @@ def test_a_directory_with_a_reading_head_serves_it(small, tmp_path, fonts_ready)
 
 
 @pytest.mark.slow
-def test_a_finetune_of_a_reading_model_adapts_its_head_only(small, tmp_path, fonts_ready):
+def test_a_finetune_of_a_reading_model_adapts_its_reader_then_its_head(small, tmp_path, fonts_ready):
+    from xmr_core.model.reader import WEIGHTS_FILE
     from xmr_core.model.reading_head import HEAD_FILE, ReadingHead, head_symbols
     from xmr_core.search.annotate import save_annotation
     from xmr_core.train.finetune import FinetuneConfig, finetune
@@ -178,11 +179,22 @@ def test_a_finetune_of_a_reading_model_adapts_its_head_only(small, tmp_path, fon
 
     item = eng.add("c", [("w", png(ds[9].image))]).added[0]  # a hit marked wrong: a negative
     mark(eng.store, "ana", None, item, False, ds[10].concept_id, "en", "text:x")
-    res = finetune(eng.store, d, tmp_path / "ft", FinetuneConfig(steps=4, val_concepts=4, replay_renders=20))
+    res = finetune(eng.store, d, tmp_path / "ft", FinetuneConfig(steps=4, trunk_steps=3, val_concepts=4,
+                                                                 replay_renders=20))
     out = tmp_path / "ft" / "model"
-    assert res["model_dir"] == str(out) and res["trained"] == "reading head" and res["n_negatives"] == 1
-    tuned, _, _ = load_engine_model(out)
-    assert isinstance(tuned, ReadingModel) and tuned.head is not None
-    assert not np.allclose(tuned.head.dw, 0.01)  # the head was adapted from the base's
+    assert res["model_dir"] == str(out) and res["trained"] == "reader trunk + reading head"
+    assert res["n_negatives"] == 1
+    tuned, _, cfg = load_engine_model(out)
+    assert isinstance(tuned, ReadingModel) and tuned.head is not None and (out / WEIGHTS_FILE).exists()
+    assert tuned.reader.weights and tuned.reader.key != rm.reader.key  # it reads with its adapted reader
+    assert cfg["trunk_record"]["max_posterior_difference_onnx_vs_torch"] < 1e-3
+    assert np.abs(tuned.head.dw).max() > 0  # a new head, trained on the adapted reader (from zero)
     assert (out / "model.safetensors").read_bytes() == (d / "model.safetensors").read_bytes()  # nothing else
+    x = np.stack([preprocess(ds[i].image, READING_PREPROCESS) for i in range(3)])
+    assert not np.allclose(tuned.read(x), rm.read(x))
+    # a head-only fine-tune of the adapted model keeps its reader
+    res2 = finetune(eng.store, out, tmp_path / "ft2", FinetuneConfig(steps=2, trunk_steps=0, val_concepts=4,
+                                                                    replay_renders=20))
+    assert res2["trained"] == "reading head"
+    assert (tmp_path / "ft2" / "model" / WEIGHTS_FILE).read_bytes() == (out / WEIGHTS_FILE).read_bytes()
     assert set(res["before"]) == set(res["after"]) == {"val_fonts", "queue_heldout"}

@@ -93,8 +93,9 @@ def load_model_dir(path: Path | str, lexicon: Lexicon | None = None) -> tuple[Du
 
 def load_engine_model(path: Path | str, threads: int = 1):
     """A model directory as the engine and `xmr eval` run it: its DualEncoder, or, when its config has a
-    `reading` section, the ReadingModel standing on the pretrained reader (model/reading.py), after
-    checking that the installed reader is the one the directory records. For inference only: nothing in it
+    `reading` section, the ReadingModel standing on the pretrained reader (model/reading.py; with the
+    directory's adapted reader tensors when it has them), after checking that the installed reader is the
+    one the directory records. For inference only: nothing in it
     takes gradients (so the text tower keeps each word's vector once computed)."""
     model, lexicon, config = load_model_dir(path)
     model.requires_grad_(False)
@@ -113,8 +114,19 @@ def load_engine_model(path: Path | str, threads: int = 1):
 
         visual = OnnxVisual(Path(path) / "visual.onnx", threads=threads)
     rcfg = ReadingConfig.from_dict(config["reading"])
-    return (ReadingModel(model, lexicon, rcfg, threads=threads, visual=visual, head=load_head(path)),
-            lexicon, config)
+    return (ReadingModel(model, lexicon, rcfg, threads=threads, visual=visual, head=load_head(path),
+                         reader=load_reader(path, threads)), lexicon, config)
+
+
+def load_reader(path: Path | str, threads: int = 1):
+    """The installed reader with a model directory's adapted tensors (train/trunk.py), None when it has none."""
+    from xmr_core.model.reader import WEIGHTS_FILE, Reader
+
+    if not (Path(path) / WEIGHTS_FILE).exists():
+        return None
+    from safetensors.numpy import load_file
+
+    return Reader(threads=threads, weights=load_file(str(Path(path) / WEIGHTS_FILE)))
 
 
 def load_head(path: Path | str):

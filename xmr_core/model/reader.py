@@ -26,6 +26,7 @@ HEIGHT = 48  # the network's input height
 STRIDE = 8  # input columns per output step
 PAD = 4  # paper kept above and below the ink
 MAX_WIDTH = 320  # wider crops are squeezed to this width (about 40 characters)
+WEIGHTS_FILE = "reader_weights.safetensors"  # a model directory's adapted reader tensors (train/trunk.py)
 FEATURES = "p2o.pd_op.transpose.8.0"  # (N, W / 8, 120): the sequence features its CTC layer reads
 
 
@@ -70,7 +71,10 @@ class Reading:
 class Reader:
     """The recognition network, one onnxruntime session (thread-safe for `run`)."""
 
-    def __init__(self, threads: int = 1, path: Path | str | None = None, sha256: str = READER_SHA256) -> None:
+    def __init__(self, threads: int = 1, path: Path | str | None = None, sha256: str = READER_SHA256,
+                 weights: dict[str, np.ndarray] | None = None) -> None:
+        """`weights`: graph initializers (by name) that replace the file's own, an adapted trunk
+        (train/trunk.py); `key` then names the file and those weights together."""
         import onnxruntime as ort
 
         self.path = Path(path) if path else reader_path()
@@ -80,7 +84,11 @@ class Reader:
             raise RuntimeError(f"the reader {self.path} is not the file XMR was built with (sha256 {digest[:16]}..., "
                                f"expected {sha256[:16]}...): reinstall the `{READER_PACKAGE}` version pinned in "
                                "requirements.txt")
-        self.sha256 = digest
+        self.sha256, self.key, self.weights = digest, digest, dict(weights or {})
+        if weights:
+            data = with_weights(data, weights)
+            self.key = f"{digest}+{hashlib.sha256(data).hexdigest()}"
+        self.graph = data  # the ONNX graph run (the file's, or with `weights` in it)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         self.session = ort.InferenceSession(_with_features(data), opts, providers=["CPUExecutionProvider"])
@@ -94,13 +102,10 @@ class Reader:
         import onnx
         from onnx import numpy_helper
 
-        model = onnx.load(str(self.path))
+        model = onnx.load_from_string(self.graph)
         init = {t.name: t for t in model.graph.initializer}
-        mm = next(n for n in model.graph.node if n.op_type == "MatMul" and FEATURES in n.input)
-        add = next(n for n in model.graph.node if n.op_type == "Add" and mm.output[0] in n.input)
-        w = numpy_helper.to_array(init[next(i for i in mm.input if i != FEATURES)])
-        b = numpy_helper.to_array(init[next(i for i in add.input if i != mm.output[0])])
-        return w.astype(np.float32), b.astype(np.float32)
+        w, b = ctc_initializers(model)
+        return numpy_helper.to_array(init[w]).astype(np.float32), numpy_helper.to_array(init[b]).astype(np.float32)
 
     def posteriors(self, inks: list[np.ndarray]) -> list[np.ndarray]:
         """Per crop, the (steps, 18,710) softmax over symbols at each step of its own width."""
@@ -147,6 +152,30 @@ class Reader:
     def read(self, inks: list[np.ndarray]) -> list[Reading]:
         """Greedy CTC readings of ink crops."""
         return [self.decode(p) for p in self.posteriors(inks)]
+
+
+def ctc_initializers(model) -> tuple[str, str]:
+    """The names of the CTC layer's weight (120, 18,710) and bias initializers in a reader graph."""
+    init = {t.name for t in model.graph.initializer}
+    mm = next(n for n in model.graph.node if n.op_type == "MatMul" and FEATURES in n.input)
+    add = next(n for n in model.graph.node if n.op_type == "Add" and mm.output[0] in n.input)
+    return (next(i for i in mm.input if i in init), next(i for i in add.input if i in init))
+
+
+def with_weights(data: bytes, weights: dict[str, np.ndarray]) -> bytes:
+    """An ONNX graph with some initializers replaced (same names, shapes and dtypes); ValueError otherwise."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(data)
+    init = {t.name: t for t in model.graph.initializer}
+    for name, value in weights.items():
+        old = init.get(name)
+        if old is None or tuple(old.dims) != tuple(value.shape):
+            raise ValueError(f"adapted reader weight {name} {tuple(value.shape)} does not fit the reader's graph "
+                             f"({'no such tensor' if old is None else tuple(old.dims)})")
+        old.CopyFrom(numpy_helper.from_array(np.asarray(value, numpy_helper.to_array(old).dtype), name))
+    return model.SerializeToString()
 
 
 def _with_features(data: bytes) -> bytes:

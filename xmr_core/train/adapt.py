@@ -67,7 +67,7 @@ def jitter(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, 0, 1).astype(np.float32)
 
 
-def _labels(word: str, lang: str, index: dict[str, int]) -> list[list[int]]:
+def spellings(word: str, lang: str, index: dict[str, int]) -> list[list[int]]:
     """The reader's symbol ids of the word's spellings (Latin: lower, Title and UPPER case) it can write."""
     forms = [word] if lang == "zh" else list(dict.fromkeys(f(word) for f in LATIN_CASES))
     out = [[index.get(ch) for ch in f] for f in forms]
@@ -81,7 +81,7 @@ def queue_examples(model: ReadingModel, x: np.ndarray, words: list[tuple[str, st
     out: list[Example] = []
     for m, (word, lang) in zip(x, words):
         ink = _ink_columns(m[0])
-        labels = _labels(word, lang, model.reader.index)
+        labels = spellings(word, lang, model.reader.index)
         if not labels:
             continue
         variants = [ink] + [jitter(ink, rng) for _ in range(copies)]
@@ -98,7 +98,7 @@ def replay_examples(model: ReadingModel, lexicon: Lexicon, n: int, seed: int,
     """`n` renders of random lexicon words in the `train` fonts (and pens), read once and cached."""
     if n <= 0:
         return []
-    key = hashlib.sha256(json.dumps([n, seed, model.reader.sha256, lexicon.hash()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([n, seed, model.reader.key, lexicon.hash()]).encode()).hexdigest()[:16]
     path = cache_dir() / "adapt" / f"replay-{key}.npz"
     if path.exists():
         z = np.load(path, allow_pickle=False)

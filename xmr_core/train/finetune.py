@@ -1,8 +1,9 @@
 """Stage 2: fine-tune a model on the annotation queue, mixed with synthetic replay, and compare
 before/after on the held-out fonts and on a held-out part of the queue.
 
-A reading model adapts its reading head (adapt.py: about a minute for the whole job; the reader and
-the visual encoder stay as they are); an edge model trains its visual encoder (train.py), as every fine-tune did
+A reading model adapts its reader's trunk (trunk.py: the top of the network and its constant weights,
+with the reading head folded in) and then a new reading head on it (adapt.py); the visual encoder stays as
+it is; an edge model trains its visual encoder (train.py), as every fine-tune did
 before issue 28 (on the edge model it cost a real hand 8 points: docs/adaptation.md)."""
 
 from __future__ import annotations
@@ -25,16 +26,19 @@ from xmr_core.evaluate.retrieval import evaluate, load_manifest_set, measure_lat
 from xmr_core.model.checkpoint import load_engine_model, load_model_dir, save_model_dir
 from xmr_core.model.dual import DualEncoder
 from xmr_core.model.fastpath import ONNX_FILE, OnnxVisual, export_onnx
+from xmr_core.model.reader import Reader
 from xmr_core.model.reading import READING_PREPROCESS
 from xmr_core.model.reading_head import HEAD_FILE
 from xmr_core.store.database import Store
 from xmr_core.train.adapt import AdaptConfig, adapt_head
 from xmr_core.train.trainer import TrainConfig, train
+from xmr_core.train.trunk import TrunkConfig, adapt_trunk, save_trunk
 
 
 @dataclass
 class FinetuneConfig:
     steps: int = 300  # optimisation steps (of the reading head, or of the edge model's encoder)
+    trunk_steps: int = 200  # reading model: steps adapting the reader's trunk first (trunk.py); 0: the head alone
     lr: float | None = None  # None: 1e-3 for a reading head, 5e-4 for an encoder
     replay: float = 0.5  # share of each batch replayed from the train fonts
     holdout: float = 0.2  # share of the queue kept out of training for the after/before comparison
@@ -46,10 +50,11 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "fine-tune")
-        if self.steps < 1 or (self.lr is not None and not self.lr > 0) or not 0 <= self.replay < 1 \
-                or not 0 <= self.holdout < 1 or self.val_concepts < 0 or self.threads < 1:
-            raise ValueError(f"fine-tune config {self}: steps >= 1, lr > 0, replay and holdout in [0, 1), "
-                             "val_concepts >= 0, threads >= 1")
+        if (self.steps < 0 or self.trunk_steps < 0 or self.steps + self.trunk_steps < 1
+                or (self.lr is not None and not self.lr > 0) or not 0 <= self.replay < 1
+                or not 0 <= self.holdout < 1 or self.val_concepts < 0 or self.threads < 1):
+            raise ValueError(f"fine-tune config {self}: steps and trunk_steps >= 0 (not both 0), lr > 0, replay "
+                             "and holdout in [0, 1), val_concepts >= 0, threads >= 1")
 
     @classmethod
     def from_dict(cls, d: dict) -> FinetuneConfig:
@@ -101,7 +106,9 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     extra = [Concept(c["concept_id"], c["zh"], c["en"], c["es"], "user") for c in store.list_concepts()
              if c["concept_id"] not in base_lex]
     lexicon = base_lex.with_concepts(extra)
-    reads = "reading" in base_cfg  # a reading model: adapt its reading head, serve and score it as read
+    reads = "reading" in base_cfg  # a reading model: adapt its reader and head, serve and score it as read
+    if not reads and cfg.steps < 1:
+        raise ValueError("an edge model's fine-tune trains its encoder: steps >= 1")
     train_rows, held_rows = split_queue(queue, cfg.holdout)
     train_csv = _write_manifest(train_rows, store, lexicon, out / "data" / "train.csv")
     held_csv = _write_manifest(held_rows, store, lexicon, out / "data" / "heldout.csv") if held_rows else None
@@ -129,16 +136,28 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
         before = scores(served)
         data = load_manifest_set(train_csv, lexicon, pre, keep_raw=0)
         negatives = _negatives(store, lexicon)
-        acfg = AdaptConfig(steps=cfg.steps, lr=cfg.lr or AdaptConfig.lr, replay=cfg.replay, seed=cfg.seed,
-                           replay_renders=cfg.replay_renders)
-        head, record = adapt_head(served, data.x, [(lexicon.get(c).word(lg), lg) for c, lg in
-                                                   zip(data.concept_ids, data.langs)], acfg,
-                                  lambda f, m: say(0.1 + 0.8 * f, m), negatives=negatives)
+        words = [(lexicon.get(c).word(lg), lg) for c, lg in zip(data.concept_ids, data.langs)]
+        trained, at = {}, 0.1
+        if cfg.trunk_steps:
+            tcfg = TrunkConfig(steps=cfg.trunk_steps, seed=cfg.seed)
+            weights, trecord = adapt_trunk(served, data.x, words, tcfg, cfg.threads,
+                                           lambda f, m: say(0.1 + 0.6 * f, m))
+            served.reader, served.head = Reader(threads=cfg.threads, weights=weights), None  # the head is folded in
+            served.set_lexicon(lexicon)
+            trained, at = {"trunk": asdict(tcfg), "trunk_record": trecord}, 0.7
+        head = None
+        if cfg.steps:
+            acfg = AdaptConfig(steps=cfg.steps, lr=cfg.lr or AdaptConfig.lr, replay=cfg.replay, seed=cfg.seed,
+                               replay_renders=cfg.replay_renders)
+            head, record = adapt_head(served, data.x, words, acfg, lambda f, m: say(at + (0.9 - at) * f, m),
+                                      negatives=negatives)
+            trained.update({"adapt": asdict(acfg), "adapt_record": record})
         served.head = head
         say(0.92, f"scoring the adapted model on the same {len(fonts.x)} renders")
         after = scores(served)
-        trained = {"adapt": asdict(acfg), "adapt_record": record}
         fast = None
+        if served.reader.weights:  # adapted now, or by an earlier fine-tune
+            save_trunk(served.reader.weights, final)
         if (Path(base_dir) / ONNX_FILE).exists():  # the encoder is unchanged: its graph too
             shutil.copyfile(Path(base_dir) / ONNX_FILE, final / ONNX_FILE)
     else:
@@ -153,7 +172,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
         trained, head = {"train": asdict(tcfg)}, None
     result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
               "n_negatives": len(negatives[0]) if reads else 0,
-              "config": asdict(cfg), "trained": "reading head" if reads else "visual encoder",
+              "config": asdict(cfg), "trained": _trained(cfg) if reads else "visual encoder",
               "minutes": round((time.time() - t_start) / 60, 2)}
     keep = {k: base_cfg[k] for k in ("reading", "reader", "train", "visual_params") if k in base_cfg}
     save_model_dir(base if reads else tuned, lexicon, final,
@@ -203,6 +222,10 @@ def _tune_encoder(base, base_cfg: dict, base_dir, lexicon: Lexicon, train_csv: P
     model_dir = train(base.cfg, tcfg, out / "run", lexicon, progress=on_step, init=base_dir)
     tuned, _, _ = load_model_dir(model_dir)
     return tuned, tcfg
+
+
+def _trained(cfg: FinetuneConfig) -> str:
+    return " + ".join(["reader trunk"] * bool(cfg.trunk_steps) + ["reading head"] * bool(cfg.steps))
 
 
 def _summary(res: dict) -> dict:
