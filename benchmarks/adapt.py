@@ -7,7 +7,7 @@ A hand is one `val` font family (its words rendered with its font only) or a pen
 slant and tremor (a `val` stroke set, settings outside the training range).
 
     python benchmarks/adapt.py [--hands MissFajardose_400Regular.ttf pen:HersheyScript1 ...] [--labelled 20]
-        [--words 150] [--steps 300] [--trunk-steps 200] [--model assets/models/reader]
+        [--words 150] [--steps 300] [--trunk-steps 60] [--model assets/models/reader]
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--labelled", type=int, default=20)
     ap.add_argument("--words", type=int, default=150, help="other words of the hand tested (each in its scripts)")
     ap.add_argument("--steps", type=int, default=300, help="reading-head steps")
-    ap.add_argument("--trunk-steps", type=int, default=200, help="reader-trunk steps (0: the head alone)")
+    ap.add_argument("--trunk-steps", type=int, default=60, help="reader-trunk steps (0: the head alone)")
     ap.add_argument("--model", default=str(ASSETS / "models" / "reader"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the rows here")

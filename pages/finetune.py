@@ -35,10 +35,10 @@ with st.form("finetune_form"):
                          key="finetune_name")
     steps = c2.number_input("Steps", min_value=5, max_value=5000, value=300, step=50, key="finetune_steps",
                             help="Of the reading head (a reader model) or of the visual encoder (an edge model).")
-    trunk_steps = c3.number_input("Reader steps", min_value=0, max_value=2000, value=200, step=50,
+    trunk_steps = c3.number_input("Reader steps", min_value=0, max_value=2000, value=60, step=10,
                                   key="finetune_trunk_steps",
                                   help="A reader model: steps adapting the reader's own network to the queue's hand "
-                                       "first (about 2 s each); 0 trains the reading head alone.")
+                                       "first (about 4 s each on 2 cores, with its setup); 0 trains the reading head alone.")
     go = st.form_submit_button("Start fine-tuning", type="primary")
 if go:
     if len(queue) < 2:

@@ -38,7 +38,7 @@ from xmr_core.train.trunk import TrunkConfig, adapt_trunk, save_trunk
 @dataclass
 class FinetuneConfig:
     steps: int = 300  # optimisation steps (of the reading head, or of the edge model's encoder)
-    trunk_steps: int = 200  # reading model: steps adapting the reader's trunk first (trunk.py); 0: the head alone
+    trunk_steps: int = 60  # reading model: steps adapting the reader's trunk first (trunk.py); 0: the head alone
     lr: float | None = None  # None: 1e-3 for a reading head, 5e-4 for an encoder
     replay: float = 0.5  # share of each batch replayed from the train fonts
     holdout: float = 0.2  # share of the queue kept out of training for the after/before comparison

@@ -35,7 +35,7 @@ Progress = Callable[[float, str], None]
 
 @dataclass(frozen=True)
 class TrunkConfig:
-    steps: int = 200
+    steps: int = 60
     batch: int = 32  # half the queue's samples, half replay
     lr: float = 1e-4
     fraction: float = 1 / 3  # the share of the layers whose parameters train, from the top
