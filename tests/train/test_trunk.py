@@ -14,7 +14,8 @@ from xmr_core.model.dual import DualEncoder
 from xmr_core.model.reader import Reader, reader_input
 from xmr_core.model.reading import READING_PREPROCESS, ReadingModel
 from xmr_core.model.reading_head import ReadingHead
-from xmr_core.train.trunk import TrunkConfig, adapt_trunk, folded_graph, torch_network, trainable
+from xmr_core.train.trunk import (TrunkConfig, adapt_trunk, folded_graph, replay_inks, torch_network, trainable,
+                                  width_chunks)
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +84,25 @@ def test_a_few_steps_read_the_queue_samples_better(model, fonts_ready):
         TrunkConfig.from_dict({"stepz": 3})
     with pytest.raises(ValueError, match="fraction"):
         TrunkConfig(fraction=0)
+
+
+def test_replay_renders_are_rendered_once_then_read_from_the_cache(model, fonts_ready, tmp_path):
+    first = replay_inks(model.lexicon, 12, seed=4, folder=tmp_path)
+    assert len(first) == 12 and all(t and ink.ndim == 2 and 0 <= ink.min() and ink.max() <= 1 for ink, t in first)
+    assert len({t for _, t in first}) > 3  # random words of the lexicon
+    (path,) = tmp_path.glob("replay-*.npz")
+    again = replay_inks(model.lexicon, 12, seed=4, folder=tmp_path)  # from the file, not rendered again
+    assert [t for _, t in again] == [t for _, t in first]
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(first, again))
+    path.unlink()
+    assert [t for _, t in replay_inks(model.lexicon, 12, seed=5, folder=tmp_path)] != [t for _, t in first]  # another seed, others
+
+
+def test_a_batch_is_read_in_chunks_of_similar_width_with_every_sample_once():
+    batch = [(np.zeros((48, w), np.float32), [i]) for i, w in enumerate([90, 30, 300, 60, 120, 45, 200])]
+    parts = width_chunks(batch, 3)
+    assert [len(p) for p in parts] == [2, 3, 2]
+    widths = [ink.shape[1] for p in parts for ink, _ in p]
+    assert widths == sorted(widths)
+    assert sorted(t[0] for p in parts for _, t in p) == list(range(7))
+    assert len(width_chunks(batch[:2], 4)) == 2 and width_chunks(batch, 1) == [sorted(batch, key=lambda b: b[0].shape[1])]

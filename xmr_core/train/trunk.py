@@ -3,8 +3,8 @@
 The PP-OCRv6 recognition network is ONNX; `onnx2torch` converts it to torch exactly (the three 2x2
 stride-1 `SAME_UPPER` layers given explicit pads, which it lacks). The model's reading head is folded into
 the network's CTC layer first, then the network trains with the CTC loss on the queue's samples (half of
-each batch, each labelled with its word in the letter case the current model reads best) and fresh
-renders of the `train` fonts (the other half, replay): the parameters of the last `fraction` of its layers
+each batch, each labelled with its word in the letter case the current model reads best) and renders
+of the `train` fonts (the other half, replay: rendered once and cached): the parameters of the last `fraction` of its layers
 and every weight the graph keeps as a constant (the MatMul weights and the biases added after each
 convolution); batch-norm statistics stay the reader's. The trained tensors are written back into the
 reader's own graph by their ONNX names (`Reader(weights=...)`), checked against the torch network, and
@@ -13,6 +13,8 @@ saved with the model (`reader.WEIGHTS_FILE`); docs/adaptation.md has the measure
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from xmr_core.data.configs import check_fields, strict_from_dict
-from xmr_core.data.lexicon import LANGS
+from xmr_core.data.lexicon import LANGS, Lexicon
+from xmr_core.data.paths import cache_dir
 from xmr_core.data.preprocess import word_ink
 from xmr_core.data.render import MissingGlyph, SyntheticWords
 from xmr_core.model.ctc import ctc_log_likelihood
@@ -39,12 +42,15 @@ class TrunkConfig:
     batch: int = 32  # half the queue's samples, half replay
     lr: float = 1e-4
     fraction: float = 1 / 3  # the share of the layers whose parameters train, from the top
+    chunks: int = 2  # each batch read in this many parts of similar width (less padding than one)
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_fields(self, "trunk")
-        if self.steps < 1 or self.batch < 2 or not self.lr > 0 or not 0 < self.fraction <= 1:
-            raise ValueError(f"trunk config {self}: steps >= 1, batch >= 2, lr > 0, fraction in (0, 1]")
+        if (self.steps < 1 or self.batch < 2 or not self.lr > 0 or not 0 < self.fraction <= 1
+                or not 1 <= self.chunks <= self.batch):
+            raise ValueError(f"trunk config {self}: steps >= 1, batch >= 2, lr > 0, fraction in (0, 1], "
+                             "chunks in [1, batch]")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrunkConfig:
@@ -148,29 +154,30 @@ def adapt_trunk(model: ReadingModel, x: np.ndarray, words: list[tuple[str, str]]
     for mod in net.modules():  # normalisation statistics stay the reader's
         if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
             mod.eval()
-    replay = SyntheticWords(model.lexicon, "train", seed=cfg.seed + 3, kinds={"font": 1.0},
-                            cases={"lower": 0.6, "title": 0.25, "upper": 0.15})
+    half = cfg.batch // 2
+    say(0.03, f"replay: {cfg.steps * (cfg.batch - half)} renders of the train fonts (cached after the first time)")
+    replay = [(ink, ids) for ink, text in replay_inks(model.lexicon, cfg.steps * (cfg.batch - half), cfg.seed,
+                                                      lambda d, t: say(0.03 + 0.02 * d / t, f"replay: {d}/{t}"))
+              if None not in (ids := [model.reader.index.get(ch) for ch in text])]
     rng = np.random.default_rng(cfg.seed + 7)
-    half, losses, t1 = cfg.batch // 2, [], time.time()
+    losses, t1, at = [], time.time(), 0
     for step in range(cfg.steps):
         batch = [queue[int(i)] for i in rng.choice(len(queue), half)]
-        while len(batch) < cfg.batch:
-            c, lg = model.lexicon.concepts[int(rng.integers(len(model.lexicon)))], LANGS[int(rng.integers(3))]
-            try:
-                s = replay.sample(c.concept_id, lg, rng)
-            except MissingGlyph:
-                continue
-            ids = [model.reader.index.get(ch) for ch in s.text]
-            if s.text and None not in ids:
-                batch.append((word_ink(s.image), ids))
-        xb, steps = reader_input([ink for ink, _ in batch])
-        logp = torch.log(net(torch.from_numpy(xb)).clamp_min(1e-12)).permute(1, 0, 2)
-        loss = F.ctc_loss(logp, torch.tensor([i for _, t in batch for i in t]), torch.tensor(steps),
-                          torch.tensor([len(t) for _, t in batch]), blank=0, zero_infinity=True)
+        while len(batch) < cfg.batch and replay:
+            batch.append(replay[at % len(replay)])
+            at += 1
         opt.zero_grad()
-        loss.backward()
+        total = 0.0
+        for part in width_chunks(batch, cfg.chunks):  # each chunk padded to its own widest: less padding read
+            xb, steps = reader_input([ink for ink, _ in part])
+            logp = torch.log(net(torch.from_numpy(xb)).clamp_min(1e-12)).permute(1, 0, 2)
+            per = F.ctc_loss(logp, torch.tensor([i for _, t in part for i in t]), torch.tensor(steps),
+                             torch.tensor([len(t) for _, t in part]), blank=0, zero_infinity=True, reduction="none")
+            loss = (per / torch.tensor([len(t) for _, t in part], dtype=per.dtype)).sum() / len(batch)
+            loss.backward()  # the batch's mean over samples of the loss per target symbol, as one chunk gave
+            total += float(loss.detach())
         opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(total)
         if step % 10 == 9 or step == cfg.steps - 1:
             sec = time.time() - t1
             say(0.05 + 0.9 * (step + 1) / cfg.steps, f"reader step {step + 1}/{cfg.steps}, loss "
@@ -187,13 +194,54 @@ def adapt_trunk(model: ReadingModel, x: np.ndarray, words: list[tuple[str, str]]
     diff = float(np.abs(check.run(xp) - ref).max())
     if not diff < 1e-3:
         raise RuntimeError(f"the adapted reader written back differs from the trained network by {diff:.2g}")
-    record = {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "fraction": round(cfg.fraction, 4),
+    record = {"steps": cfg.steps, "batch": cfg.batch, "chunks": cfg.chunks, "lr": cfg.lr, "fraction": round(cfg.fraction, 4),
               "trained_values": int(sum(t.numel() for t in params.values())), "queue_samples": len(queue),
               "loss_first_10": round(float(np.mean(losses[:10])), 4),
               "loss_last_10": round(float(np.mean(losses[-10:])), 4),
               "max_posterior_difference_onnx_vs_torch": diff, "train_seconds": round(time.time() - t1, 1),
               "seconds": round(time.time() - t0, 1)}
     return weights, record
+
+
+def width_chunks(batch: list[tuple[np.ndarray, list[int]]], chunks: int) -> list[list]:
+    """The batch's (ink, labels) sorted by width and cut into `chunks` parts of near-equal size."""
+    order = sorted(batch, key=lambda b: b[0].shape[1])
+    cuts = np.linspace(0, len(order), min(chunks, len(order)) + 1).round().astype(int)
+    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def replay_inks(lexicon: Lexicon, n: int, seed: int, progress: Callable[[int, int], None] | None = None,
+                folder: Path | None = None) -> list[tuple[np.ndarray, str]]:
+    """`n` renders of random lexicon words in the `train` fonts as ink crops (`word_ink`) with their text;
+    kept in `folder` (default: the cache's `trunk/`; 8-bit ink) per lexicon, count and seed, so a later job
+    does not render them again."""
+    key = hashlib.sha256(json.dumps([n, seed, lexicon.hash()]).encode()).hexdigest()[:16]
+    path = (folder or cache_dir() / "trunk") / f"replay-{key}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        inks = np.split(z["ink"], np.cumsum(z["height"] * z["width"])[:-1])
+        return [(a.reshape(h, w).astype(np.float32) / 255, str(t))
+                for a, h, w, t in zip(inks, z["height"], z["width"], z["text"])]
+    ds = SyntheticWords(lexicon, "train", seed=seed + 3, kinds={"font": 1.0},
+                        cases={"lower": 0.6, "title": 0.25, "upper": 0.15})
+    rng = np.random.default_rng(seed + 5)
+    out: list[tuple[np.ndarray, str]] = []
+    while len(out) < n:
+        c, lg = lexicon.concepts[int(rng.integers(len(lexicon)))], LANGS[int(rng.integers(3))]
+        try:
+            s = ds.sample(c.concept_id, lg, rng)
+        except MissingGlyph:
+            continue
+        if s.text:
+            out.append((np.round(np.clip(word_ink(s.image), 0, 1) * 255).astype(np.uint8), s.text))
+            if progress and len(out) % 100 == 0:
+                progress(len(out), n)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, ink=np.concatenate([a.ravel() for a, _ in out]), height=[a.shape[0] for a, _ in out],
+             width=[a.shape[1] for a, _ in out], text=np.array([t for _, t in out]))
+    tmp.replace(path)
+    return [(a.astype(np.float32) / 255, t) for a, t in out]
 
 
 def _folded_head(model: ReadingModel) -> dict[str, np.ndarray]:
