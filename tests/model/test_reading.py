@@ -155,6 +155,14 @@ def test_a_directory_with_a_reading_head_serves_it(small, tmp_path, fonts_ready)
                 np.zeros(len(sym), np.float32)).save(d / HEAD_FILE)
     headed, _, _ = load_engine_model(d)
     assert plain.head is None and headed.head is not None and model_id(d) != before
+    from safetensors.numpy import save_file
+
+    from xmr_core.model.reader import WEIGHTS_FILE
+
+    with_head = model_id(d)
+    save_file({"t": np.zeros(2, np.float32)}, str(d / WEIGHTS_FILE))
+    assert model_id(d) != with_head  # an adapted reader's tensors are part of it too
+    (d / WEIGHTS_FILE).unlink()
     ds = SyntheticWords(lex, "train", kinds={"font": 1.0}, seed=5)
     x = np.stack([preprocess(ds[i].image, READING_PREPROCESS) for i in range(4)])
     assert not np.allclose(plain.read(x), headed.read(x))
@@ -198,3 +206,10 @@ def test_a_finetune_of_a_reading_model_adapts_its_reader_then_its_head(small, tm
     assert res2["trained"] == "reading head"
     assert (tmp_path / "ft2" / "model" / WEIGHTS_FILE).read_bytes() == (out / WEIGHTS_FILE).read_bytes()
     assert set(res["before"]) == set(res["after"]) == {"val_fonts", "queue_heldout"}
+    from xmr_core.evaluate.retrieval import render_eval_set
+    from xmr_core.train.finetune import font_check_cache
+
+    fonts = render_eval_set(lex, READING_PREPROCESS, "val", concepts=4)  # the job's check, as it rendered it
+    kept = font_check_cache(d, lex, fonts.x)  # the base's score, kept for the next job from it
+    assert json.loads(kept.read_text()) == res["before"]["val_fonts"]
+    assert font_check_cache(out, lex, fonts.x) != kept

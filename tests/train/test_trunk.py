@@ -14,8 +14,7 @@ from xmr_core.model.dual import DualEncoder
 from xmr_core.model.reader import Reader, reader_input
 from xmr_core.model.reading import READING_PREPROCESS, ReadingModel
 from xmr_core.model.reading_head import ReadingHead
-from xmr_core.train.trunk import (TrunkConfig, adapt_trunk, folded_graph, replay_inks, torch_network, trainable,
-                                  width_chunks)
+from xmr_core.train.trunk import TrunkConfig, adapt_trunk, folded_graph, replay_inks, torch_network, trainable, width_chunks
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +94,8 @@ def test_replay_renders_are_rendered_once_then_read_from_the_cache(model, fonts_
     assert [t for _, t in again] == [t for _, t in first]
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(first, again))
     path.unlink()
-    assert [t for _, t in replay_inks(model.lexicon, 12, seed=5, folder=tmp_path)] != [t for _, t in first]  # another seed, others
+    other = replay_inks(model.lexicon, 12, seed=5, folder=tmp_path)  # another seed: other words
+    assert [t for _, t in other] != [t for _, t in first]
 
 
 def test_a_batch_is_read_in_chunks_of_similar_width_with_every_sample_once():

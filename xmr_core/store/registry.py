@@ -74,11 +74,12 @@ def in_use(store: Store, path: Path | str) -> str | None:
 
 
 def model_id(model_dir: Path | str) -> str:
-    """Content id of a model directory: sha256 of its weights, reading head and config (first 16 hex digits)."""
+    """Content id of a model directory: sha256 of its weights, reading head, adapted reader tensors
+    (train/trunk.py) and config (first 16 hex digits)."""
     d = Path(model_dir)
     h = hashlib.sha256()
-    for name in ("config.json", "model.safetensors", "reading_head.safetensors"):
-        if name != "reading_head.safetensors" or (d / name).exists():
+    for name in ("config.json", "model.safetensors", "reading_head.safetensors", "reader_weights.safetensors"):
+        if name in ("config.json", "model.safetensors") or (d / name).exists():
             h.update((d / name).read_bytes())
     return h.hexdigest()[:16]
 

@@ -9,6 +9,7 @@ before issue 28 (on the edge model it cost a real hand 8 points: docs/adaptation
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import numpy as np
 
 from xmr_core.data.configs import check_fields, strict_from_dict
 from xmr_core.data.lexicon import Concept, Lexicon
+from xmr_core.data.paths import cache_dir
 from xmr_core.data.preprocess import preprocess
 from xmr_core.evaluate.retrieval import evaluate, load_manifest_set, measure_latency, render_eval_set, torch_embedder
 from xmr_core.model.checkpoint import load_engine_model, load_model_dir, save_model_dir
@@ -30,6 +32,7 @@ from xmr_core.model.reader import Reader
 from xmr_core.model.reading import READING_PREPROCESS
 from xmr_core.model.reading_head import HEAD_FILE
 from xmr_core.store.database import Store
+from xmr_core.store.registry import model_id
 from xmr_core.train.adapt import AdaptConfig, adapt_head
 from xmr_core.train.trainer import TrainConfig, train
 from xmr_core.train.trunk import TrunkConfig, adapt_trunk, save_trunk
@@ -120,12 +123,20 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
                                                       f"rendering the held-out fonts' check set: {d}/{t}"))
     held = load_manifest_set(held_csv, lexicon, pre) if held_csv else None
 
-    def scores(model) -> dict:  # as the engine runs it
-        r = {"val_fonts": _summary(evaluate(model, lexicon, fonts))}
+    def scores(model, cache: Path | None = None) -> dict:  # as the engine runs it; the base's font check cached
+        if cache is not None and cache.exists():
+            r = {"val_fonts": json.loads(cache.read_text())}
+        else:
+            r = {"val_fonts": _summary(evaluate(model, lexicon, fonts))}
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.with_suffix(".tmp").write_text(json.dumps(r["val_fonts"]))
+                cache.with_suffix(".tmp").replace(cache)
         if held is not None:
             r["queue_heldout"] = _summary(evaluate(model, lexicon, held))
         return r
 
+    check_cache = font_check_cache(base_dir, lexicon, fonts.x)
     final = out / "model"
     final.mkdir(parents=True, exist_ok=True)
     if reads:
@@ -133,7 +144,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
         served.set_lexicon(lexicon)
         say(0.04, f"scoring the current model on {len(fonts.x)} held-out renders"
                   + (f" and {len(held.x)} held-out queue samples" if held is not None else ""))
-        before = scores(served)
+        before = scores(served, check_cache)
         data = load_manifest_set(train_csv, lexicon, pre, keep_raw=0)
         negatives = _negatives(store, lexicon)
         words = [(lexicon.get(c).word(lg), lg) for c, lg in zip(data.concept_ids, data.langs)]
@@ -163,7 +174,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     else:
         say(0.04, f"scoring the current model on {len(fonts.x)} held-out renders"
                   + (f" and {len(held.x)} held-out queue samples" if held is not None else ""))
-        before = scores(base)
+        before = scores(base, check_cache)
         tuned, tcfg = _tune_encoder(base, base_cfg, base_dir, lexicon, train_csv, out, cfg, say)
         say(0.92, f"scoring the fine-tuned model on the same {len(fonts.x)} renders")
         after = scores(tuned)
@@ -184,6 +195,13 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     (out / "result.json").write_text(json.dumps(result, indent=2))
     say(1.0, "done")
     return result
+
+
+def font_check_cache(base_dir: Path | str, lexicon: Lexicon, x: np.ndarray) -> Path:
+    """Where a base model's score on the held-out fonts' check is kept: by the model's content, the
+    lexicon and the renders themselves, so a second job from the same model does not score it again."""
+    h = hashlib.sha256(json.dumps([model_id(base_dir), lexicon.hash()]).encode() + np.ascontiguousarray(x).tobytes())
+    return cache_dir() / "finetune" / f"check-{h.hexdigest()[:16]}.json"
 
 
 def _negatives(store: Store, lexicon: Lexicon) -> tuple[np.ndarray, list[tuple[str, str]]]:
