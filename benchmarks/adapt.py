@@ -108,12 +108,6 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
         for cid, lang, img in labelled:  # the queue, as the Annotate page fills it
             sha, rel = store.put_image(_png(img))
             store.annotate(sha, str(rel), cid, lang, author="benchmark")
-        pseudo = None
-        if args.self_train:  # the hand's other words, unlabelled, labelled by the model's own confident reading
-            picks, pseudo = confident(load_engine_model(base, threads=2)[0], lex, test, args.self_train)
-            for n, cid in picks:
-                sha, rel = store.put_image(_png(tests[n][2]))
-                store.annotate(sha, str(rel), cid, test.langs[n], author="self-training")
         t0 = time.time()
         job = start_job(store, "finetune", {"base": str(base), "name": "hand",
                                             "config": {"steps": args.steps, "trunk_steps": args.trunk_steps}})
@@ -138,31 +132,7 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
                "job_minutes": round(wall, 2), "job_reported_minutes": res["minutes"], "guard": guard,
                "job_check": {k: round(100 * res[k]["val_fonts"]["within_acc@1"], 2) for k in ("before", "after")},
                "seconds": _phases(model_dir)}
-    if pseudo is not None:
-        row["self_training"] = pseudo
     return row
-
-
-def confident(model, lex, data: EvalSet, k: int) -> tuple[list[tuple[int, str]], dict]:
-    """The `k` images the model recognises with the widest margin (its best word's cosine over the second
-    best, among the words of the image's script), each with that word's concept; and how many are right."""
-    import torch
-
-    with torch.no_grad():
-        v = model.encode_image(data.x).numpy()
-        words = {lg: model.encode_text(lex.words(lg)).numpy() for lg in set(data.langs)}
-    ids = lex.ids()
-    best, margin = [], []
-    for n, lg in enumerate(data.langs):
-        s = words[lg] @ v[n]
-        top = np.argsort(-s)[:2]
-        best.append(ids[top[0]])
-        margin.append(float(s[top[0]] - s[top[1]]))
-    order = np.argsort(-np.array(margin))[:k]
-    picks = [(int(n), best[n]) for n in order]
-    right = sum(best[n] == data.concept_ids[n] for n, _ in picks)
-    return picks, {"pseudo_labels": len(picks), "right": int(right),
-                   "min_margin": round(float(margin[order[-1]]), 4) if len(order) else None}
 
 
 def _phases(model_dir: Path) -> dict:
@@ -183,9 +153,6 @@ def main() -> None:
     ap.add_argument("--trunk-steps", type=int, default=60, help="reader-trunk steps (0: the head alone)")
     ap.add_argument("--model", default=str(ASSETS / "models" / "reader"))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--self-train", type=int, default=0, metavar="K",
-                    help="also queue the K test images the model reads most surely, labelled as it reads them "
-                         "(a collection's unlabelled items in the same hand)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     base = Path(args.model)
