@@ -15,7 +15,8 @@ from xmr_core.model.config import SCHEMA_VERSION, ModelConfig
 from xmr_core.model.dual import DualEncoder
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file whole or not at all (a temporary file beside it, renamed over it)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -58,11 +59,11 @@ def save_model_dir(model: DualEncoder, lexicon: Lexicon, out: Path | str, metric
     _atomic_save_tensors(model_state(model), out / "model.safetensors")
     save_lexicon(lexicon, out / "lexicon.tsv")
     config = model_config(model, lexicon, extra)
-    _atomic_write_text(out / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
     if metrics is not None:
-        _atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     if card:
-        _atomic_write_text(out / "README.md", card)
+        atomic_write_text(out / "README.md", card)
     return out
 
 
@@ -145,7 +146,7 @@ def save_checkpoint(path: Path, model: DualEncoder, optimizer: torch.optim.Optim
         for k, v in st.items():
             tensors[f"opt.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
     _atomic_save_tensors(tensors, path / "checkpoint.safetensors")
-    _atomic_write_text(path / "checkpoint.json", json.dumps({**state, "param_groups": opt["param_groups"]}))
+    atomic_write_text(path / "checkpoint.json", json.dumps({**state, "param_groups": opt["param_groups"]}))
 
 
 def load_checkpoint(path: Path, model: DualEncoder, optimizer: torch.optim.Optimizer) -> dict | None:

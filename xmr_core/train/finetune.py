@@ -25,7 +25,7 @@ from xmr_core.data.lexicon import Concept, Lexicon
 from xmr_core.data.paths import cache_dir
 from xmr_core.data.preprocess import preprocess
 from xmr_core.evaluate.retrieval import evaluate, load_manifest_set, measure_latency, render_eval_set, torch_embedder
-from xmr_core.model.checkpoint import load_engine_model, load_model_dir, save_model_dir
+from xmr_core.model.checkpoint import atomic_write_text, load_engine_model, load_model_dir, save_model_dir
 from xmr_core.model.dual import DualEncoder
 from xmr_core.model.fastpath import ONNX_FILE, OnnxVisual, export_onnx
 from xmr_core.model.reader import Reader
@@ -130,8 +130,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
             r = {"val_fonts": _summary(evaluate(model, lexicon, fonts))}
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
-                cache.with_suffix(".tmp").write_text(json.dumps(r["val_fonts"]))
-                cache.with_suffix(".tmp").replace(cache)
+                atomic_write_text(cache, json.dumps(r["val_fonts"]))
         if held is not None:
             r["queue_heldout"] = _summary(evaluate(model, lexicon, held))
         return r

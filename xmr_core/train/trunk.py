@@ -3,12 +3,12 @@
 The PP-OCRv6 recognition network is ONNX; `onnx2torch` converts it to torch exactly (the three 2x2
 stride-1 `SAME_UPPER` layers given explicit pads, which it lacks). The model's reading head is folded into
 the network's CTC layer first, then the network trains with the CTC loss on the queue's samples (half of
-each batch, each labelled with its word in the letter case the current model reads best) and renders
-of the `train` fonts (the other half, replay: rendered once and cached): the parameters of the last `fraction` of its layers
-and every weight the graph keeps as a constant (the MatMul weights and the biases added after each
-convolution); batch-norm statistics stay the reader's. The trained tensors are written back into the
-reader's own graph by their ONNX names (`Reader(weights=...)`), checked against the torch network, and
-saved with the model (`reader.WEIGHTS_FILE`); docs/adaptation.md has the measurements.
+each batch, each labelled with its word in the letter case the current model reads best) and renders of
+the `train` fonts (the other half, replay: rendered once and cached): the parameters of the last
+`fraction` of its layers and every weight the graph keeps as a constant (the MatMul weights and the biases
+added after each convolution); batch-norm statistics stay the reader's. The trained tensors are written
+back into the reader's own graph by their ONNX names (`Reader(weights=...)`), checked against the torch
+network, and saved with the model (`reader.WEIGHTS_FILE`); docs/adaptation.md has the measurements.
 """
 
 from __future__ import annotations
