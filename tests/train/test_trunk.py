@@ -42,6 +42,14 @@ def test_the_trained_tensors_written_back_read_as_the_torch_network(model, fonts
     params = trainable(net, names, 1 / 3)
     assert 3e6 < sum(t.numel() for t in params.values()) < 6e6  # the top third and the graph's constants
     assert len(set(names[n] for n in params)) == len(params)  # one ONNX tensor each
+    order = list(names)  # the graph's node order: nothing below the first trained layer trains
+    cut = min(order.index(n) for n in params if not n.startswith("initializers."))
+    assert all(order.index(n) >= cut for n in params)
+    assert any(n.startswith("initializers.") and order.index(n) < cut for n in names)  # constants left below
+    assert len(trainable(net, names, 1.0)) > len(params)
+    with pytest.raises(ValueError, match="no layer"):
+        trainable(net, names, 0.0)
+    params = trainable(net, names, 1 / 3)
     with torch.no_grad():
         for t in params.values():
             t.add_(torch.randn_like(t) * 0.01)

@@ -5,8 +5,9 @@ stride-1 `SAME_UPPER` layers given explicit pads, which it lacks). The model's r
 the network's CTC layer first, then the network trains with the CTC loss on the queue's samples (half of
 each batch, each labelled with its word in the letter case the current model reads best) and renders of
 the `train` fonts (the other half, replay: rendered once and cached): the parameters of the last
-`fraction` of its layers and every weight the graph keeps as a constant (the MatMul weights and the biases
-added after each convolution); batch-norm statistics stay the reader's. The trained tensors are written
+`fraction` of its layers and the weights the graph keeps as constants above that cut (the MatMul weights
+and the biases added after each convolution); nothing below the cut trains, so the backward pass stops
+there, and batch-norm statistics stay the reader's. The trained tensors are written
 back into the reader's own graph by their ONNX names (`Reader(weights=...)`), checked against the torch
 network, and saved with the model (`reader.WEIGHTS_FILE`); docs/adaptation.md has the measurements.
 """
@@ -109,16 +110,21 @@ def torch_network(graph):
 
 def trainable(net, names: dict[str, str], fraction: float) -> dict[str, object]:
     """By torch name: the parameters of the last `fraction` of the layers that have any, and the graph's
-    float constants of over 64 values; those are set to take gradients, everything else not."""
+    float constants of over 64 values used at or above the first of those layers (`names` is in the
+    graph's node order); those are set to take gradients, everything else not, so the backward pass
+    stops at that cut."""
     import torch
 
     net.requires_grad_(False)
     layers = [n for n, m in net.named_modules() if list(m.parameters(recurse=False))]
     top = set(layers[int(len(layers) * (1 - fraction)):])
-    out = {n: p for n, p in net.named_parameters() if n.rsplit(".", 1)[0] in top}
-    out.update({n: b for n, b in net.named_buffers() if n.startswith("initializers.")
-                and b.dtype == torch.float32 and b.numel() > 64})
-    out = {n: t for n, t in out.items() if n in names}
+    out = {n: p for n, p in net.named_parameters() if n.rsplit(".", 1)[0] in top and n in names}
+    if not out:
+        raise ValueError(f"fraction {fraction}: no layer of the reader's network trains")
+    order = {n: i for i, n in enumerate(names)}
+    cut = min(order[n] for n in out)
+    out.update({n: b for n, b in net.named_buffers() if n.startswith("initializers.") and n in names
+                and order[n] >= cut and b.dtype == torch.float32 and b.numel() > 64})
     for t in out.values():
         t.requires_grad_(True)
     return out
