@@ -38,7 +38,7 @@ with st.form("finetune_form"):
     trunk_steps = c3.number_input("Reader steps", min_value=0, max_value=2000, value=60, step=10,
                                   key="finetune_trunk_steps",
                                   help="A reader model: steps adapting the reader's own network to the queue's hand "
-                                       "first (about 2.5 s each on 2 cores, with its setup); 0 trains the reading head alone.")
+                                       "first (about 2 s each on 2 cores, with its setup); 0 trains the reading head alone.")
     go = st.form_submit_button("Start fine-tuning", type="primary")
 if go:
     if len(queue) < 2:
