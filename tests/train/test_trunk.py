@@ -40,7 +40,7 @@ def test_the_trained_tensors_written_back_read_as_the_torch_network(model, fonts
     posts, feats = model.reader.run(x, features=True)
     assert np.abs(folded - np.stack([head.apply(p, f) for p, f in zip(posts, feats)])).max() < 1e-4
     params = trainable(net, names, 1 / 3)
-    assert 3e6 < sum(t.numel() for t in params.values()) < 6e6  # the top third and the graph's constants
+    assert 3e6 < sum(t.numel() for t in params.values()) < 6e6  # the top third and the constants used there
     assert len(set(names[n] for n in params)) == len(params)  # one ONNX tensor each
     order = list(names)  # the graph's node order: nothing below the first trained layer trains
     cut = min(order.index(n) for n in params if not n.startswith("initializers."))
