@@ -7,9 +7,9 @@ each batch, each labelled with its word in the letter case the current model rea
 the `train` fonts (the other half, replay: rendered once and cached): the parameters of the last
 `fraction` of its layers and the weights the graph keeps as constants above that cut (the MatMul weights
 and the biases added after each convolution); nothing below the cut trains, so the backward pass stops
-there, and batch-norm statistics stay the reader's. The trained tensors are written
-back into the reader's own graph by their ONNX names (`Reader(weights=...)`), checked against the torch
-network, and saved with the model (`reader.WEIGHTS_FILE`); docs/adaptation.md has the measurements.
+there, and batch-norm statistics stay the reader's. The trained tensors are written back into the reader's
+own graph by their ONNX names (`Reader(weights=...)`), checked against the torch network, and saved with
+the model (`reader.WEIGHTS_FILE`); docs/adaptation.md has the measurements.
 """
 
 from __future__ import annotations
