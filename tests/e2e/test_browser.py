@@ -529,6 +529,43 @@ def test_a_sample_labelled_as_another_concept_is_then_suggested_and_searched_as_
     assert_no_exception(page)
 
 
+def suggested(page) -> None:
+    """Wait for the Annotate page's suggestions for the whole drawing: the canvas sends its image after each
+    stroke, so the widgets of an earlier stroke's suggestions can still be on the page for a moment."""
+    page.get_by_text("The model suggests").wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    settle(page)
+    page.wait_for_function("() => document.querySelectorAll(\"[class*='st-key-annotate_other_'] input\").length === 1",
+                           timeout=60_000)
+
+
+def test_a_drawing_labelled_as_another_concept_is_suggested_as_that_label_when_drawn_again(page, server):
+    """Issue 28, exemplars, drawn: dana draws "ventana", labels it door and saves; on a fresh page the same
+    drawing has door as its first suggestion, and another word drawn after it is suggested as itself."""
+    url, _ = server
+    open_page(page, url + "/annotate?user=dana", "Annotate samples")
+    draw(page, 0, "ventana", "es")
+    suggested(page)
+    other = page.locator("[class*='st-key-annotate_other_'] input")
+    other.click()
+    page.keyboard.type("door")
+    page.get_by_role("option").filter(has_text="/ door /").first.click()
+    settle(page)
+    page.get_by_role("button", name="Save to the fine-tune queue").click()
+    page.get_by_text("Saved as 门 / door / puerta").wait_for(timeout=30_000)
+    open_page(page, url + "/annotate?user=dana", "Annotate samples")
+    draw(page, 0, "ventana", "es")
+    suggested(page)
+    first = page.locator("[class*='st-key-annotate_choice_'] [role='radiogroup'] label").first
+    assert "/ door /" in first.inner_text(), first.inner_text()
+    open_page(page, url + "/annotate?user=dana", "Annotate samples")
+    draw(page, 0, "invierno", "es")
+    suggested(page)
+    first = page.locator("[class*='st-key-annotate_choice_'] [role='radiogroup'] label").first
+    assert "/ invierno" in first.inner_text(), first.inner_text()
+    assert_no_exception(page)
+
+
 def test_two_browsers_annotating_at_once_lose_nothing(browser, server, tmp_path):
     url, _ = server
     ctxs = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
