@@ -7,7 +7,7 @@ A hand is one `val` font family (its words rendered with its font only) or a pen
 slant and tremor (a `val` stroke set, settings outside the training range).
 
     python benchmarks/adapt.py [--hands MissFajardose_400Regular.ttf pen:HersheyScript1 ...] [--labelled 20]
-        [--words 150] [--steps 300] [--trunk-steps 60] [--model assets/models/reader]
+        [--words 150] [--steps 300] [--trunk-steps 60] [--trunk-always] [--model assets/models/reader]
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
             store.annotate(sha, str(rel), cid, lang, author="benchmark")
         t0 = time.time()
         job = start_job(store, "finetune", {"base": str(base), "name": "hand",
-                                            "config": {"steps": args.steps, "trunk_steps": args.trunk_steps}})
+                                            "config": {"steps": args.steps, "trunk_steps": args.trunk_steps,
+                                                       "trunk_always": args.trunk_always}})
         while store.get_job(job)["status"] in ("queued", "running"):
             time.sleep(1)
         wall = (time.time() - t0) / 60
@@ -129,7 +130,7 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
         row = {"hand": name, "labelled": len(labelled), "test_images": len(test.x),
                "hand_before": _acc(before_model, lex, test), "hand_after": _acc(after_model, lex, test),
                "fonts_before": _acc(before_model, lex, others), "fonts_after": _acc(after_model, lex, others),
-               "job_minutes": round(wall, 2), "job_reported_minutes": res["minutes"], "guard": guard,
+               "job_minutes": round(wall, 2), "job_reported_minutes": res["minutes"], "trained": res["trained"], "guard": guard,
                "job_check": {k: round(100 * res[k]["val_fonts"]["within_acc@1"], 2) for k in ("before", "after")},
                "seconds": _phases(model_dir)}
     return row
@@ -151,6 +152,7 @@ def main() -> None:
     ap.add_argument("--words", type=int, default=150, help="other words of the hand tested (each in its scripts)")
     ap.add_argument("--steps", type=int, default=300, help="reading-head steps")
     ap.add_argument("--trunk-steps", type=int, default=60, help="reader-trunk steps (0: the head alone)")
+    ap.add_argument("--trunk-always", action="store_true", help="adapt the reader even when the head alone passes")
     ap.add_argument("--model", default=str(ASSETS / "models" / "reader"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the rows here")
@@ -159,13 +161,14 @@ def main() -> None:
     _, lex, _ = load_engine_model(base)
     fonts_check = render_eval_set(lex, READING_PREPROCESS, "val", concepts=150, seed=31)
     rows = []
-    print("| hand | test images | hand Acc@1 before | after | held-out fonts before | after | job minutes | guard |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| hand | test images | hand Acc@1 before | after | held-out fonts before | after | job minutes | trained | guard |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.hands:
         r = run_hand(name, base, lex, fonts_check, args)
         rows.append(r)
         print(f"| {name} | {r['test_images']} | {r['hand_before'][0]:.1f} | {r['hand_after'][0]:.1f} | "
-              f"{r['fonts_before'][0]:.1f} | {r['fonts_after'][0]:.1f} | {r['job_minutes']:.1f} | {r['guard']} |",
+              f"{r['fonts_before'][0]:.1f} | {r['fonts_after'][0]:.1f} | {r['job_minutes']:.1f} | {r['trained']} | "
+              f"{r['guard']} |",
               flush=True)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))

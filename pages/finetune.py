@@ -37,8 +37,10 @@ with st.form("finetune_form"):
                             help="Of the reading head (a reader model) or of the visual encoder (an edge model).")
     trunk_steps = c3.number_input("Reader steps", min_value=0, max_value=2000, value=60, step=10,
                                   key="finetune_trunk_steps",
-                                  help="A reader model: steps adapting the reader's own network to the queue's hand "
-                                       "first (about 2 s each on 2 cores, with its setup); 0 trains the reading head alone.")
+                                  help="A reader model: the reading head is trained alone first; when that loses on the "
+                                       "held-out fonts, the reader's own network is adapted to the queue's hand in this "
+                                       "many steps (about 2 s each on 2 cores, with its setup) and a new head trained on "
+                                       "it. 0 trains the reading head alone.")
     go = st.form_submit_button("Start fine-tuning", type="primary")
 if go:
     if len(queue) < 2:
@@ -55,6 +57,16 @@ if go:
             busy = next((j for j in eng.store.list_jobs(5) if j["status"] in ("queued", "running")), None)
             flash = {"level": "error", "text": str(exc), "while": ("running", busy["id"]) if busy else None}
         st.session_state["finetune_flash"] = flash
+
+
+def _why(res: dict) -> str:
+    """Why a reader model's job did or did not adapt the reader (finetune.py trains the head alone first)."""
+    if "head_alone" in res:
+        return (f" The reading head alone scored {_pct(res['head_alone']['val_fonts']['within_acc@1'])}% on the "
+                "held-out fonts, below the model it started from, so the reader was adapted too.")
+    if res["trained"] == "reading head" and res.get("config", {}).get("trunk_steps"):
+        return " The reading head alone did not lose on the held-out fonts, so the reader was left as it was."
+    return ""
 
 
 def _flash(jobs: list[dict]) -> None:

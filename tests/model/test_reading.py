@@ -173,6 +173,7 @@ def test_a_finetune_of_a_reading_model_adapts_its_reader_then_its_head(small, tm
     from xmr_core.model.reader import WEIGHTS_FILE
     from xmr_core.model.reading_head import HEAD_FILE, ReadingHead, head_symbols
     from xmr_core.search.annotate import save_annotation
+    from xmr_core.store.registry import worse_on_fonts
     from xmr_core.train.finetune import FinetuneConfig, finetune
 
     d = reading_dir(tmp_path / "r", small, visual_weight=0.5)
@@ -188,7 +189,7 @@ def test_a_finetune_of_a_reading_model_adapts_its_reader_then_its_head(small, tm
     item = eng.add("c", [("w", png(ds[9].image))]).added[0]  # a hit marked wrong: a negative
     mark(eng.store, "ana", None, item, False, ds[10].concept_id, "en", "text:x")
     res = finetune(eng.store, d, tmp_path / "ft", FinetuneConfig(steps=4, trunk_steps=3, val_concepts=4,
-                                                                 replay_renders=20))
+                                                                 replay_renders=20, trunk_always=True))
     out = tmp_path / "ft" / "model"
     assert res["model_dir"] == str(out) and res["trained"] == "reader trunk + reading head"
     assert res["n_negatives"] == 1
@@ -206,6 +207,15 @@ def test_a_finetune_of_a_reading_model_adapts_its_reader_then_its_head(small, tm
     assert res2["trained"] == "reading head"
     assert (tmp_path / "ft2" / "model" / WEIGHTS_FILE).read_bytes() == (out / WEIGHTS_FILE).read_bytes()
     assert set(res["before"]) == set(res["after"]) == {"val_fonts", "queue_heldout"}
+    # by default the head alone trains first, and the reader is adapted only when that loses on the check
+    res3 = finetune(eng.store, d, tmp_path / "ft3", FinetuneConfig(steps=4, trunk_steps=3, val_concepts=4,
+                                                                  replay_renders=20))
+    alone = res3.get("head_alone", res3["after"])  # the head alone's scores: kept, or kept beside the trunk's
+    if worse_on_fonts(res3["before"], alone):
+        assert res3["trained"] == "reader trunk + reading head" and (tmp_path / "ft3" / "model" / WEIGHTS_FILE).exists()
+    else:
+        assert res3["trained"] == "reading head" and "head_alone" not in res3
+        assert not (tmp_path / "ft3" / "model" / WEIGHTS_FILE).exists()  # it reads with the reader as it came
     from xmr_core.evaluate.retrieval import render_eval_set
     from xmr_core.train.finetune import font_check_cache
 

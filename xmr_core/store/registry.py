@@ -155,12 +155,17 @@ def rollback(store: Store) -> Path:
     return prev
 
 
+def worse_on_fonts(before: dict, after: dict) -> bool:
+    """The promote guard's rule: scores (a fine-tune's `before` / `after`) lower on the held-out fonts."""
+    return after["val_fonts"]["within_acc@1"] < before["val_fonts"]["within_acc@1"]
+
+
 def promote(store: Store, result: dict, override: bool = False) -> Path:
     """Activate a fine-tuned model, unless it scores worse than the model it started from on the
     held-out fonts (then only with `override`)."""
     before = result["before"]["val_fonts"]["within_acc@1"]
     after = result["after"]["val_fonts"]["within_acc@1"]
-    if after < before and not override:
+    if worse_on_fonts(result["before"], result["after"]) and not override:
         raise ValueError(f"the new model is worse on the held-out fonts ({100 * after:.1f}% < {100 * before:.1f}% "
                          "within-language Acc@1); tick the override to promote it anyway")
     activate(store, result["model_dir"])

@@ -1,9 +1,10 @@
 """Stage 2: fine-tune a model on the annotation queue, mixed with synthetic replay, and compare
 before/after on the held-out fonts and on a held-out part of the queue.
 
-A reading model adapts its reader's trunk (trunk.py: the top of the network and its constant weights,
-with the reading head folded in) and then a new reading head on it (adapt.py); the visual encoder stays as
-it is; an edge model trains its visual encoder (train.py), as every fine-tune did
+A reading model trains a new reading head first (adapt.py) and keeps it when it does not lose on the
+held-out-font check; otherwise it adapts its reader's trunk (trunk.py: the top of the network and its
+constant weights, with the reading head folded in) and then a new reading head on it; the visual encoder
+stays as it is; an edge model trains its visual encoder (train.py), as every fine-tune did
 before issue 28 (on the edge model it cost a real hand 8 points: docs/adaptation.md)."""
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from xmr_core.model.reader import Reader
 from xmr_core.model.reading import READING_PREPROCESS
 from xmr_core.model.reading_head import HEAD_FILE
 from xmr_core.store.database import Store
-from xmr_core.store.registry import model_id
+from xmr_core.store.registry import model_id, worse_on_fonts
 from xmr_core.train.adapt import AdaptConfig, adapt_head
 from xmr_core.train.trainer import TrainConfig, train
 from xmr_core.train.trunk import TrunkConfig, adapt_trunk, save_trunk
@@ -41,7 +42,9 @@ from xmr_core.train.trunk import TrunkConfig, adapt_trunk, save_trunk
 @dataclass
 class FinetuneConfig:
     steps: int = 300  # optimisation steps (of the reading head, or of the edge model's encoder)
-    trunk_steps: int = 60  # reading model: steps adapting the reader's trunk first (trunk.py); 0: the head alone
+    trunk_steps: int = 60  # reading model: steps adapting the reader's trunk (trunk.py) before a new head, when the
+    # head alone (trained first) loses on the held-out-font check; 0: the head alone
+    trunk_always: bool = False  # reading model: adapt the reader even when the head alone passes that check
     lr: float | None = None  # None: 1e-3 for a reading head, 5e-4 for an encoder
     replay: float = 0.5  # share of each batch replayed from the train fonts
     holdout: float = 0.2  # share of the queue kept out of training for the after/before comparison
@@ -147,24 +150,37 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
         data = load_manifest_set(train_csv, lexicon, pre, keep_raw=0)
         negatives = _negatives(store, lexicon)
         words = [(lexicon.get(c).word(lg), lg) for c, lg in zip(data.concept_ids, data.langs)]
-        trained, at = {}, 0.1
-        if cfg.trunk_steps:
-            tcfg = TrunkConfig(steps=cfg.trunk_steps, seed=cfg.seed)
-            weights, trecord = adapt_trunk(served, data.x, words, tcfg, cfg.threads,
-                                           lambda f, m: say(0.1 + 0.6 * f, m))
-            served.reader, served.head = Reader(threads=cfg.threads, weights=weights), None  # the head is folded in
-            served.set_lexicon(lexicon)
-            trained, at = {"trunk": asdict(tcfg), "trunk_record": trecord}, 0.7
-        head = None
-        if cfg.steps:
-            acfg = AdaptConfig(steps=cfg.steps, lr=cfg.lr or AdaptConfig.lr, replay=cfg.replay, seed=cfg.seed,
-                               replay_renders=cfg.replay_renders)
-            head, record = adapt_head(served, data.x, words, acfg, lambda f, m: say(at + (0.9 - at) * f, m),
+        acfg = AdaptConfig(steps=cfg.steps, lr=cfg.lr or AdaptConfig.lr, replay=cfg.replay, seed=cfg.seed,
+                           replay_renders=cfg.replay_renders)
+        base_head, trained, head, after = served.head, {}, None, None
+        if cfg.steps and cfg.trunk_steps and not cfg.trunk_always:  # the head alone first: the reader only if it loses
+            head, record = adapt_head(served, data.x, words, acfg, lambda f, m: say(0.1 + 0.15 * f, f"head alone: {m}"),
                                       negatives=negatives)
-            trained.update({"adapt": asdict(acfg), "adapt_record": record})
-        served.head = head
-        say(0.92, f"scoring the adapted model on the same {len(fonts.x)} renders")
-        after = scores(served)
+            served.head = head
+            say(0.26, f"scoring the head alone on the {len(fonts.x)} held-out renders")
+            alone = scores(served)
+            if not worse_on_fonts(before, alone):
+                trained, after = {"adapt": asdict(acfg), "adapt_record": record}, alone
+            else:
+                say(0.3, "the head alone loses on the held-out fonts: adapting the reader")
+                trained, served.head, head = {"head_alone": alone}, base_head, None
+        if after is None:
+            at = 0.3 if trained else 0.1
+            if cfg.trunk_steps:
+                tcfg = TrunkConfig(steps=cfg.trunk_steps, seed=cfg.seed)
+                weights, trecord = adapt_trunk(served, data.x, words, tcfg, cfg.threads,
+                                               lambda f, m: say(at + (0.75 - at) * f, m))
+                served.reader, served.head = Reader(threads=cfg.threads, weights=weights), None  # the head is folded in
+                served.set_lexicon(lexicon)
+                trained.update({"trunk": asdict(tcfg), "trunk_record": trecord})
+                at = 0.75
+            if cfg.steps:
+                head, record = adapt_head(served, data.x, words, acfg, lambda f, m: say(at + (0.9 - at) * f, m),
+                                          negatives=negatives)
+                trained.update({"adapt": asdict(acfg), "adapt_record": record})
+            served.head = head
+            say(0.92, f"scoring the adapted model on the same {len(fonts.x)} renders")
+            after = scores(served)
         fast = None
         if served.reader.weights:  # adapted now, or by an earlier fine-tune
             save_trunk(served.reader.weights, final)
@@ -182,8 +198,9 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
         trained, head = {"train": asdict(tcfg)}, None
     result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
               "n_negatives": len(negatives[0]) if reads else 0,
-              "config": asdict(cfg), "trained": _trained(cfg) if reads else "visual encoder",
-              "minutes": round((time.time() - t_start) / 60, 2)}
+              "config": asdict(cfg), "trained": _trained(trained) if reads else "visual encoder",
+              "minutes": round((time.time() - t_start) / 60, 2), **({"head_alone": trained["head_alone"]}
+                                                                       if "head_alone" in trained else {})}
     keep = {k: base_cfg[k] for k in ("reading", "reader", "train", "visual_params") if k in base_cfg}
     save_model_dir(base if reads else tuned, lexicon, final,
                    metrics={"finetune": result, **({"fast_path": fast} if fast else {})},
@@ -241,8 +258,8 @@ def _tune_encoder(base, base_cfg: dict, base_dir, lexicon: Lexicon, train_csv: P
     return tuned, tcfg
 
 
-def _trained(cfg: FinetuneConfig) -> str:
-    return " + ".join(["reader trunk"] * bool(cfg.trunk_steps) + ["reading head"] * bool(cfg.steps))
+def _trained(trained: dict) -> str:
+    return " + ".join(["reader trunk"] * ("trunk" in trained) + ["reading head"] * ("adapt" in trained))
 
 
 def _summary(res: dict) -> dict:
