@@ -141,6 +141,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     check_cache = font_check_cache(base_dir, lexicon, fonts.x)
     final = out / "model"
     final.mkdir(parents=True, exist_ok=True)
+    lost = None  # a reading model's head alone's scores, when they lost on the held-out fonts
     if reads:
         served, _, _ = load_engine_model(base_dir, threads=cfg.threads)
         served.set_lexicon(lexicon)
@@ -152,20 +153,24 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
         words = [(lexicon.get(c).word(lg), lg) for c, lg in zip(data.concept_ids, data.langs)]
         acfg = AdaptConfig(steps=cfg.steps, lr=cfg.lr or AdaptConfig.lr, replay=cfg.replay, seed=cfg.seed,
                            replay_renders=cfg.replay_renders)
+
+        def new_head(lo: float, hi: float, what: str = ""):  # a reading head on `served` as it now reads
+            return adapt_head(served, data.x, words, acfg, lambda f, m: say(lo + (hi - lo) * f, what + m),
+                              negatives=negatives)
+
         base_head, trained, head, after = served.head, {}, None, None
         if cfg.steps and cfg.trunk_steps and not cfg.trunk_always:  # the head alone first: the reader only if it loses
-            head, record = adapt_head(served, data.x, words, acfg, lambda f, m: say(0.1 + 0.15 * f, f"head alone: {m}"),
-                                      negatives=negatives)
+            head, record = new_head(0.1, 0.25, "head alone: ")
             served.head = head
             say(0.26, f"scoring the head alone on the {len(fonts.x)} held-out renders")
             alone = scores(served)
-            if not worse_on_fonts(before, alone):
-                trained, after = {"adapt": asdict(acfg), "adapt_record": record}, alone
-            else:
+            if worse_on_fonts(before, alone):
                 say(0.3, "the head alone loses on the held-out fonts: adapting the reader")
-                trained, served.head, head = {"head_alone": alone}, base_head, None
+                served.head, head, lost = base_head, None, alone
+            else:
+                trained, after = {"adapt": asdict(acfg), "adapt_record": record}, alone
         if after is None:
-            at = 0.3 if trained else 0.1
+            at = 0.1 if lost is None else 0.3
             if cfg.trunk_steps:
                 tcfg = TrunkConfig(steps=cfg.trunk_steps, seed=cfg.seed)
                 weights, trecord = adapt_trunk(served, data.x, words, tcfg, cfg.threads,
@@ -175,8 +180,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
                 trained.update({"trunk": asdict(tcfg), "trunk_record": trecord})
                 at = 0.75
             if cfg.steps:
-                head, record = adapt_head(served, data.x, words, acfg, lambda f, m: say(at + (0.9 - at) * f, m),
-                                          negatives=negatives)
+                head, record = new_head(at, 0.9)
                 trained.update({"adapt": asdict(acfg), "adapt_record": record})
             served.head = head
             say(0.92, f"scoring the adapted model on the same {len(fonts.x)} renders")
@@ -199,8 +203,8 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
               "n_negatives": len(negatives[0]) if reads else 0,
               "config": asdict(cfg), "trained": _trained(trained) if reads else "visual encoder",
-              "minutes": round((time.time() - t_start) / 60, 2), **({"head_alone": trained["head_alone"]}
-                                                                       if "head_alone" in trained else {})}
+              "minutes": round((time.time() - t_start) / 60, 2),
+              **({"head_alone": lost} if lost is not None else {})}
     keep = {k: base_cfg[k] for k in ("reading", "reader", "train", "visual_params") if k in base_cfg}
     save_model_dir(base if reads else tuned, lexicon, final,
                    metrics={"finetune": result, **({"fast_path": fast} if fast else {})},
