@@ -113,7 +113,7 @@ def job_panel() -> None:
         if "trained" in res:
             st.caption(f"Trained the {res['trained']} on {res['n_train']} queue samples"
                        + (f" and {res['n_negatives']} hits marked wrong (as negatives)" if res.get("n_negatives") else "")
-                       + f", {res['n_heldout']} held out; {res['minutes']:.1f} minutes.")
+                       + f", {res['n_heldout']} held out; {res['minutes']:.1f} minutes." + _why(res))
     actions = job_actions(eng.store, job)
     if "promote" in actions:
         override = st.checkbox("Promote even if it is worse on the held-out fonts", key="finetune_override")

@@ -107,6 +107,27 @@ def test_finetune_refuses_an_empty_queue(app_env):
     assert not at.exception and "at least 2" in at.error[0].value
 
 
+@pytest.mark.parametrize("lost", [False, True])
+def test_finetune_says_which_path_a_reader_job_took(app_env, tmp_path, lost):
+    """A reader model's job trains the head alone first (finetune.py); the job panel says whether the
+    reader was adapted too, and why. Before: the sentence was written but never shown."""
+    from xmr_core.store.database import Store
+
+    part = {"within_acc@1": 0.9, "cross_acc@1": 0.8}
+    result = {"before": {"val_fonts": part}, "after": {"val_fonts": part}, "n_train": 16, "n_heldout": 4,
+              "n_negatives": 0, "config": {"steps": 300, "trunk_steps": 60}, "minutes": 0.8,
+              "trained": "reader trunk (60 steps) and reading head (300 steps)" if lost else "reading head",
+              **({"head_alone": {"val_fonts": {"within_acc@1": 0.871, "cross_acc@1": 0.8}}} if lost else {})}
+    store = Store(tmp_path / "data")
+    job = store.create_job("finetune", {"base": str(app_env), "name": "x", "config": result["config"]})
+    store.update_job(job, status="done", progress=1.0, message="done", result=result)
+    at = _run("pages/finetune.py")
+    assert not at.exception
+    said = " ".join(c.value for c in at.caption if c.value.startswith("Trained the"))
+    assert ("87.1% on the held-out fonts, below the model it started from, so the reader was adapted too" in said) == lost
+    assert ("did not lose on the held-out fonts, so the reader was left as it was" in said) == (not lost), said
+
+
 def test_a_typed_word_shows_the_terms_searched_and_they_can_be_edited(app_env, tmp_path, monkeypatch,
                                                                      dictionaries_ready):
     """With a reading model, a typed word is searched as its words in the three scripts; the page says

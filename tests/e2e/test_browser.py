@@ -611,6 +611,7 @@ def test_finetune_on_a_new_concept_then_promote(page, server, tmp_path):
     assert "held-out fonts" in table and "held-out part of the queue" in table, table
     why = page.get_by_text("Trained the").inner_text()  # the head alone first: the reader adapted only if it lost
     assert ("so the reader was adapted too" in why) == ("reader trunk" in why), why
+    assert "so the reader was" in why, why  # 10 reader steps: the page always says which path the job took, and why
     shot(page, "finetune")
     page.get_by_text("Promote even if it is worse").click()
     settle(page)
