@@ -7,7 +7,8 @@ A hand is one `val` font family (its words rendered with its font only) or a pen
 slant and tremor (a `val` stroke set, settings outside the training range).
 
     python benchmarks/adapt.py [--hands MissFajardose_400Regular.ttf pen:HersheyScript1 ...] [--labelled 20]
-        [--words 150] [--steps 300] [--trunk-steps 60] [--trunk-always] [--model assets/models/reader]
+        [--words 150] [--steps 300] [--trunk-steps 60] [--trunk-always] [--pool 300 --pool-keep 0.5]
+        [--model assets/models/reader]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from xmr_core.data.fonts import list_fonts  # noqa: E402
+from xmr_core.data.lexicon import LANGS  # noqa: E402
 from xmr_core.data.paths import ASSETS  # noqa: E402
 from xmr_core.data.preprocess import preprocess  # noqa: E402
 from xmr_core.data.render import MissingGlyph, SyntheticWords  # noqa: E402
@@ -103,11 +105,29 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
     keep = [n for n, s in enumerate(fonts_check.styles) if s != name]
     others = EvalSet(fonts_check.x[keep], [fonts_check.concept_ids[n] for n in keep],
                      [fonts_check.langs[n] for n in keep], "other val fonts")
+    pseudo, precision = [], None
+    if args.pool:  # self-training: unlabelled words of the hand, queued with the base model's own reading
+        pool = hand.words(order[args.labelled + args.words:args.labelled + args.words + args.pool], 13, one_lang=False)
+        model, _, _ = load_engine_model(base, threads=2)
+        sc = model.read(np.stack([preprocess(im, READING_PREPROCESS) for _, _, im in pool]))  # (N, 3, concepts)
+        flat = sc.reshape(len(pool), -1)
+        best = flat.argmax(1)
+        by_concept = sc.max(1)
+        top2 = np.sort(by_concept, 1)[:, -2:]
+        margin = top2[:, 1] - top2[:, 0]
+        keep_n = int(round(args.pool_keep * len(pool)))
+        for n in np.argsort(-margin)[:keep_n]:
+            lg, ci = divmod(int(best[n]), sc.shape[2])
+            pseudo.append((lex.concepts[ci].concept_id, LANGS[lg], pool[n][2], pool[n][0]))
+        precision = 100 * float(np.mean([c == truth for c, _, _, truth in pseudo])) if pseudo else None
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp)
         for cid, lang, img in labelled:  # the queue, as the Annotate page fills it
             sha, rel = store.put_image(_png(img))
             store.annotate(sha, str(rel), cid, lang, author="benchmark")
+        for cid, lang, img, _ in pseudo:
+            sha, rel = store.put_image(_png(img))
+            store.annotate(sha, str(rel), cid, lang, author="self-training")
         t0 = time.time()
         job = start_job(store, "finetune", {"base": str(base), "name": "hand",
                                             "config": {"steps": args.steps, "trunk_steps": args.trunk_steps,
@@ -132,7 +152,7 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
                "fonts_before": _acc(before_model, lex, others), "fonts_after": _acc(after_model, lex, others),
                "job_minutes": round(wall, 2), "job_reported_minutes": res["minutes"], "trained": res["trained"], "guard": guard,
                "job_check": {k: round(100 * res[k]["val_fonts"]["within_acc@1"], 2) for k in ("before", "after")},
-               "seconds": _phases(model_dir)}
+               "seconds": _phases(model_dir), "pseudo": len(pseudo), "pseudo_precision": precision}
     return row
 
 
@@ -153,6 +173,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="reading-head steps")
     ap.add_argument("--trunk-steps", type=int, default=60, help="reader-trunk steps (0: the head alone)")
     ap.add_argument("--trunk-always", action="store_true", help="adapt the reader even when the head alone passes")
+    ap.add_argument("--pool", type=int, default=0, help="self-training: other words of the hand read by the base model")
+    ap.add_argument("--pool-keep", type=float, default=0.5, help="share of the pool queued (widest reading margin)")
     ap.add_argument("--model", default=str(ASSETS / "models" / "reader"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the rows here")
@@ -161,14 +183,15 @@ def main() -> None:
     _, lex, _ = load_engine_model(base)
     fonts_check = render_eval_set(lex, READING_PREPROCESS, "val", concepts=150, seed=31)
     rows = []
-    print("| hand | test images | hand Acc@1 before | after | held-out fonts before | after | job minutes | trained | guard |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| hand | test images | hand Acc@1 before | after | held-out fonts before | after | job minutes | trained | guard "
+          "| self-training |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.hands:
         r = run_hand(name, base, lex, fonts_check, args)
         rows.append(r)
         print(f"| {name} | {r['test_images']} | {r['hand_before'][0]:.1f} | {r['hand_after'][0]:.1f} | "
               f"{r['fonts_before'][0]:.1f} | {r['fonts_after'][0]:.1f} | {r['job_minutes']:.1f} | {r['trained']} | "
-              f"{r['guard']} |",
+              f"{r['guard']} | {r['pseudo']} ({r['pseudo_precision'] or 0:.0f}% right) |",
               flush=True)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
