@@ -14,6 +14,7 @@ slant and tremor (a `val` stroke set, settings outside the training range).
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import io
 import json
@@ -28,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from xmr_core.data.fonts import list_fonts  # noqa: E402
-from xmr_core.data.lexicon import LANGS  # noqa: E402
 from xmr_core.data.paths import ASSETS  # noqa: E402
 from xmr_core.data.preprocess import preprocess  # noqa: E402
 from xmr_core.data.render import MissingGlyph, SyntheticWords  # noqa: E402
@@ -37,6 +37,7 @@ from xmr_core.data.render.word import render_word  # noqa: E402
 from xmr_core.evaluate.retrieval import EvalSet, evaluate, render_eval_set  # noqa: E402
 from xmr_core.model.checkpoint import load_engine_model  # noqa: E402
 from xmr_core.model.reading import READING_PREPROCESS  # noqa: E402
+from xmr_core.search.engine import Engine  # noqa: E402
 from xmr_core.search.jobs import start_job  # noqa: E402
 from xmr_core.store.database import Store  # noqa: E402
 from xmr_core.store.registry import promote  # noqa: E402
@@ -105,33 +106,21 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
     keep = [n for n, s in enumerate(fonts_check.styles) if s != name]
     others = EvalSet(fonts_check.x[keep], [fonts_check.concept_ids[n] for n in keep],
                      [fonts_check.langs[n] for n in keep], "other val fonts")
-    pseudo, precision = [], None
-    if args.pool:  # self-training: unlabelled words of the hand, queued with the base model's own reading
-        pool = hand.words(order[args.labelled + args.words:args.labelled + args.words + args.pool], 13, one_lang=False)
-        model, _, _ = load_engine_model(base, threads=2)
-        sc = model.read(np.stack([preprocess(im, READING_PREPROCESS) for _, _, im in pool]))  # (N, 3, concepts)
-        flat = sc.reshape(len(pool), -1)
-        best = flat.argmax(1)
-        by_concept = sc.max(1)
-        top2 = np.sort(by_concept, 1)[:, -2:]
-        margin = top2[:, 1] - top2[:, 0]
-        keep_n = int(round(args.pool_keep * len(pool)))
-        for n in np.argsort(-margin)[:keep_n]:
-            lg, ci = divmod(int(best[n]), sc.shape[2])
-            pseudo.append((lex.concepts[ci].concept_id, LANGS[lg], pool[n][2], pool[n][0]))
-        precision = 100 * float(np.mean([c == truth for c, _, _, truth in pseudo])) if pseudo else None
+    pool = hand.words(order[args.labelled + args.words:args.labelled + args.words + args.pool], 13,
+                      one_lang=False) if args.pool else []
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp)
         for cid, lang, img in labelled:  # the queue, as the Annotate page fills it
             sha, rel = store.put_image(_png(img))
             store.annotate(sha, str(rel), cid, lang, author="benchmark")
-        for cid, lang, img, _ in pseudo:
-            sha, rel = store.put_image(_png(img))
-            store.annotate(sha, str(rel), cid, lang, author="self-training")
+        extra = {}
+        if pool:  # self-training: other words of the hand added unlabelled to a collection, as a user adds them
+            Engine(tmp, model_dir=base).add("hand", [(f"pool-{n}", img) for n, (_, _, img) in enumerate(pool)])
+            extra = {"self_train": "hand", "self_train_keep": args.pool_keep, "self_train_max": len(pool)}
         t0 = time.time()
         job = start_job(store, "finetune", {"base": str(base), "name": "hand",
                                             "config": {"steps": args.steps, "trunk_steps": args.trunk_steps,
-                                                       "trunk_always": args.trunk_always}})
+                                                       "trunk_always": args.trunk_always, **extra}})
         while store.get_job(job)["status"] in ("queued", "running"):
             time.sleep(1)
         wall = (time.time() - t0) / 60
@@ -140,6 +129,7 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
             raise SystemExit(f"{name}: the fine-tune job {done['status']}: {done['message']}")
         res = done["result"]
         model_dir = Path(res["model_dir"])
+        precision = _pseudo_precision(model_dir.parent / "data" / "self_training.csv", pool)
         try:
             promote(store, res)
             guard = "promoted"
@@ -152,8 +142,19 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
                "fonts_before": _acc(before_model, lex, others), "fonts_after": _acc(after_model, lex, others),
                "job_minutes": round(wall, 2), "job_reported_minutes": res["minutes"], "trained": res["trained"], "guard": guard,
                "job_check": {k: round(100 * res[k]["val_fonts"]["within_acc@1"], 2) for k in ("before", "after")},
-               "seconds": _phases(model_dir), "pseudo": len(pseudo), "pseudo_precision": precision}
+               "seconds": _phases(model_dir), "pseudo": res.get("self_training", {}).get("kept", 0),
+               "pseudo_precision": precision}
     return row
+
+
+def _pseudo_precision(labels: Path, pool: list) -> float | None:
+    """The share (%) of the job's self-training labels that name the concept the pool's word really is."""
+    if not pool or not labels.exists():
+        return None
+    with open(labels, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    truth = {f"pool-{n}": c for n, (c, _, _) in enumerate(pool)}
+    return 100 * float(np.mean([r["concept_id"] == truth[r["source"]] for r in rows])) if rows else None
 
 
 def _phases(model_dir: Path) -> dict:
@@ -173,8 +174,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="reading-head steps")
     ap.add_argument("--trunk-steps", type=int, default=60, help="reader-trunk steps (0: the head alone)")
     ap.add_argument("--trunk-always", action="store_true", help="adapt the reader even when the head alone passes")
-    ap.add_argument("--pool", type=int, default=0, help="self-training: other words of the hand read by the base model")
-    ap.add_argument("--pool-keep", type=float, default=0.5, help="share of the pool queued (widest reading margin)")
+    ap.add_argument("--pool", type=int, default=0,
+                    help="self-training: other words of the hand added unlabelled to a collection the job learns from")
+    ap.add_argument("--pool-keep", type=float, default=0.5, help="share of the pool the job keeps (widest reading margin)")
     ap.add_argument("--model", default=str(ASSETS / "models" / "reader"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the rows here")

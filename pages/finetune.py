@@ -41,6 +41,13 @@ with st.form("finetune_form"):
                                        "held-out fonts, the reader's own network is adapted to the queue's hand in this "
                                        "many steps (about 2 s each on 2 cores, with its setup) and a new head trained on "
                                        "it. 0 trains the reading head alone.")
+    pools = {c["name"]: c["unlabelled"] for c in eng.store.list_collections() if c["unlabelled"]} if eng.reads else {}
+    pool = st.selectbox("Also learn from the unlabelled items of", [""] + list(pools), key="finetune_pool",
+                        format_func=lambda c: f"{c} ({pools[c]} unlabelled items)" if c else "no collection (the queue alone)",
+                        disabled=not pools,
+                        help="Self-training, for a reader model: the model reads the collection's unlabelled items "
+                             "(up to 600), and the half it reads most surely train beside the queue, labelled with "
+                             "what it read. Worth it when the collection is in the queue's hand.")
     go = st.form_submit_button("Start fine-tuning", type="primary")
 if go:
     if len(queue) < 2:
@@ -49,8 +56,8 @@ if go:
     else:
         try:
             job_id = start_job(eng.store, "finetune", {"base": str(eng.model_dir), "name": name.strip() or "finetune",
-                                                       "config": {"steps": int(steps),
-                                                                  "trunk_steps": int(trunk_steps)}})
+                                                       "config": {"steps": int(steps), "trunk_steps": int(trunk_steps),
+                                                                  **({"self_train": pool} if pool else {})}})
             flash = {"level": "success", "text": f"Started job {job_id}: it runs on even if this page is closed.",
                      "while": ("latest", job_id)}
         except (RuntimeError, ValueError) as exc:
@@ -67,6 +74,15 @@ def _why(res: dict) -> str:
     if res["trained"] == "reading head" and res.get("config", {}).get("trunk_steps"):
         return " The reading head alone did not lose on the held-out fonts, so the reader was left as it was."
     return ""
+
+
+def _self_trained(res: dict) -> str:
+    """What self-training added to a job's training set."""
+    s = res.get("self_training")
+    if not s:
+        return ""
+    return (f", {s['kept']} of the {s['read']} unlabelled items of {s['collection']!r} labelled with the model's "
+            "own reading")
 
 
 def _flash(jobs: list[dict]) -> None:
@@ -111,7 +127,7 @@ def job_panel() -> None:
                              "before": _pct(res["before"][part][metric]), "after": _pct(res["after"][part][metric])})
         st.table(rows)
         if "trained" in res:
-            st.caption(f"Trained the {res['trained']} on {res['n_train']} queue samples"
+            st.caption(f"Trained the {res['trained']} on {res['n_train']} queue samples" + _self_trained(res)
                        + (f" and {res['n_negatives']} hits marked wrong (as negatives)" if res.get("n_negatives") else "")
                        + f", {res['n_heldout']} held out; {res['minutes']:.1f} minutes." + _why(res))
     actions = job_actions(eng.store, job)

@@ -128,6 +128,59 @@ def test_finetune_says_which_path_a_reader_job_took(app_env, tmp_path, lost):
     assert ("did not lose on the held-out fonts, so the reader was left as it was" in said) == (not lost), said
 
 
+def test_finetune_can_learn_from_a_collections_unlabelled_items(app_env, tmp_path, monkeypatch):
+    """Self-training on the Fine-tune page: a reader model's job can also learn from a collection's
+    unlabelled items; the job is sent with that collection, and a finished one says how many it used."""
+    import os
+    import signal
+    import time
+    from dataclasses import asdict
+
+    from helpers import png
+
+    import xmr_core.search.service as service
+    import xmr_core.store.registry as registry
+    from xmr_core.data.render import SyntheticWords
+    from xmr_core.model.checkpoint import load_model_dir
+    from xmr_core.model.reading import ReadingConfig, reader_record
+    from xmr_core.search.annotate import save_annotation
+    from xmr_core.search.engine import Engine
+    from xmr_core.search.jobs import refresh_dead_jobs
+
+    model, lex, _ = load_model_dir(app_env)
+    d = save_model_dir(model, lex, tmp_path / "reading", extra={"reading": asdict(ReadingConfig()),
+                                                                "reader": reader_record()})
+    monkeypatch.setattr(registry, "DEFAULT_MODEL", d)
+    monkeypatch.setattr(service, "DEFAULT_MODEL", d)
+    eng = Engine(tmp_path / "data")
+    ds = SyntheticWords(lex, "train", kinds={"font": 1.0}, seed=2)
+    eng.add("letters", [(f"u{i}", png(ds[i].image)) for i in range(3)])
+    eng.add("labelled", [("l", png(ds[3].image))], labels=[(ds[3].concept_id, ds[3].lang)])
+    for i in (4, 5):
+        save_annotation(eng, png(ds[i].image), ds[i].concept_id, ds[i].lang)
+    at = _run("pages/finetune.py")
+    pool = at.selectbox(key="finetune_pool")
+    assert not at.exception and pool.options == ["no collection (the queue alone)", "letters (3 unlabelled items)"]
+    pool.set_value("letters")
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception and not at.error
+    job = eng.store.list_jobs(1)[0]
+    assert job["params"]["config"]["self_train"] == "letters"
+    os.killpg(job["pid"], signal.SIGKILL)  # the job itself is tested in tests/train/test_self_training.py
+    while eng.store.get_job(job["id"])["status"] in ("queued", "running"):
+        time.sleep(0.2)
+        refresh_dead_jobs(eng.store)
+    part = {"within_acc@1": 0.9, "cross_acc@1": 0.8}
+    result = {"before": {"val_fonts": part}, "after": {"val_fonts": part}, "n_train": 2, "n_heldout": 0,
+              "n_negatives": 0, "config": {"steps": 300, "trunk_steps": 0, "self_train": "letters"}, "minutes": 0.5,
+              "trained": "reading head", "self_training": {"collection": "letters", "read": 3, "kept": 2, "min_margin": 4.1}}
+    done = eng.store.create_job("finetune", {"base": str(d), "name": "y", "config": result["config"]})
+    eng.store.update_job(done, status="done", progress=1.0, message="done", result=result)
+    at = _run("pages/finetune.py")
+    said = " ".join(c.value for c in at.caption if c.value.startswith("Trained the"))
+    assert "on 2 queue samples, 2 of the 3 unlabelled items of 'letters' labelled with the model's own reading" in said
+
+
 def test_a_typed_word_shows_the_terms_searched_and_they_can_be_edited(app_env, tmp_path, monkeypatch,
                                                                      dictionaries_ready):
     """With a reading model, a typed word is searched as its words in the three scripts; the page says

@@ -56,7 +56,8 @@ class ItemTables:
 
     def list_collections(self) -> list[dict]:
         return [dict(r) for r in self.read(
-            "SELECT c.name, c.created, COUNT(i.id) AS items FROM collections c "
+            "SELECT c.name, c.created, COUNT(i.id) AS items, COUNT(i.id) - COUNT(i.concept_id) AS unlabelled "
+            "FROM collections c "
             "LEFT JOIN items i ON i.collection_id = c.id GROUP BY c.id ORDER BY c.name")]
 
     # ------------------------------------------------------------------ items
@@ -119,6 +120,13 @@ class ItemTables:
         where, args = ("WHERE c.name=?", (collection,)) if collection else ("", ())
         rows = self.read(f"SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id = i.collection_id "
                          f"{where} ORDER BY i.id LIMIT ? OFFSET ?", (*args, limit, offset))
+        return [self._item(r) for r in rows]
+
+    def unlabelled_items(self, collection: str) -> list[Item]:
+        """A collection's items that carry no concept (nobody labelled them), oldest first."""
+        self.collection_id(collection)  # an unknown name is refused
+        rows = self.read("SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id = i.collection_id "
+                         "WHERE c.name=? AND i.concept_id IS NULL ORDER BY i.id", (collection,))
         return [self._item(r) for r in rows]
 
     def count_items(self, collection: str | None = None) -> int:

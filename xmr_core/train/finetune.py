@@ -51,6 +51,10 @@ class FinetuneConfig:
     val_concepts: int = 200  # held-out-font check on the first N concepts (all concepts are candidates)
     concepts_per_batch: int = 32  # edge model: concepts per batch
     replay_renders: int = 600  # reading model: `train`-font renders read for replay (adapt.py)
+    self_train: str = ""  # reading model: also train on this collection's unlabelled items, labelled by the
+    # model's own reading (self_training.py); "": the queue alone
+    self_train_keep: float = 0.5  # share of those items kept: the ones read with the widest margin
+    self_train_max: int = 600  # at most this many unlabelled items read (a random sample of more)
     seed: int = 0
     threads: int = 2
 
@@ -58,9 +62,11 @@ class FinetuneConfig:
         check_fields(self, "fine-tune")
         if (self.steps < 0 or self.trunk_steps < 0 or self.steps + self.trunk_steps < 1
                 or (self.lr is not None and not self.lr > 0) or not 0 <= self.replay < 1
-                or not 0 <= self.holdout < 1 or self.val_concepts < 0 or self.threads < 1):
+                or not 0 <= self.holdout < 1 or self.val_concepts < 0 or self.threads < 1
+                or not 0 < self.self_train_keep <= 1 or self.self_train_max < 1):
             raise ValueError(f"fine-tune config {self}: steps and trunk_steps >= 0 (not both 0), lr > 0, replay "
-                             "and holdout in [0, 1), val_concepts >= 0, threads >= 1")
+                             "and holdout in [0, 1), val_concepts >= 0, threads >= 1, self_train_keep in (0, 1], "
+                             "self_train_max >= 1")
 
     @classmethod
     def from_dict(cls, d: dict) -> FinetuneConfig:
@@ -115,6 +121,9 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
     reads = "reading" in base_cfg  # a reading model: adapt its reader and head, serve and score it as read
     if not reads and cfg.steps < 1:
         raise ValueError("an edge model's fine-tune trains its encoder: steps >= 1")
+    if cfg.self_train and not reads:
+        raise ValueError("self-training labels items with the model's reading: it needs a reader model")
+    pool = store.unlabelled_items(cfg.self_train) if cfg.self_train else []  # an unknown collection is refused here
     train_rows, held_rows = split_queue(queue, cfg.holdout)
     train_csv = _write_manifest(train_rows, store, lexicon, out / "data" / "train.csv")
     held_csv = _write_manifest(held_rows, store, lexicon, out / "data" / "heldout.csv") if held_rows else None
@@ -151,11 +160,15 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
         data = load_manifest_set(train_csv, lexicon, pre, keep_raw=0)
         negatives = _negatives(store, lexicon)
         words = [(lexicon.get(c).word(lg), lg) for c, lg in zip(data.concept_ids, data.langs)]
+        x = data.x
+        if cfg.self_train:
+            more, more_words, self_trained = _self_training(served, store, pool, queue, cfg, out / "data", say)
+            x, words = (np.concatenate([x, more]), words + more_words) if len(more) else (x, words)
         acfg = AdaptConfig(steps=cfg.steps, lr=cfg.lr or AdaptConfig.lr, replay=cfg.replay, seed=cfg.seed,
                            replay_renders=cfg.replay_renders)
 
         def new_head(lo: float, hi: float, what: str = ""):  # a reading head on `served` as it now reads
-            return adapt_head(served, data.x, words, acfg, lambda f, m: say(lo + (hi - lo) * f, what + m),
+            return adapt_head(served, x, words, acfg, lambda f, m: say(lo + (hi - lo) * f, what + m),
                               negatives=negatives)
 
         base_head, trained, head, after = served.head, {}, None, None
@@ -173,7 +186,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
             at = 0.1 if lost is None else 0.3
             if cfg.trunk_steps:
                 tcfg = TrunkConfig(steps=cfg.trunk_steps, seed=cfg.seed)
-                weights, trecord = adapt_trunk(served, data.x, words, tcfg, cfg.threads,
+                weights, trecord = adapt_trunk(served, x, words, tcfg, cfg.threads,
                                                lambda f, m: say(at + (0.75 - at) * f, m))
                 served.reader, served.head = Reader(threads=cfg.threads, weights=weights), None  # the head is folded in
                 served.set_lexicon(lexicon)
@@ -202,6 +215,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
         trained, head = {"train": asdict(tcfg)}, None
     result = {"before": before, "after": after, "n_train": len(train_rows), "n_heldout": len(held_rows),
               "n_negatives": len(negatives[0]) if reads else 0,
+              **({"self_training": self_trained} if cfg.self_train else {}),
               "config": asdict(cfg), "trained": _trained(trained) if reads else "visual encoder",
               "minutes": round((time.time() - t_start) / 60, 2),
               **({"head_alone": lost} if lost is not None else {})}
@@ -239,6 +253,42 @@ def _negatives(store: Store, lexicon: Lexicon) -> tuple[np.ndarray, list[tuple[s
             continue
         words.append((lexicon.get(n["concept_id"]).word(n["lang"]), n["lang"]))
     return (np.stack(xs) if xs else np.zeros((0, 1, 1, 1), np.float32)), words
+
+
+def _self_training(model, store: Store, pool: list, queue: list[dict], cfg: FinetuneConfig, out: Path,
+                   say) -> tuple[np.ndarray, list[tuple[str, str]], dict]:
+    """The collection's unlabelled items (not in the queue; a random `self_train_max` of more) read by
+    the model, the surest `self_train_keep` of them as inputs with the (word, lang) each was read as,
+    and a record; the labels are written to `out`/self_training.csv for the user to inspect."""
+    from xmr_core.train.self_training import pseudo_labels
+
+    queued = {a["sha256"] for a in queue}
+    items = [it for it in pool if it.sha256 not in queued]
+    if len(items) > cfg.self_train_max:
+        rng = np.random.default_rng(cfg.seed)
+        items = [items[int(i)] for i in sorted(rng.choice(len(items), cfg.self_train_max, replace=False))]
+    say(0.05, f"self-training: reading {len(items)} unlabelled items of {cfg.self_train!r}")
+    xs, read = [], []
+    for it in items:
+        try:
+            xs.append(preprocess(str(it.path), READING_PREPROCESS))
+            read.append(it)
+        except (ValueError, FileNotFoundError):
+            continue
+    x = np.stack(xs) if xs else np.zeros((0, 1, 1, 1), np.float32)
+    labels = pseudo_labels(model, x, cfg.self_train_keep) if len(x) else []
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "self_training.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["item_id", "source", "path", "text", "lang", "concept_id", "margin"])
+        for p in labels:
+            it = read[p.index]
+            w.writerow([it.id, it.source, os.path.relpath(it.path, out), model.lexicon.get(p.concept_id).word(p.lang),
+                        p.lang, p.concept_id, f"{p.margin:.3f}"])
+    words = [(model.lexicon.get(p.concept_id).word(p.lang), p.lang) for p in labels]
+    record = {"collection": cfg.self_train, "read": len(read), "kept": len(labels),
+              "min_margin": round(labels[-1].margin, 3) if labels else None}
+    return (x[[p.index for p in labels]] if labels else x[:0]), words, record
 
 
 def _tune_encoder(base, base_cfg: dict, base_dir, lexicon: Lexicon, train_csv: Path, out: Path,
