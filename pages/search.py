@@ -8,7 +8,7 @@ import streamlit as st
 from pages._common import LANG_NAMES, current_user, demo_progress, drawing_image, engine_or_stop, md, routed, show_hits
 from xmr_core.data.export import manifest_zip, rows_csv
 from xmr_core.data.preprocess import open_image, to_preview
-from xmr_core.search.annotate import save_annotation
+from xmr_core.search.annotate import query_script, save_annotation
 from xmr_core.search.demo import EXAMPLES
 from xmr_core.store import users
 
@@ -120,6 +120,19 @@ def queue_marked(hits, info, marks: dict) -> None:
             save_annotation(eng, str(h.path), cid, h.lang, author=current_user())
             queued.add(h.item_id)
             st.toast(f"Item {h.item_id} is in the fine-tune queue as {c.en} ({LANG_NAMES.get(h.lang)})")
+            st.rerun()
+    right = next((h for h in hits if marks.get(h.item_id) and h.concept_id), None)
+    image = st.session_state.get("search_query", ({}, 1))[0].get("image")
+    key = ("query", st.session_state.get("search_key"))
+    if info.kind == "image" and right is not None and image is not None and key not in queued:
+        # the query is a sample of the user's own hand, of the marked hit's concept
+        c, lang = eng.lexicon.get(right.concept_id), query_script(eng, image, right.concept_id)
+        if st.button(f"Add your query to the fine-tune queue as {c.en} / {c.zh} / {c.es} ({LANG_NAMES[lang]})",
+                     key="search_queue_query", icon="➕",
+                     help="Your own writing teaches a fine-tune your hand better than the collection's items."):
+            save_annotation(eng, image, right.concept_id, lang, author=current_user())
+            queued.add(key)
+            st.toast(f"Your query is in the fine-tune queue as {c.en} ({LANG_NAMES[lang]})")
             st.rerun()
 
 

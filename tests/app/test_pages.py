@@ -181,6 +181,36 @@ def test_finetune_can_learn_from_a_collections_unlabelled_items(app_env, tmp_pat
     assert "on 2 queue samples, 2 of the 3 unlabelled items of 'letters' labelled with the model's own reading" in said
 
 
+def test_a_drawn_query_whose_hit_is_marked_right_joins_the_queue(app_env, tmp_path):
+    """Issue 28: the user's own writing teaches a fine-tune their hand; once a hit of a drawn query is
+    marked right, the query itself can be queued as that hit's concept, in the script the reader finds."""
+    from helpers import png
+
+    from xmr_core.data.render import SyntheticWords
+    from xmr_core.search.engine import Engine
+
+    eng = Engine(tmp_path / "data")
+    ds = SyntheticWords(eng.lexicon, "train", kinds={"font": 1.0}, seed=2)
+    eng.add("letters", [(f"l{i}", png(ds[i].image)) for i in range(6)],
+            labels=[(ds[i].concept_id, ds[i].lang) for i in range(6)])
+    at = _run("pages/search.py")
+    at.button(key="search_draw_btn").click().run()
+    assert not at.exception and not [b for b in at.button if b.key == "search_queue_query"]  # nothing marked yet
+    right = next(b for b in at.button if b.key.startswith("hit_right_"))
+    item = eng.store.get_items([int(right.key.rsplit("_", 1)[1])])
+    item = next(iter(item.values()))
+    right.click().run()
+    add = at.button(key="search_queue_query")
+    c = eng.lexicon.get(item.concept_id)
+    assert not at.exception and f"Add your query to the fine-tune queue as {c.en} / {c.zh} / {c.es}" in add.label
+    add.click().run()
+    assert not at.exception
+    queued = eng.store.list_annotations()
+    assert len(queued) == 1 and queued[0]["concept_id"] == item.concept_id and queued[0]["author"] == "anonymous"
+    assert queued[0]["sha256"] != item.sha256  # the drawing itself, not the hit
+    assert not [b for b in at.button if b.key == "search_queue_query"]  # queued once
+
+
 def test_a_typed_word_shows_the_terms_searched_and_they_can_be_edited(app_env, tmp_path, monkeypatch,
                                                                      dictionaries_ready):
     """With a reading model, a typed word is searched as its words in the three scripts; the page says

@@ -2,6 +2,7 @@ import csv
 import io
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 from helpers import SMALL
@@ -56,3 +57,18 @@ def test_new_concepts_are_validated(engine):
         create_concept(engine, "cat", "Quokka2", "x y")
     with pytest.raises(ValueError, match="used by both|exists"):
         create_concept(engine, "短尾", "quokka", "quokka")
+
+
+def test_a_marked_querys_script_is_the_one_its_concept_is_read_in(engine, fonts_ready):
+    """Search's "Add your query": the query joins the queue as the marked hit's concept, in the script the
+    reader finds that concept's word written in (the hit itself may be in another script)."""
+    from xmr_core.data.lexicon import LANGS
+    from xmr_core.search.annotate import query_script
+
+    lex = engine.lexicon
+    ds = SyntheticWords(lex, "train", kinds={"font": 1.0}, seed=6)
+    concepts = [c for c in lex.concepts if c.en != c.es][:4]
+    cases = [(c.concept_id, lg) for c in concepts for lg in LANGS]
+    got = [query_script(engine, _png(ds.sample(cid, lg, np.random.default_rng(n)).image), cid)
+           for n, (cid, lg) in enumerate(cases)]
+    assert sum(g == lg for g, (_, lg) in zip(got, cases)) >= len(cases) - 1, list(zip(got, cases))

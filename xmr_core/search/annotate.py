@@ -94,3 +94,10 @@ def queue_zip(engine: Engine) -> bytes:
                                                            "lang": a["lang"], "concept_id": a["concept_id"],
                                                            "author": a["author"]})
                          for a in engine.store.list_annotations()])
+
+
+def query_script(engine: Engine, image: ImageInput, concept_id: str) -> str:
+    """The script an image of `concept_id` is written in (a query whose hit of that concept the user
+    marked right): the language whose word for it the reader finds most likely in the image."""
+    _, read = engine.embed_and_read(image)  # (languages, concepts)
+    return LANGS[int(read[:, engine.lexicon.index(concept_id)].argmax())]
