@@ -98,12 +98,12 @@ def simulated_user(eng: Engine, concept_of: dict[int, str], concepts: list, hand
     repeat = hand.words(order[:n], 22, one_lang=True)
     fresh = hand.words(order[n:2 * n], 23, one_lang=True)
     marked = []
-    for cid, _, img in first:
+    for cid, lang, img in first:
         hits, info, sid, key = users.search_as(eng, "simulated", {"image": _png(img)}, k=10)
         right = next((h for h in hits if concept_of.get(h.item_id) == cid), None)
         if right is not None:
             users.mark(eng.store, "simulated", sid, right.item_id, True, cid, right.lang, key, eng.look(info))
-            marked.append((cid, img))
+            marked.append((cid, lang, img))
     print(f"\nsimulated user ({hand_name}): {len(first)} queries, the right hit marked in {len(marked)}")
     print("| next queries | marks reach a query | Acc@1 without marks | with the user's marks |")
     print("|---|---|---|---|")
@@ -123,11 +123,11 @@ def simulated_user(eng: Engine, concept_of: dict[int, str], concepts: list, hand
     nexts = (("the same words again", repeat), ("other words", fresh))
     rows = {what: [_acc1(eng, "simulated", qs, concept_of)] for what, qs in nexts}
     scripts = []
-    for cid, img in marked:  # the user confirms each query's concept: that of the hit they marked right
+    for cid, _, img in marked:  # the user confirms each query's concept: that of the hit they marked right
         scripts.append(query_script(eng, _png(img), cid))
         save_annotation(eng, _png(img), cid, scripts[-1], author="simulated")
-    truth = [lg for cid, lg, _ in first if any(c == cid for c, _ in marked)]
-    print(f"\n{len(marked)} queries queued (their script right for {sum(a == b for a, b in zip(scripts, truth))})")
+    right = sum(given == lang for given, (_, lang, _) in zip(scripts, marked))
+    print(f"\n{len(marked)} queries queued (their script right for {right})")
     print("| next queries | marks | + queries queued (exemplars) | + fine-tuned and promoted |")
     print("|---|---|---|---|")
     for what, qs in nexts:

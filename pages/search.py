@@ -123,7 +123,7 @@ def queue_marked(hits, info, marks: dict) -> None:
             st.rerun()
     right = next((h for h in hits if marks.get(h.item_id) and h.concept_id), None)
     image = st.session_state.get("search_query", ({}, 1))[0].get("image")
-    key = ("query", st.session_state.get("search_key"))
+    key = ("query", st.session_state.get("search_id"))  # this search's query: another drawing is another search
     if info.kind == "image" and right is not None and image is not None and key not in queued:
         # the query is a sample of the user's own hand, of the marked hit's concept
         c, lang = eng.lexicon.get(right.concept_id), query_script(eng, image, right.concept_id)

@@ -209,6 +209,8 @@ def test_a_drawn_query_whose_hit_is_marked_right_joins_the_queue(app_env, tmp_pa
     assert len(queued) == 1 and queued[0]["concept_id"] == item.concept_id and queued[0]["author"] == "anonymous"
     assert queued[0]["sha256"] != item.sha256  # the drawing itself, not the hit
     assert not [b for b in at.button if b.key == "search_queue_query"]  # queued once
+    at.button(key="search_draw_btn").click().run()  # a new search: its query can be queued in its turn
+    assert not at.exception and at.button(key="search_queue_query")
 
 
 def test_a_typed_word_shows_the_terms_searched_and_they_can_be_edited(app_env, tmp_path, monkeypatch,

@@ -238,21 +238,27 @@ def font_check_cache(base_dir: Path | str, lexicon: Lexicon, x: np.ndarray) -> P
     return cache_dir() / "finetune" / f"check-{h.hexdigest()[:16]}.json"
 
 
+def _read_inputs(paths: list[str]) -> tuple[np.ndarray, list[int]]:
+    """Model inputs (N, 1, H, W) at READING_PREPROCESS of the image files that can be read, and which of
+    `paths` they are; unreadable or missing files are skipped."""
+    xs, ok = [], []
+    for n, path in enumerate(paths):
+        try:
+            xs.append(preprocess(path, READING_PREPROCESS))
+            ok.append(n)
+        except (ValueError, FileNotFoundError):
+            continue
+    return (np.stack(xs) if xs else np.zeros((0, 1, 1, 1), np.float32)), ok
+
+
 def _negatives(store: Store, lexicon: Lexicon) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Hits marked wrong in Search (users.negatives) as model inputs and the word each does not say
     (its concept's word in the item's script); unreadable or unknown ones are skipped."""
     from xmr_core.store.users import negatives
 
-    xs, words = [], []
-    for n in negatives(store):
-        if n["concept_id"] not in lexicon or n["lang"] is None:
-            continue
-        try:
-            xs.append(preprocess(str(store.root / n["path"]), READING_PREPROCESS))
-        except (ValueError, FileNotFoundError):
-            continue
-        words.append((lexicon.get(n["concept_id"]).word(n["lang"]), n["lang"]))
-    return (np.stack(xs) if xs else np.zeros((0, 1, 1, 1), np.float32)), words
+    rows = [n for n in negatives(store) if n["concept_id"] in lexicon and n["lang"] is not None]
+    x, ok = _read_inputs([str(store.root / n["path"]) for n in rows])
+    return x, [(lexicon.get(rows[n]["concept_id"]).word(rows[n]["lang"]), rows[n]["lang"]) for n in ok]
 
 
 def _self_training(model, store: Store, pool: list, queue: list[dict], cfg: FinetuneConfig, out: Path,
@@ -268,14 +274,8 @@ def _self_training(model, store: Store, pool: list, queue: list[dict], cfg: Fine
         rng = np.random.default_rng(cfg.seed)
         items = [items[int(i)] for i in sorted(rng.choice(len(items), cfg.self_train_max, replace=False))]
     say(0.05, f"self-training: reading {len(items)} unlabelled items of {cfg.self_train!r}")
-    xs, read = [], []
-    for it in items:
-        try:
-            xs.append(preprocess(str(it.path), READING_PREPROCESS))
-            read.append(it)
-        except (ValueError, FileNotFoundError):
-            continue
-    x = np.stack(xs) if xs else np.zeros((0, 1, 1, 1), np.float32)
+    x, ok = _read_inputs([str(it.path) for it in items])
+    read = [items[n] for n in ok]
     labels = pseudo_labels(model, x, cfg.self_train_keep) if len(x) else []
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "self_training.csv", "w", encoding="utf-8", newline="") as f:
