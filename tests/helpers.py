@@ -12,6 +12,18 @@ SMALL = {"embed_dim": 64, "vision": {"backbone": "mobilenetv3_small_050", "dropo
          "text": {"trainable_top": False}, "preprocess": {"height": 32, "width": 128, "pad": 2}}
 
 
+def small_reading_model(lexicon, n_concepts: int):
+    """A reading model (the real reader) over the small untrained model and the first `n_concepts`."""
+    import torch
+
+    from xmr_core.data.lexicon import Lexicon
+    from xmr_core.model.dual import DualEncoder
+    from xmr_core.model.reading import ReadingModel
+
+    torch.manual_seed(0)
+    return ReadingModel(DualEncoder(SMALL).eval(), Lexicon(lexicon.concepts[:n_concepts]))
+
+
 def png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")

@@ -3,21 +3,17 @@ letter case the model reads best; replay renders read once and cached."""
 
 import numpy as np
 import pytest
-import torch
-from helpers import SMALL
+from helpers import small_reading_model
 
-from xmr_core.data.lexicon import Lexicon
 from xmr_core.data.preprocess import preprocess
 from xmr_core.data.render import SyntheticWords
-from xmr_core.model.dual import DualEncoder
-from xmr_core.model.reading import READING_PREPROCESS, ReadingModel
+from xmr_core.model.reading import READING_PREPROCESS
 from xmr_core.train.adapt import AdaptConfig, jitter, queue_examples, replay_examples
 
 
 @pytest.fixture(scope="module")
 def model(lexicon):
-    torch.manual_seed(0)
-    return ReadingModel(DualEncoder(SMALL).eval(), Lexicon(lexicon.concepts[:20]))
+    return small_reading_model(lexicon, 20)
 
 
 def test_queue_samples_are_read_with_copies_in_the_case_they_are_written(model, fonts_ready):

@@ -5,21 +5,18 @@ import csv
 
 import numpy as np
 import pytest
-import torch
-from helpers import SMALL, png
+from helpers import png, small_reading_model
 
-from xmr_core.data.lexicon import LANGS, Lexicon
+from xmr_core.data.lexicon import LANGS
 from xmr_core.data.preprocess import preprocess
 from xmr_core.data.render import SyntheticWords
-from xmr_core.model.dual import DualEncoder
-from xmr_core.model.reading import READING_PREPROCESS, ReadingModel
+from xmr_core.model.reading import READING_PREPROCESS
 from xmr_core.train.self_training import pseudo_labels
 
 
 @pytest.fixture(scope="module")
 def model(lexicon):
-    torch.manual_seed(0)
-    return ReadingModel(DualEncoder(SMALL).eval(), Lexicon(lexicon.concepts[:30]))
+    return small_reading_model(lexicon, 30)
 
 
 def test_the_surest_readings_are_kept_with_their_concept_and_script(model, fonts_ready):
