@@ -189,6 +189,14 @@ def wait_for_results(page, timeout: int = 60_000) -> None:
     page.locator("[data-testid='stCaptionContainer']").filter(has_text="score").first.wait_for(timeout=timeout)
 
 
+def first_of(page, script: str, timeout: int = 60_000) -> str:
+    """The caption of the first hit in a script, waited for: Streamlit sends a result grid element by
+    element, so the later scripts' hits can arrive after the first caption does."""
+    caption = page.locator("[data-testid='stCaptionContainer']").filter(has_text=re.compile(f"^{script} ·.*score"))
+    caption.first.wait_for(timeout=timeout)
+    return caption.first.inner_text()
+
+
 def test_deep_link_on_a_fresh_server_is_routed(page, server):
     """First in this module: no session has run app.py yet, so Streamlit would run the page file alone."""
     url, _ = server
@@ -260,8 +268,8 @@ def test_spanish_word_finds_chinese_images(page, server):
     search_text(page, url, "mano")
     wait_for_results(page)
     assert_no_exception(page)
-    chinese = [c for c in captions(page) if c.startswith("Chinese")]
-    assert chinese and "手" in chinese[0], chinese[:3]
+    first = first_of(page, "Chinese")
+    assert "手" in first, first
     shot(page, "search-text")
 
 
@@ -273,7 +281,7 @@ def test_the_suggested_examples_find_their_images(page, server):
         search_text(page, url, word)
         wait_for_results(page)
         for script in ("Chinese", "English", "Spanish"):
-            first = next(c for c in captions(page) if c.startswith(script))
+            first = first_of(page, script)
             assert " cat " in f" {first} ", (word, script, first)
         assert page.get_by_text("Nothing in the collection matches this well").count() == 0
     from xmr_core.search.demo import demo_concepts
@@ -835,7 +843,7 @@ def test_the_app_on_a_milvus_lite_file(page, milvus_app):
         wait_for_results(page)
         want = "cat" if word == "gato" else late.en
         for script in ("Chinese", "English", "Spanish"):
-            first = next(c for c in captions(page) if c.startswith(script))
+            first = first_of(page, script)
             assert f" {want} " in f" {first} ", (word, script, first)
     # a page added from the command line meanwhile (that process, too, leaves the index to the app): its
     # words are found, and a hit's Details show it on its page with its box
@@ -853,7 +861,7 @@ def test_the_app_on_a_milvus_lite_file(page, milvus_app):
     assert done.returncode == 0 and "added 6 images" in done.stdout, done.stdout + done.stderr[-2000:]
     search_text(page, url, outside[0].en)
     wait_for_results(page)
-    first = next(c for c in captions(page) if c.startswith("Chinese"))
+    first = first_of(page, "Chinese")
     assert "unlabelled" in first, first  # a word of the page (the demo's renders are all labelled) comes first
     page.get_by_role("button", name="Details", exact=True).first.click()
     page.get_by_role("dialog").get_by_text("on its page, box").wait_for(timeout=30_000)
