@@ -189,6 +189,16 @@ def wait_for_results(page, timeout: int = 60_000) -> None:
     page.locator("[data-testid='stCaptionContainer']").filter(has_text="score").first.wait_for(timeout=timeout)
 
 
+def demo_built(data, timeout: float = 300) -> None:
+    """Wait for the demo's background job to finish (the demo is searchable while it fills)."""
+    from xmr_core.store.database import Store
+
+    store, deadline = Store(data), time.time() + timeout
+    while not any(j["kind"] == "demo" and j["status"] == "done" for j in store.list_jobs()):
+        assert time.time() < deadline and not any(j["status"] == "failed" for j in store.list_jobs()), store.list_jobs()
+        time.sleep(1)
+
+
 def first_of(page, script: str, timeout: int = 60_000) -> str:
     """The caption of the first hit in a script, waited for: Streamlit sends a result grid element by
     element, so the later scripts' hits can arrive after the first caption does."""
@@ -828,14 +838,10 @@ def test_the_app_on_a_milvus_lite_file(page, milvus_app):
     (another process: it cannot open the file the app holds) writes to the store, and the app's index
     catches up: a concept from that job is found in all three scripts."""
     from xmr_core.search.demo import FIRST, demo_concepts
-    from xmr_core.store.database import Store
 
     url, data = milvus_app
     open_page(page, url, "Search handwriting")
-    store, deadline = Store(data), time.time() + 300
-    while not any(j["kind"] == "demo" and j["status"] == "done" for j in store.list_jobs()):
-        assert time.time() < deadline and not any(j["status"] == "failed" for j in store.list_jobs()), store.list_jobs()
-        time.sleep(1)
+    demo_built(data)
     assert (data / "index.db").exists() and list((data / "index").glob("*.milvus.json"))
     late = demo_concepts(load_lexicon(), 60)[FIRST + 5]  # rendered by the background job
     for word in ("gato", late.es):
