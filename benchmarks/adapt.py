@@ -40,7 +40,7 @@ from xmr_core.model.reading import READING_PREPROCESS  # noqa: E402
 from xmr_core.search.engine import Engine  # noqa: E402
 from xmr_core.search.jobs import start_job  # noqa: E402
 from xmr_core.store.database import Store  # noqa: E402
-from xmr_core.store.registry import promote  # noqa: E402
+from xmr_core.store.registry import fonts_changed, promote  # noqa: E402
 
 # the default hands: the five weakest `val` fonts of the reader model's card, three middling and strong
 # ones, two Chinese ones, and a pen with its own slant and tremor
@@ -142,6 +142,8 @@ def run_hand(name: str, base: Path, lex, fonts_check: EvalSet, args) -> dict:
                "fonts_before": _acc(before_model, lex, others), "fonts_after": _acc(after_model, lex, others),
                "job_minutes": round(wall, 2), "job_reported_minutes": res["minutes"], "trained": res["trained"], "guard": guard,
                "job_check": {k: round(100 * res[k]["val_fonts"]["within_acc@1"], 2) for k in ("before", "after")},
+               "check_lost_gained": fonts_changed(res["before"]["val_fonts"].get("within_top1", ""),
+                                                  res["after"]["val_fonts"].get("within_top1", "")),
                "seconds": _phases(model_dir), "pseudo": res.get("self_training", {}).get("kept", 0),
                "pseudo_precision": precision}
     return row

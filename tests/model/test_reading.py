@@ -207,6 +207,10 @@ def test_a_finetune_of_a_reading_model_adapts_its_reader_then_its_head(small, tm
     assert res2["trained"] == "reading head"
     assert (tmp_path / "ft2" / "model" / WEIGHTS_FILE).read_bytes() == (out / WEIGHTS_FILE).read_bytes()
     assert set(res["before"]) == set(res["after"]) == {"val_fonts", "queue_heldout"}
+    for r in (res["before"], res["after"]):  # each render's top-1, for the guard's paired comparison
+        assert len(r["val_fonts"]["within_top1"]) == r["val_fonts"]["n_images"]
+        assert r["val_fonts"]["within_top1"].count("1") / r["val_fonts"]["n_images"] == pytest.approx(
+            r["val_fonts"]["within_acc@1"], abs=0.05)
     # by default the head alone trains first, and the reader is adapted only when that loses on the check
     res3 = finetune(eng.store, d, tmp_path / "ft3", FinetuneConfig(steps=4, trunk_steps=3, val_concepts=4,
                                                                   replay_renders=20))

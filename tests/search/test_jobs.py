@@ -91,7 +91,35 @@ def test_promotion_refuses_a_worse_model(tmp_path):
            "model_dir": str(d)}
     with pytest.raises(ValueError, match="worse"):
         promote(s, res)
+    bits = {k: {"within_acc@1": v, "within_top1": "1" * int(v * 10) + "0" * (10 - int(v * 10))}
+            for k, v in (("before", 0.8), ("after", 0.7))}
+    with pytest.raises(ValueError, match="lost 1 of the check's renders and gained 0"):
+        promote(s, {**res, **{k: {"val_fonts": v} for k, v in bits.items()}})  # 10 points lower: held back
     assert promote(s, res, override=True) == d and active_model_dir(s) == d.resolve()
+
+
+def test_the_guard_lets_through_a_drop_that_is_noise_and_nothing_more():
+    """A drop of one render in 600 held back every job that adapted the reader (session 32): the guard now
+    holds back a drop of more than a point, or one where the renders lost outnumber those gained beyond
+    chance (a one-sided sign test)."""
+    from xmr_core.store.registry import sign_test_p, worse_on_fonts
+
+    def fonts(bits: str) -> dict:
+        return {"val_fonts": {"within_acc@1": bits.count("1") / len(bits), "within_top1": bits}}
+
+    base = "1" * 580 + "0" * 20
+    one_lost = "0" + "1" * 579 + "0" * 20
+    assert not worse_on_fonts(fonts(base), fonts(one_lost))  # 1 lost, 0 gained: p = 0.5
+    churn = "0" * 6 + "1" * 574 + "1" * 3 + "0" * 17  # 6 lost, 3 gained: p = 0.25
+    assert not worse_on_fonts(fonts(base), fonts(churn))
+    many = "0" * 8 + "1" * 572 + "0" * 20  # 8 lost, none gained: p = 0.004
+    assert worse_on_fonts(fonts(base), fonts(many))
+    wide = "0" * 30 + "1" * 550 + "1" * 20  # 30 lost, 20 gained: p = 0.10, but 1.7 points lower
+    assert worse_on_fonts(fonts(base), fonts(wide))
+    assert not worse_on_fonts(fonts(base), fonts(base)) and not worse_on_fonts(fonts(one_lost), fonts(base))
+    strict = {"val_fonts": {"within_acc@1": fonts(one_lost)["val_fonts"]["within_acc@1"]}}  # no per-render record
+    assert worse_on_fonts(fonts(base), strict)
+    assert sign_test_p(1, 1) == 0.5 and abs(sign_test_p(8, 8) - 1 / 256) < 1e-12 and sign_test_p(0, 0) == 1.0
 
 
 def test_roll_back_walks_back_through_the_models_activated(tmp_path):

@@ -136,10 +136,11 @@ def measure_latency(embed: Embedder, images: list, pre: PreprocessConfig, repeat
 
 
 def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedder | None = None,
-             vectors: np.ndarray | None = None, latency: bool = True) -> dict:
+             vectors: np.ndarray | None = None, latency: bool = True, per_image: bool = False) -> dict:
     """All metrics of the eval contract for one model on one labelled image set; `embed` replaces the
     model's own visual encoder (an ONNX path, fastpath.py); `vectors` are the set's embeddings by it when
-    the caller already has them (`embed` is then used only to time single queries)."""
+    the caller already has them (`embed` is then used only to time single queries); `per_image` adds
+    `within_top1`, each image's top-1 within its own script as "1" or "0" (for a paired comparison)."""
     model.eval()
     embed = embed or torch_embedder(model)
     v = embed(data.x) if vectors is None else vectors
@@ -187,6 +188,7 @@ def evaluate(model: DualEncoder, lexicon: Lexicon, data: EvalSet, embed: Embedde
         "within_by_length": group_accuracy(own, [length_bucket(w, lang) for w, lang in zip(words, langs)],
                                            order=bucket_order),
         **({"within_by_style": group_accuracy(own, data.styles)} if data.styles else {}),
+        **({"within_top1": "".join("1" if o else "0" for o in own)} if per_image else {}),
         "latency_ms_p50": measure_latency(embed, data.raw or list(data.x[:, 0]), model.cfg.preprocess)
         if latency else float("nan"),
     }

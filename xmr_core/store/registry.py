@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -155,9 +156,34 @@ def rollback(store: Store) -> Path:
     return prev
 
 
+GUARD_MAX_LOSS = 0.01  # the guard never lets through a model more than a point lower on the held-out fonts
+GUARD_P = 0.05  # nor one that loses significantly more of the check's renders than it gains
+
+
 def worse_on_fonts(before: dict, after: dict) -> bool:
-    """The promote guard's rule: scores (a fine-tune's `before` / `after`) lower on the held-out fonts."""
-    return after["val_fonts"]["within_acc@1"] < before["val_fonts"]["within_acc@1"]
+    """The promote guard's rule on scores (a fine-tune's `before` / `after`): lower on the held-out fonts
+    by more than GUARD_MAX_LOSS, or lower by a loss that is not noise: of the renders whose top-1 changed,
+    it lost significantly more than it gained (a one-sided sign test, p < GUARD_P, on `within_top1`).
+    Without both models' per-render record, any drop is worse."""
+    b, a = before["val_fonts"], after["val_fonts"]
+    if a["within_acc@1"] >= b["within_acc@1"]:
+        return False
+    hb, ha = b.get("within_top1"), a.get("within_top1")
+    if a["within_acc@1"] < b["within_acc@1"] - GUARD_MAX_LOSS or not hb or not ha or len(hb) != len(ha):
+        return True
+    lost, gained = fonts_changed(hb, ha)
+    return sign_test_p(lost, lost + gained) < GUARD_P
+
+
+def fonts_changed(before: str, after: str) -> tuple[int, int]:
+    """Of the check's renders, how many the new model lost (right before, wrong after) and gained."""
+    return (sum(x == "1" and y == "0" for x, y in zip(before, after)),
+            sum(x == "0" and y == "1" for x, y in zip(before, after)))
+
+
+def sign_test_p(k: int, n: int) -> float:
+    """P(at least k of n changes are losses) if a loss and a gain were equally likely."""
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n if n else 1.0
 
 
 def promote(store: Store, result: dict, override: bool = False) -> Path:
@@ -166,7 +192,10 @@ def promote(store: Store, result: dict, override: bool = False) -> Path:
     before = result["before"]["val_fonts"]["within_acc@1"]
     after = result["after"]["val_fonts"]["within_acc@1"]
     if worse_on_fonts(result["before"], result["after"]) and not override:
+        hb, ha = result["before"]["val_fonts"].get("within_top1"), result["after"]["val_fonts"].get("within_top1")
+        changed = ("; it lost {} of the check's renders and gained {}".format(*fonts_changed(hb, ha))
+                   if hb and ha and len(hb) == len(ha) else "")
         raise ValueError(f"the new model is worse on the held-out fonts ({100 * after:.1f}% < {100 * before:.1f}% "
-                         "within-language Acc@1); tick the override to promote it anyway")
+                         f"within-language Acc@1{changed}); tick the override to promote it anyway")
     activate(store, result["model_dir"])
     return Path(result["model_dir"])

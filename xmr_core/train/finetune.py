@@ -139,7 +139,7 @@ def finetune(store: Store, base_dir: Path | str, out_dir: Path | str, cfg: Finet
         if cache is not None and cache.exists():
             r = {"val_fonts": json.loads(cache.read_text())}
         else:
-            r = {"val_fonts": _summary(evaluate(model, lexicon, fonts))}
+            r = {"val_fonts": _summary(evaluate(model, lexicon, fonts, per_image=True))}
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(cache, json.dumps(r["val_fonts"]))
@@ -235,7 +235,7 @@ def font_check_cache(base_dir: Path | str, lexicon: Lexicon, x: np.ndarray) -> P
     """Where a base model's score on the held-out fonts' check is kept: by the model's content, the
     lexicon and the renders themselves, so a second job from the same model does not score it again."""
     h = hashlib.sha256(json.dumps([model_id(base_dir), lexicon.hash()]).encode() + np.ascontiguousarray(x).tobytes())
-    return cache_dir() / "finetune" / f"check-{h.hexdigest()[:16]}.json"
+    return cache_dir() / "finetune" / f"check2-{h.hexdigest()[:16]}.json"  # 2: with each render's top-1
 
 
 def _read_inputs(paths: list[str]) -> tuple[np.ndarray, list[int]]:
@@ -317,7 +317,8 @@ def _trained(trained: dict) -> str:
 
 
 def _summary(res: dict) -> dict:
-    return {"within_acc@1": res["within_acc@1"], "cross_acc@1": res["cross_acc@1"], "n_images": res["n_images"]}
+    return {"within_acc@1": res["within_acc@1"], "cross_acc@1": res["cross_acc@1"], "n_images": res["n_images"],
+            **({"within_top1": res["within_top1"]} if "within_top1" in res else {})}
 
 
 def add_onnx_fp32(model: DualEncoder, model_dir: Path | str, x: np.ndarray) -> dict:
