@@ -46,7 +46,7 @@ def start_app(tmp_path_factory, **env):
     data = tmp_path_factory.mktemp("data")
     port = _free_port()
     log = open(data.parent / f"streamlit-{data.name}.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port)],
                             cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "XMR_DATA": str(data), **env})
     url = f"http://127.0.0.1:{port}"
@@ -208,13 +208,20 @@ def first_of(page, script: str, timeout: int = 60_000) -> str:
 
 
 def test_deep_link_on_a_fresh_server_is_routed(page, server):
-    """First in this module: no session has run app.py yet, so Streamlit would run the page file alone."""
+    """First in this module: no session has run app.py yet, so Streamlit would run the page file alone.
+    Before serve.py, the frontend first asked /models/_stcore/health and /models/_stcore/host-config
+    (two 404s in the browser's console) before the server's root."""
     url, _ = server
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("console", lambda m: failed.append(m.text) if m.type == "error" else None)
     open_page(page, url + "/models", "Models")
     page.locator("[data-testid='stSidebar']").get_by_text("Annotate").wait_for(timeout=LOAD)
     assert page.url.endswith("/models")
     assert page.locator("[data-testid='stSidebarNav']").count() == 0  # not the pages/ folder's file list
     assert_no_exception(page)
+    open_page(page, url + "/annotate", "Annotate")  # a second deep link, in a page that has run the app
+    assert failed == []
 
 
 RECOGNISED = re.compile("Recognised as|Nearest lexicon words")  # a lexicon word, or the nearest to a word outside it
