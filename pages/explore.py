@@ -3,6 +3,7 @@
 import streamlit as st
 
 from pages._common import engine_or_stop, routed
+from pages._map_hover import hover_images
 from xmr_core.evaluate.plots import accuracy_matrix_figure, embedding_figure, own_anchor_share
 
 SAMPLE = 300  # images t-SNE maps by default (about 15 s on one core; all 900 of the demo take about 30)
@@ -34,6 +35,13 @@ def _frame(model_id: str, collection: str, concepts: tuple, method: str, n_items
     return eng.explore(collection, list(concepts) or None, method, max_items=limit)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _thumbnails(model_id: str, collection: str, concepts: tuple, method: str, n_items: int) -> dict[int, str]:
+    """The map's images as small data URIs for hover, once per collection state."""
+    df, _ = _frame(model_id, collection, concepts, method, n_items)
+    return eng.thumbnails(df.loc[df.kind == "image", "item_id"].tolist())
+
+
 key = (eng.model_id, collection, tuple(pick), method, eng.store.count_items(collection))
 try:
     if st.session_state.get("explore_done") == key:
@@ -56,6 +64,7 @@ else:
     shown = None
 event = st.plotly_chart(embedding_figure(df, color, shown), key="explore_chart", on_select="rerun",
                         selection_mode=("points", "box", "lasso"))
+hover_images("explore_chart", _thumbnails(*key), key="explore_hover")
 share = own_anchor_share(df)
 if share == share:
     st.caption(f"On this map {100 * share:.0f}% of the labelled images lie nearest an anchor of their own concept.")
@@ -70,7 +79,7 @@ if selected:
         else:
             cols[i % 5].warning(f"item {it.id}: image file missing")
 else:
-    st.caption("Hover a point for its word; click, box or lasso points to see their images.")
+    st.caption("Hover a point for its image and words; click, box or lasso points to see their images below.")
 left, right = st.columns(2)
 with left:
     st.subheader("R/D ratio (lower is better)")

@@ -717,7 +717,7 @@ def test_a_forged_map_selection_reads_no_file(page, server):
                 raise
     for bad in ("/etc/ssl/certs/ca-certificates.crt", str(item.path), "../../store.sqlite"):
         forge(bad)
-        page.get_by_text("Hover a point for its word").wait_for(timeout=30_000)
+        page.get_by_text("Hover a point for its").wait_for(timeout=30_000)
         # the real point's image leaves when the rerun ends (Streamlit drops stale elements last): poll
         images = page.locator("[data-testid='stImage']")
         end = time.time() + 30
@@ -817,7 +817,7 @@ def test_new_concepts_lowercase_and_results_download(page, server, tmp_path):
 def test_explore_map_keeps_concepts_together(page, server):
     """Issue 26, Explore: PCA put every image in one stripe (a map where no concept sits with its
     anchors), R/D showed 0 per script, the concept legend ran to 300 repeating colours, and hover showed
-    raw fields."""
+    raw fields and no image."""
     url, _ = server
     t = time.perf_counter()
     open_page(page, url + "/explore", "Explore the embedding space")
@@ -829,6 +829,25 @@ def test_explore_map_keeps_concepts_together(page, server):
     page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.data?.length > 0", timeout=60_000)
     hover = page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(d => d.hovertemplate)")
     assert hover and all("customdata[1]" in h for h in hover), hover[:2]  # the words, not raw fields
+    # hover also shows the point's image (before: Plotly's label alone, which takes no image)
+    data = "document.querySelector('.js-plotly-plot').data"
+    trace = page.evaluate(f"() => {data}.findIndex(d => d.legendgroup.includes('image'))")
+    words = set(page.evaluate(f"() => {data}[{trace}].customdata.map(c => c[1])"))
+    points = page.locator(".js-plotly-plot .scatterlayer .trace").nth(trace).locator(".point")
+    tip = page.get_by_test_id("xmr-hover-image")
+    for n in range(min(5, points.count())):  # a point under an anchor's star would hover the anchor
+        points.nth(n).hover(force=True)
+        if tip.is_visible():
+            break
+        page.wait_for_timeout(500)
+    assert tip.is_visible()
+    img = tip.locator("img")
+    assert img.get_attribute("alt") in words and tip.inner_text().strip() in words
+    assert img.get_attribute("src").startswith("data:image/png;base64,")
+    assert img.evaluate("i => i.complete && i.naturalWidth > 0 && i.naturalHeight <= 64")
+    shot(page, "explore-hover")
+    page.mouse.move(5, 5)
+    tip.wait_for(state="hidden", timeout=10_000)
     page.get_by_text("concept", exact=True).click()  # colour by concept
     settle(page)
     page.get_by_text(re.compile("Coloured: 10 concepts")).wait_for(timeout=LOAD)

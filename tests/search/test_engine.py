@@ -1,5 +1,6 @@
 """The engine over a real (small, untrained) model: adding, searching, recognising, bad input."""
 
+import base64
 import io
 
 import numpy as np
@@ -279,6 +280,17 @@ def test_demo_and_explore_map(engine, fonts_ready, monkeypatch):
     assert all(rd[lg] > 0 for lg in ("zh", "en", "es"))  # before: 0, one image per concept and script
     assert images["words"].str.count(" / ").eq(2).all()  # hover shows the three words
     assert np.isfinite(df[["x", "y"]].to_numpy()).all()
+    # hover's images: one small PNG per stored image; anchors (-1), unknown ids and missing files none
+    ids = images["item_id"].tolist()
+    item = engine.store.get_items([ids[0]])[ids[0]]
+    item.path.rename(item.path.with_suffix(".gone"))
+    thumbs = engine.thumbnails([*ids, -1, 10**9], height=32)
+    item.path.with_suffix(".gone").rename(item.path)
+    assert set(thumbs) == set(ids[1:])
+    thumb = Image.open(io.BytesIO(base64.b64decode(thumbs[ids[1]].removeprefix("data:image/png;base64,"))))
+    stored = Image.open(engine.store.get_items([ids[1]])[ids[1]].path)
+    assert thumb.mode == "L" and thumb.height <= 32 and thumb.width <= 4 * 32
+    assert abs(thumb.width / thumb.height - stored.width / stored.height) < 0.2 * stored.width / stored.height
 
 
 def test_the_demo_leaves_out_renders_the_model_cannot_read_back(tmp_path, fonts_ready):

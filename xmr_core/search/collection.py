@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -168,6 +169,18 @@ class Collections:
         ids = list(dict.fromkeys(ids))
         items = self.store.get_items(ids)
         return [items[i] for i in ids if i in items]
+
+    def thumbnails(self, ids: list[int], height: int = 64) -> dict[int, str]:
+        """Small grey PNGs of stored items as data URIs, by item id (what the Explore map shows on hover);
+        an id that names no item, or an item whose file is missing, is left out."""
+        out = {}
+        for i, it in self.store.get_items([int(i) for i in ids if int(i) >= 0]).items():
+            if not it.path.exists():
+                continue
+            img = Image.open(it.path).convert("L")
+            img.thumbnail((4 * height, height))
+            out[i] = "data:image/png;base64," + base64.b64encode(encode_png(img)).decode()
+        return out
 
     def remove(self, ids: list[int]) -> int:
         n = self.store.remove_items(ids)
