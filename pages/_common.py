@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 from xmr_core.search.demo import demo_job
 from xmr_core.search.jobs import refresh_dead_jobs
 from xmr_core.search.service import load_engine, model_available
+from xmr_core.store.readings import shown_reading
 from xmr_core.store.users import ANONYMOUS, ensure_user, role
 
 LANG_NAMES = {"zh": "Chinese", "en": "English", "es": "Spanish"}
@@ -200,6 +201,6 @@ def hit_details(eng, h) -> None:
     reading = eng.store.readings(eng.model_id, [h.item_id]).get(h.item_id)
     st.markdown(f"**{words}** · {LANG_NAMES.get(h.lang or '', 'script unknown')} · score {h.score:.3f}")
     st.markdown(f"Item {h.item_id} · collection **{md(h.collection)}** · source {md(h.source) or 'unknown'}"
-                + (f" · read as **{md(reading[0])}**" if reading and reading[0] else ""))
+                + (f" · read as **{md(shown_reading(reading[0]))}**" if reading and reading[0] else ""))
     if h.page_sha256:
         st.image(eng.page_with_box(h), caption=f"on its page, box {h.bbox}")

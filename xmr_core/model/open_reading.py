@@ -21,6 +21,7 @@ FLOOR = 1e-3  # a word using a symbol the reader never gives this probability at
 LENGTH_WINDOW = 2  # words scored: at most this many symbols longer or shorter than the greedy reading
 GREEDY_MARGIN = 8.0  # nats: a listed word this much less likely than the greedy path loses to it
 RANK_WEIGHT = 0.1  # a word's prior: -RANK_WEIGHT x log(1 + its frequency rank), nats (Zipf's law)
+ALTERNATIVES = 4  # the next most likely listed words kept beside the best, for candidate generation
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class OpenReading:
     log_likelihood: float  # of the word (of the greedy path when the greedy reading stands)
     listed: bool
     path: float = 0.0  # the log-likelihood of the reader's greedy path: how much likelier than the word any reading is
+    others: tuple[str, ...] = ()  # the next listed words, likeliest first (candidate generation indexes them too)
 
 
 @dataclass
@@ -74,12 +76,12 @@ class WordListReader:
         finally:
             db.close()
 
-    def best(self, posteriors: np.ndarray, lang: str, near: int) -> tuple[str | None, float, float]:
-        """The list's most likely word of about `near` symbols under (steps, symbols) posteriors (its
-        likelihood times its prior), with its log-likelihood and log prior."""
+    def ranked(self, posteriors: np.ndarray, lang: str, near: int, n: int = 1) -> list[tuple[str, float, float]]:
+        """The list's `n` most likely words of about `near` symbols under (steps, symbols) posteriors (by
+        likelihood times prior), each with its log-likelihood and log prior; best first."""
         wl = self.lists.get(lang)
         if wl is None:
-            return None, -np.inf, 0.0
+            return []
         p = posteriors.astype(np.float64)
         if lang != "zh":
             np.add.at(p, (slice(None), self.lower), p[:, self.upper])
@@ -87,19 +89,26 @@ class WordListReader:
         keep = np.flatnonzero(present[wl.labels].all(1) & (np.abs(wl.length - near) <= LENGTH_WINDOW)
                               & (wl.length <= len(p)))
         if not len(keep):
-            return None, -np.inf, 0.0
+            return []
         ll = words_log_likelihood(p, wl.ext[keep], wl.ext_length[keep])
-        b = int((ll + wl.prior[keep]).argmax())
-        return wl.words[keep[b]], float(ll[b]), float(wl.prior[keep[b]])
+        order = np.argsort(-(ll + wl.prior[keep]), kind="stable")[:n]
+        return [(wl.words[keep[b]], float(ll[b]), float(wl.prior[keep[b]])) for b in order]
+
+    def best(self, posteriors: np.ndarray, lang: str, near: int) -> tuple[str | None, float, float]:
+        """The list's most likely word of about `near` symbols, its log-likelihood and log prior."""
+        got = self.ranked(posteriors, lang, near)
+        return got[0] if got else (None, -np.inf, 0.0)
 
     def read(self, posteriors: np.ndarray, greedy: str) -> OpenReading:
         """The word a crop shows and its language: Chinese lists for a Han reading, English and Spanish
         for a Latin one (the more likely wins), all three otherwise."""
         langs = ("zh",) if HAN.search(greedy) else ("en", "es") if any(ch.isalpha() for ch in greedy) else LANGS
         near = max(len(greedy), 1)
-        got = [(lg, *self.best(posteriors, lg, near)) for lg in langs]
-        lang, word, ll, _ = max(got, key=lambda g: g[2] + g[3])
+        got = sorted(((lg, *w) for lg in langs for w in self.ranked(posteriors, lg, near, ALTERNATIVES + 1)),
+                     key=lambda g: -(g[2] + g[3]))
+        lang, word, ll, _ = got[0] if got else (langs[0], None, -np.inf, 0.0)
+        others = tuple(dict.fromkeys(g[1] for g in got[1:] if g[1] != word))[:ALTERNATIVES]
         path = path_log_likelihood(posteriors)
         if word is None or ll < path - GREEDY_MARGIN:
-            return OpenReading(greedy.lower() if lang != "zh" else greedy, lang, path, False, path)
-        return OpenReading(word, lang, ll, True, path)
+            return OpenReading(greedy.lower() if lang != "zh" else greedy, lang, path, False, path, others)
+        return OpenReading(word, lang, ll, True, path, others)

@@ -74,14 +74,15 @@ class Reading:
         (open_reading.py) and embedded by that word's text (the text tower, as a typed word is), mixed
         with its visual embedding by TEXT_WEIGHT; its open reading is None otherwise."""
         from xmr_core.model.ctc import compact
+        from xmr_core.search.reading_search import index_text
 
         vecs, scores, readings, opens = [], [], [], []
         for i in range(0, len(x), batch):
             s, posts = self.model.read(x[i:i + batch], posteriors=True)
             v = self.model.combine(self.model.encode_signals(x[i:i + batch], s))
             greedy = [self.reader.decode(p).text for p in posts]
-            got = [None if lex or self.word_reader is None else self.word_reader.read(p, g)
-                   for p, g, lex in zip(posts, greedy, self._lexical(s, posts))]
+            opened = [None if self.word_reader is None else self.word_reader.read(p, g) for p, g in zip(posts, greedy)]
+            got = [None if lex else o for o, lex in zip(opened, self._lexical(s, posts))]
             # outside the lexicon: a word with letters, which the lexicon's best is well below
             got = [o if o is not None and any(ch.isalpha() for ch in o.word)
                    and not (o.listed and sc.max() >= o.log_likelihood - LIST_MARGIN) else None
@@ -94,8 +95,7 @@ class Reading:
             vecs.append(v)
             scores.append(s)
             opens += got
-            readings += [(g if o is None or o.word == g.lower() else f"{g} {o.word}", compact(p))
-                         for g, o, p in zip(greedy, got, posts)]
+            readings += [(index_text(g, o, r), compact(p)) for g, o, r, p in zip(greedy, got, opened, posts)]
         return np.concatenate(vecs), np.concatenate(scores), readings, opens
 
     def _lexical(self, scores: np.ndarray, posts: list[np.ndarray]) -> np.ndarray:

@@ -10,6 +10,12 @@ from xmr_core.store.items import Item
 RARE_TRIGRAMS = 3  # trigrams of a Latin term searched in the readings: its rarest
 RARE_CHARACTERS = 2  # and characters of a Chinese term
 TOKEN_ROWS = 500  # rows of each such token counted (100,000 readings: 2,000 -> 500 took 10.2 -> 8.6 ms p50)
+ALSO = " · "  # in a reading's text, what follows are other words the reader nearly read (indexed, not shown)
+
+
+def shown_reading(text: str) -> str:
+    """The part of a reading's text a person is shown: what was read, not the other candidates after ALSO."""
+    return text.split(ALSO)[0]
 
 
 def _glob_escape(text: str) -> str:
@@ -86,7 +92,8 @@ class ReadingTables:
         got = {int(r["id"]): (int(r["item_id"]), r["text"]) for r in
                self._read_ids("SELECT id, item_id, text FROM readings WHERE +model_id=? AND id IN", rows, (model_id,))}
         # a reading that is the term (as one of its words) first, then one holding it, then the most shared
-        rank = lambda i: (0 if holds[i] in got[i][1].split() else 1) if i in holds else 2  # noqa: E731
+        # (a word among the other candidates after ALSO counts as a reading that holds the term)
+        rank = lambda i: (0 if holds[i] in shown_reading(got[i][1]).split() else 1) if i in holds else 2  # noqa: E731
         order = sorted((i for i in rows if i in got), key=lambda i: (rank(i), -shared.get(i, 0)))
         out = list(dict.fromkeys(got[i][0] for i in order))
         for t in short:  # a reading that is the term, or starts with it as its greedy text (store.py's index)
