@@ -4,7 +4,9 @@ vector index behind one Engine, at 100,000 and 1,000,000 items.
 The items are synthetic (the issue allows it at this size): each a frequent word of zh, en or es
 (wordfreq) with a compact reading made from its spelling (the right symbol 0.9 at its steps, the blank
 elsewhere, five look-alike symbols sharing the rest) and a random unit embedding; stored through the
-Store's own add_items, searched through Engine.search with the bundled reading model. Prints p50 / p95 of
+Store's own add_items, searched through Engine.search with the bundled reading model. Each reading's text
+holds, as the engine's do (reading_search.index_text), ALTERNATIVES + 1 other listed words of about its
+length after the word (`--alternatives 0`: the word alone, as before session 33). Prints p50 / p95 of
 a typed query (words outside the lexicon, translations warm and cold), the candidate generation alone,
 and the time to build.
 
@@ -26,9 +28,11 @@ import torch  # noqa: E402
 
 from xmr_core.data.lexicon import LANGS  # noqa: E402
 from xmr_core.model.ctc import COMPACT_K  # noqa: E402
+from xmr_core.model.open_reading import ALTERNATIVES, LENGTH_WINDOW  # noqa: E402
 from xmr_core.search.engine import Engine  # noqa: E402
 from xmr_core.search.reading_search import SHORTLIST  # noqa: E402
 from xmr_core.store.database import Store  # noqa: E402
+from xmr_core.store.readings import ALSO  # noqa: E402
 from xmr_core.store.registry import READING_MODEL, model_id  # noqa: E402
 
 
@@ -47,7 +51,17 @@ def synthetic_reading(word: str, index: dict[str, int], n_symbols: int, rng) -> 
     return np.array([T], "<u2").tobytes() + bytes([k]) + ids.tobytes() + probs.tobytes()
 
 
-def build(root: Path, n: int, reader, dim: int, rng) -> tuple[list[str], float]:
+def with_others(word: str, listed: list[str], n: int, rng) -> str:
+    """A reading's text as the engine stores it: the word, then `n` listed words of about its length."""
+    others = []
+    while len(others) < n:
+        w = listed[int(rng.integers(0, len(listed)))]
+        if abs(len(w) - len(word)) <= LENGTH_WINDOW and w != word:
+            others.append(w)
+    return word + (ALSO + " ".join(others) if others else "")
+
+
+def build(root: Path, n: int, reader, dim: int, rng, alternatives: int) -> tuple[list[str], float]:
     import wordfreq
 
     words = {lg: [w for w in wordfreq.top_n_list(lg, 30_000) if w.isalpha()] for lg in LANGS}
@@ -63,7 +77,8 @@ def build(root: Path, n: int, reader, dim: int, rng) -> tuple[list[str], float]:
                 for i, lg in enumerate(langs)]
         vecs = rng.standard_normal((m, dim)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        reads = [(t, synthetic_reading(t, reader.index, len(reader.symbols), rng)) for t in texts]
+        reads = [(with_others(t, words[lg], alternatives, rng), synthetic_reading(t, reader.index, len(reader.symbols), rng))
+                 for t, lg in zip(texts, langs)]
         store.add_items("archive", recs, mid, vecs, reads)
         print(f"  {start + m:,} items stored ({time.time() - t0:.0f} s)", flush=True)
     return [w for lg in LANGS for w in words[lg][5_000:5_000 + 200]], time.time() - t0
@@ -73,6 +88,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--alternatives", type=int, default=ALTERNATIVES + 1,
+                    help="other listed words in each reading's text (the engine keeps up to ALTERNATIVES + 1)")
     ap.add_argument("--data", type=Path, help="keep the built stores here (one folder per size) and reuse them")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -85,7 +102,8 @@ def main() -> None:
                 queries, build_s = (root / "queries.txt").read_text(encoding="utf-8").split("\n"), float("nan")
             else:
                 probe = Engine(root / "probe", model_dir=READING_MODEL)
-                queries, build_s = build(root / "data", n, probe.reader, probe.model.cfg.embed_dim, rng)
+                queries, build_s = build(root / "data", n, probe.reader, probe.model.cfg.embed_dim, rng,
+                                          args.alternatives)
                 (root / "queries.txt").write_text("\n".join(queries), encoding="utf-8")
             t0 = time.time()
             eng = Engine(root / "data", model_dir=READING_MODEL)

@@ -56,6 +56,28 @@ def test_fts_candidates_match_a_brute_force_scan(tmp_path):
     assert not set(store.reading_candidates("m", texts[:10], limit=10_000)) & set(ids[:10])
 
 
+def test_the_other_words_a_reader_nearly_read_are_candidates_but_not_shown(tmp_path):
+    """An item read a letter off ('murlo', taken as 'muro') still comes up for the word it shows when that
+    word is among the listed words its reading nearly was; a reading that is the term comes first."""
+    from xmr_core.model.open_reading import OpenReading
+    from xmr_core.search.reading_search import index_text
+    from xmr_core.store.readings import ALSO, shown_reading
+
+    read = OpenReading("muro", "es", -3.0, True, -2.0, ("muslo", "mural"))
+    assert index_text("murlo", read, read) == f"murlo muro{ALSO}muslo mural"
+    assert index_text("muro", read, read) == f"muro{ALSO}muslo mural"  # the greedy reading is the word
+    assert index_text("rio", None, read) == f"rio{ALSO}muro muslo mural"  # taken for a lexicon word: all others
+    assert index_text("rio") == "rio" and shown_reading(f"murlo muro{ALSO}muslo mural") == "murlo muro"
+    store = Store(tmp_path / "s")
+    store.create_collection("c")
+    texts = [index_text("murlo", read, read), "muslo", "casa", f"mesa{ALSO}misa musa"]
+    ids = store.add_items("c", [{"sha256": f"{i:064x}", "path": f"p{i}"} for i in range(len(texts))], "m",
+                          np.zeros((len(texts), 4), np.float32), [(t, b"\0\0\0") for t in texts])
+    assert store.reading_candidates("m", ["muslo"], limit=10)[:2] == [ids[1], ids[0]]
+    assert store.reading_candidates("m", ["musa"], limit=10)[0] == ids[3]  # held after ALSO: first of those sharing
+    assert store.readings("m", [ids[0]])[ids[0]][0] == texts[0]
+
+
 @pytest.fixture(scope="module")
 def engine_with_new_words(tmp_path_factory, dictionaries_ready, fonts_ready):
     lex = Lexicon([Concept(f"x{i}", *w, "test") for i, w in enumerate(WORDS)])

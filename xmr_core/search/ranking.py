@@ -11,10 +11,11 @@ from xmr_core.data.lexicon import LANGS
 from xmr_core.data.preprocess import ImageInput, preprocess
 from xmr_core.search.exemplars import ExemplarSet
 from xmr_core.search.results import Hit, QueryInfo, detect_language, validate_query_text
+from xmr_core.store.readings import shown_reading
 
 # a search by words (typed, or an image read as a word outside the lexicon) whose best fused score is below
 # this found nothing that matches well (chosen by benchmarks/open_vocab.py: docs/open-vocabulary.md)
-NO_MATCH_BELOW = 1.10
+NO_MATCH_BELOW = 1.60
 
 # Relevance feedback (Rocchio): the query vector plus ROCCHIO_RIGHT x the mean of the hits marked right, minus
 # ROCCHIO_WRONG x the mean of those marked wrong (benchmarks/feedback.py)
@@ -115,10 +116,10 @@ class Ranking:
         if image is not None:
             if self.reads:  # read once: the embedding, and the words to search for when no lexicon word fits
                 x = preprocess(image, self.pre)
-                v, scores, readings, opens = self._embed_read(x[None])
+                v, scores, readings, opens = self._embed_read(x[None], stored=False)
                 q = v[0]
                 info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0],
-                                 text=opens[0].word if opens[0] else readings[0][0])
+                                 text=opens[0].word if opens[0] else shown_reading(readings[0][0]))
                 if opens[0] is not None:
                     info.terms = self.query_terms(opens[0].word, lang=opens[0].lang)
             else:

@@ -66,9 +66,11 @@ class Reading:
             self._table = WordTable.build(self.lexicon, self.reader.index)
         return np.stack([self._table.by_concept(self._table.score(p)) for p in self.reader.posteriors(inks)])
 
-    def _embed_read(self, x: np.ndarray, batch: int = 128):
-        """A reading model's embeddings, `read_inks` scores, readings (greedy text, compact posteriors:
-        what the store keeps) and open readings of model inputs, each crop read once.
+    def _embed_read(self, x: np.ndarray, batch: int = 128, stored: bool = True):
+        """A reading model's embeddings, `read_inks` scores, readings (index text, compact posteriors:
+        what the store keeps) and open readings of model inputs, each crop read once. A crop that shows a
+        lexicon word is read against the word lists too when it is to be `stored` (its index text's other
+        words), not when it is a query.
 
         A crop the reader does not find a lexicon word in (`_lexical`) is read against the word lists
         (open_reading.py) and embedded by that word's text (the text tower, as a typed word is), mixed
@@ -81,8 +83,10 @@ class Reading:
             s, posts = self.model.read(x[i:i + batch], posteriors=True)
             v = self.model.combine(self.model.encode_signals(x[i:i + batch], s))
             greedy = [self.reader.decode(p).text for p in posts]
-            opened = [None if self.word_reader is None else self.word_reader.read(p, g) for p, g in zip(posts, greedy)]
-            got = [None if lex else o for o, lex in zip(opened, self._lexical(s, posts))]
+            lexical = self._lexical(s, posts)
+            opened = [None if self.word_reader is None or (lex and not stored) else self.word_reader.read(p, g)
+                      for p, g, lex in zip(posts, greedy, lexical)]
+            got = [None if lex else o for o, lex in zip(opened, lexical)]
             # outside the lexicon: a word with letters, which the lexicon's best is well below
             got = [o if o is not None and any(ch.isalpha() for ch in o.word)
                    and not (o.listed and sc.max() >= o.log_likelihood - LIST_MARGIN) else None
@@ -137,7 +141,7 @@ class Reading:
         ink = word_ink(image)
         x = fit(ink, self.pre)[None, None]  # = preprocess(image, self.pre)[None]
         if self.reads:
-            v, scores, _, _ = self._embed_read(x)
+            v, scores, _, _ = self._embed_read(x, stored=False)
             return v[0], scores[0]
         return self.embed_images(x)[0], self.read_inks([ink])[0]
 
@@ -156,7 +160,7 @@ class Reading:
         without a reading model or dictionaries."""
         if not self.reads:
             return None, {}
-        opens = self._embed_read(preprocess(image, self.pre)[None])[3]
+        opens = self._embed_read(preprocess(image, self.pre)[None], stored=False)[3]
         if opens[0] is None:
             return None, {}
         return opens[0], self.query_terms(opens[0].word, lang=opens[0].lang)

@@ -16,9 +16,9 @@ from xmr_core.data.lexicon import LANGS
 from xmr_core.model.ctc import compact_log_likelihoods
 from xmr_core.store.readings import ALSO
 
-READING_WEIGHT = 0.5  # weight of the reading score beside the semantic cosine (docs/open-vocabulary.md)
+READING_WEIGHT = 1.0  # weight of the reading score beside the semantic cosine (docs/open-vocabulary.md)
 SHORTLIST = 60  # items the full-text index proposes for exact re-scoring (120 -> 60: the benchmark flat, half the cost)
-LL_FLOOR = -20.0  # a term this unlikely (or less) under an item's reading scores 0; a sure one 1
+LL_FLOOR = -30.0  # a term this unlikely (or less) under an item's reading scores 0; a sure one 1
 
 
 def index_text(greedy: str, used=None, read=None) -> str:
