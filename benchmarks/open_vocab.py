@@ -239,9 +239,10 @@ def main() -> None:
     print(text)
     if args.out:
         old = args.out.read_text() if args.out.exists() else ""
-        if START in old:
-            old = old[:old.index(START)] + old[old.index(END) + len(END):].lstrip("\n")
-        args.out.write_text(old.rstrip("\n") + "\n\n" + text + "\n")
+        if START in old:  # the section replaced where it stands
+            args.out.write_text(old[:old.index(START)] + text + old[old.index(END) + len(END):])
+        else:
+            args.out.write_text(old.rstrip("\n") + "\n\n" + text + "\n")
 
 
 if __name__ == "__main__":
