@@ -41,6 +41,18 @@ def test_the_likeliest_listed_word_and_its_language():
     assert wr.read(posteriors(steps), "casc").word == "case"
 
 
+def test_the_next_likeliest_listed_words_come_with_the_reading():
+    """'cosa' read with its second letter unsure: the reading is 'cosa' and 'casa' is the next word (of
+    either Latin list, likeliest first), then the others within the length window; never the word itself."""
+    wr = WordListReader(LISTS, INDEX)
+    steps = spell("cosa")
+    steps[2] = {"o": 0.5, "a": 0.45}
+    got = wr.read(posteriors(steps), "cosa")
+    assert got.word == "cosa" and got.others[0] == "casa" and "cosa" not in got.others
+    assert set(got.others) <= {"casa", "case", "cast", "kite", "cat", "niño"} and len(got.others) <= 4
+    assert wr.read(posteriors(spell("zumbido", 0.99)), "zumbido").others == ()  # nothing near it is listed
+
+
 def test_letter_case_counts_as_one_symbol():
     wr = WordListReader(LISTS, INDEX)
     got = wr.read(posteriors(spell("Kite")), "Kite")

@@ -94,11 +94,6 @@ class WordListReader:
         order = np.argsort(-(ll + wl.prior[keep]), kind="stable")[:n]
         return [(wl.words[keep[b]], float(ll[b]), float(wl.prior[keep[b]])) for b in order]
 
-    def best(self, posteriors: np.ndarray, lang: str, near: int) -> tuple[str | None, float, float]:
-        """The list's most likely word of about `near` symbols, its log-likelihood and log prior."""
-        got = self.ranked(posteriors, lang, near)
-        return got[0] if got else (None, -np.inf, 0.0)
-
     def read(self, posteriors: np.ndarray, greedy: str) -> OpenReading:
         """The word a crop shows and its language: Chinese lists for a Han reading, English and Spanish
         for a Latin one (the more likely wins), all three otherwise."""
