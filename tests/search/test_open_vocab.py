@@ -201,22 +201,3 @@ def test_reading_scores_compare_each_item_with_its_scripts_terms():
     # an item compared with a script's terms only: a Chinese item scores 0 when only Latin terms are searched
     assert reading_scores(readings, {"es": ["vela"]}, langs, index, len(symbols))[2] == 0.0
 
-
-def test_an_image_of_a_lexicon_word_is_ranked_by_reading_too(engine_with_new_words):
-    """An image query taken for a lexicon word is also ranked by reading (its terms not shown): as the
-    listed word it reads as, with that word's translations, and as the lexicon word in each script."""
-    from xmr_core.model.open_reading import OpenReading
-
-    eng, items = engine_with_new_words
-    cat = eng.lexicon.lookup("cat")[0]
-    scores = np.zeros((3, len(eng.lexicon)))
-    scores[LANGS.index("en"), eng.lexicon.index(cat.concept_id)] = 1.0  # the reader's best: "cat", in English
-    terms = eng._lexicon_word_terms(scores, OpenReading("candle", "en", -1.0, True, -1.0))
-    assert terms["en"][0] == "candle" and "蜡烛" in terms["zh"] and "vela" in terms["es"]
-    assert all(terms[lg][-1] == cat.word(lg) for lg in LANGS)
-    terms = eng._lexicon_word_terms(scores, None)  # no listed word: the lexicon word's own terms
-    assert all(cat.word(lg) in terms[lg] for lg in LANGS)
-    query = SyntheticWords(eng.lexicon, "val", kinds={"font": 1.0}, seed=5).sample(cat.concept_id, "en",
-                                                                                  np.random.default_rng(5))
-    hits, info = eng.search(image=png(query.image), k=3)
-    assert info.recognized["en"][0][1] == "cat" and info.terms == {} and hits  # recognised, no terms shown

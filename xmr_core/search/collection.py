@@ -65,8 +65,8 @@ class Collections:
         if not records:
             return report
         # a reading model reads every image for its embedding: its scores give the scripts too
-        vecs, read, readings, opens, _ = (self._embed_read(np.stack(xs)) if self.reads
-                                          else (self.embed_images(np.stack(xs)), None, None, None, None))
+        vecs, read, readings, opens = (self._embed_read(np.stack(xs)) if self.reads
+                                       else (self.embed_images(np.stack(xs)), None, None, None))
         if readable_only:
             ok = [rec["concept_id"] is None or int(self.concept_scores(v)[LANGS.index(rec["lang"])].argmax())
                   == self.lexicon.index(rec["concept_id"]) for rec, v in zip(records, vecs)]

@@ -122,7 +122,7 @@ class Indexing:
                 except (ValueError, FileNotFoundError) as exc:
                     log.warning("item %s cannot be embedded: %s", it.id, exc)
             if ok and self.reads:
-                vecs, _, readings, *_ = self._embed_read(np.stack(xs))
+                vecs, _, readings, _ = self._embed_read(np.stack(xs))
                 self.store.set_embeddings(self.model_id, ok, vecs)
                 self.store.set_readings(self.model_id, list(zip(ok, readings)))
             elif ok:

@@ -62,17 +62,6 @@ class Ranking:
         v = self._index_vectors(got, vecs, self.store.labels(got.tolist()))
         return [(int(i), float(q @ x)) for i, x in zip(got, v)]
 
-    def _lexicon_word_terms(self, scores: np.ndarray, listed) -> dict[str, list[str]]:
-        """The reading terms of an image query that shows a lexicon word: the terms of the listed word it
-        reads as (open_reading.py), when it reads as one, then the lexicon word's own in each script
-        (benchmarks/open_vocab.py: image -> image +1.1 within a script outside the lexicon, +0.6 for the
-        lexicon's words; docs/open-vocabulary.md)."""
-        li, ci = np.unravel_index(int(scores.argmax()), scores.shape)
-        concept = self.lexicon.concepts[int(ci)]
-        word = (listed.word, listed.lang) if listed is not None and listed.listed else (concept.word(LANGS[li]), LANGS[li])
-        terms = self.query_terms(word[0], lang=word[1])
-        return {lg: list(dict.fromkeys([*terms.get(lg, []), concept.word(lg)])) for lg in LANGS}
-
     def _search_terms(self, terms: dict[str, list[str]], k: int, allowed: np.ndarray | None,
                       q: np.ndarray | None = None, where: dict | None = None) -> list[tuple[int, float]]:
         """Items ranked by the semantic cosine (to the terms' anchors, or to the query image's embedding
@@ -119,7 +108,6 @@ class Ranking:
         was read as outside the lexicon are dropped); `QueryInfo.exemplars` names them."""
         if (image is None) == (text is None):
             raise ValueError("search takes an image or a text, not both")
-        reading_terms: dict[str, list[str]] = {}  # an image of a lexicon word: ranked by reading too, terms not shown
         languages = [lg for lg in languages]
         if not set(languages) <= set(LANGS) or not languages:
             raise ValueError(f"languages must be a non-empty subset of {LANGS}")
@@ -128,21 +116,19 @@ class Ranking:
         if image is not None:
             if self.reads:  # read once: the embedding, and the words to search for when no lexicon word fits
                 x = preprocess(image, self.pre)
-                v, scores, readings, opens, listed = self._embed_read(x[None])
+                v, scores, readings, opens = self._embed_read(x[None], stored=False)
                 q = v[0]
                 info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0],
                                  text=opens[0].word if opens[0] else shown_reading(readings[0][0]))
                 if opens[0] is not None:
                     info.terms = self.query_terms(opens[0].word, lang=opens[0].lang)
-                else:  # a lexicon word: ranked by its reading too, as that word and as the listed word it reads
-                    reading_terms = self._lexicon_word_terms(scores[0], listed[0])
             else:
                 x, q = self.embed_query(image)
                 info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0])
             if exemplars is not None and len(exemplars):
                 q, info.exemplars = exemplars.fuse(q, self.look(info))
                 if info.exemplars:  # the user's word: recognised and searched as their samples' concepts
-                    info.recognized, info.terms, reading_terms = self._recognize_vector(q, 5), {}, {}
+                    info.recognized, info.terms = self._recognize_vector(q, 5), {}
         else:
             t = validate_query_text(text)
             info = QueryInfo("text", text=t, detected_lang=detect_language(t, self.lexicon))
@@ -166,17 +152,17 @@ class Ranking:
                 q = self._terms_vector(info.terms)
             q = self._rocchio(q, right, sorted(wrong))
             info.feedback, info.marks = (len(right), len(wrong)), {int(i): bool(ok) for i, ok in feedback.items()}
-        terms = info.terms or reading_terms
-        by_words = bool(terms) and (image is not None or bool(right or wrong))  # the query vector is q
+        by_words = bool(info.terms) and (image is not None or bool(right or wrong))  # the query vector is q
         ranked: list[tuple[int, float]] = []
         with self._lock:
             for group in ([[lg] for lg in languages] if per_script else [languages]):
                 # the allowed ids: FAISS's filter, and the reading candidates' (Milvus filters by `where` itself)
-                allowed = self._allowed_ids(group, collection) if terms or not self.index_pushes_filters else None
+                allowed = self._allowed_ids(group, collection) if info.terms or not self.index_pushes_filters else None
                 where = {**({"lang": group} if set(group) != set(LANGS) else {}),
                          **({"collection": collection} if collection else {})}
-                if terms:
-                    ranked += self._search_terms(terms, int(k) + len(wrong), allowed, q if by_words else None, where)
+                if info.terms:
+                    ranked += self._search_terms(info.terms, int(k) + len(wrong), allowed, q if by_words else None,
+                                                 where)
                 else:
                     s, i = self._nearest(q, int(k) + len(wrong), allowed, where)
                     ranked += [(int(a), float(b)) for a, b in zip(i[0], s[0]) if a >= 0]

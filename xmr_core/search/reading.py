@@ -66,25 +66,26 @@ class Reading:
             self._table = WordTable.build(self.lexicon, self.reader.index)
         return np.stack([self._table.by_concept(self._table.score(p)) for p in self.reader.posteriors(inks)])
 
-    def _embed_read(self, x: np.ndarray, batch: int = 128):
+    def _embed_read(self, x: np.ndarray, batch: int = 128, stored: bool = True):
         """A reading model's embeddings, `read_inks` scores, readings (index text, compact posteriors:
-        what the store keeps), open readings and word-list readings of model inputs, each crop read once.
+        what the store keeps) and open readings of model inputs, each crop read once. A crop that shows a
+        lexicon word is read against the word lists too when it is to be `stored` (its index text's other
+        words), not when it is a query.
 
-        Every crop is read against the word lists (open_reading.py; None without them): its listed word and
-        the next likeliest ones go into its index text, and a query's into its reading terms. A crop the
-        reader does not find a lexicon word in (`_lexical`) has that reading as its open reading and is
-        embedded by that word's text (the text tower, as a typed word is), mixed with its visual embedding
-        by TEXT_WEIGHT; its open reading is None otherwise."""
+        A crop the reader does not find a lexicon word in (`_lexical`) is read against the word lists
+        (open_reading.py) and embedded by that word's text (the text tower, as a typed word is), mixed
+        with its visual embedding by TEXT_WEIGHT; its open reading is None otherwise."""
         from xmr_core.model.ctc import compact
         from xmr_core.search.reading_search import index_text
 
-        vecs, scores, readings, opens, listed = [], [], [], [], []
+        vecs, scores, readings, opens = [], [], [], []
         for i in range(0, len(x), batch):
             s, posts = self.model.read(x[i:i + batch], posteriors=True)
             v = self.model.combine(self.model.encode_signals(x[i:i + batch], s))
             greedy = [self.reader.decode(p).text for p in posts]
             lexical = self._lexical(s, posts)
-            opened = [None if self.word_reader is None else self.word_reader.read(p, g) for p, g in zip(posts, greedy)]
+            opened = [None if self.word_reader is None or (lex and not stored) else self.word_reader.read(p, g)
+                      for p, g, lex in zip(posts, greedy, lexical)]
             got = [None if lex else o for o, lex in zip(opened, lexical)]
             # outside the lexicon: a word with letters, which the lexicon's best is well below
             got = [o if o is not None and any(ch.isalpha() for ch in o.word)
@@ -98,9 +99,8 @@ class Reading:
             vecs.append(v)
             scores.append(s)
             opens += got
-            listed += opened
             readings += [(index_text(g, o, r), compact(p)) for g, o, r, p in zip(greedy, got, opened, posts)]
-        return np.concatenate(vecs), np.concatenate(scores), readings, opens, listed
+        return np.concatenate(vecs), np.concatenate(scores), readings, opens
 
     def _lexical(self, scores: np.ndarray, posts: list[np.ndarray]) -> np.ndarray:
         """Per crop, whether it shows a lexicon word: the reading is sure of one (`visual_below`), and
@@ -141,7 +141,7 @@ class Reading:
         ink = word_ink(image)
         x = fit(ink, self.pre)[None, None]  # = preprocess(image, self.pre)[None]
         if self.reads:
-            v, scores, *_ = self._embed_read(x)
+            v, scores, _, _ = self._embed_read(x, stored=False)
             return v[0], scores[0]
         return self.embed_images(x)[0], self.read_inks([ink])[0]
 
@@ -160,7 +160,7 @@ class Reading:
         without a reading model or dictionaries."""
         if not self.reads:
             return None, {}
-        opens = self._embed_read(preprocess(image, self.pre)[None])[3]
+        opens = self._embed_read(preprocess(image, self.pre)[None], stored=False)[3]
         if opens[0] is None:
             return None, {}
         return opens[0], self.query_terms(opens[0].word, lang=opens[0].lang)
