@@ -32,7 +32,7 @@ from xmr_core.model.open_reading import ALTERNATIVES, LENGTH_WINDOW  # noqa: E40
 from xmr_core.search.engine import Engine  # noqa: E402
 from xmr_core.search.reading_search import SHORTLIST  # noqa: E402
 from xmr_core.store.database import Store  # noqa: E402
-from xmr_core.store.readings import ALSO  # noqa: E402
+from xmr_core.store.readings import reading_text  # noqa: E402
 from xmr_core.store.registry import READING_MODEL, model_id  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def with_others(word: str, listed: list[str], n: int, rng) -> str:
         w = listed[int(rng.integers(0, len(listed)))]
         if abs(len(w) - len(word)) <= LENGTH_WINDOW and w != word:
             others.append(w)
-    return word + (ALSO + " ".join(others) if others else "")
+    return reading_text(word, others)
 
 
 def build(root: Path, n: int, reader, dim: int, rng, alternatives: int) -> tuple[list[str], float]:

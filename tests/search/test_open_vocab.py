@@ -200,4 +200,3 @@ def test_reading_scores_compare_each_item_with_its_scripts_terms():
     assert reading_scores(readings, {"es": ["Véla"]}, langs, index, len(symbols))[1] == got[1]
     # an item compared with a script's terms only: a Chinese item scores 0 when only Latin terms are searched
     assert reading_scores(readings, {"es": ["vela"]}, langs, index, len(symbols))[2] == 0.0
-

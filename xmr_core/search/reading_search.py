@@ -14,7 +14,7 @@ import numpy as np
 
 from xmr_core.data.lexicon import LANGS
 from xmr_core.model.ctc import compact_log_likelihoods
-from xmr_core.store.readings import ALSO
+from xmr_core.store.readings import reading_text
 
 READING_WEIGHT = 1.0  # weight of the reading score beside the semantic cosine (docs/open-vocabulary.md)
 SHORTLIST = 60  # items the full-text index proposes for exact re-scoring (120 -> 60: the benchmark flat, half the cost)
@@ -23,13 +23,13 @@ LL_FLOOR = -30.0  # a term this unlikely (or less) under an item's reading score
 
 def index_text(greedy: str, used=None, read=None) -> str:
     """An item's reading text, which the full-text index searches: its greedy reading, the listed word it is
-    taken as (`used`, an OpenReading of open_reading.py) where that differs, and after ALSO the other
-    likeliest listed words of its reading against the word lists (`read`), so that a word read a letter off,
-    or taken for a lexicon word, is still a candidate for the term it shows."""
+    taken as (`used`, an OpenReading of open_reading.py) where that differs, and after store.readings.ALSO
+    the other likeliest listed words of its reading against the word lists (`read`), so that a word read a
+    letter off, or taken for a lexicon word, is still a candidate for the term it shows."""
     text = greedy if used is None or used.word == greedy.lower() else f"{greedy} {used.word}"
     shown = set(text.lower().split())
     others = [w for w in ([] if read is None else [read.word, *read.others]) if w.lower() not in shown]
-    return text + (ALSO + " ".join(dict.fromkeys(others)) if others else "")
+    return reading_text(text, list(dict.fromkeys(others)))
 
 
 def term_labels(term: str, lang: str, index: dict[str, int]) -> list[list[int]]:

@@ -13,6 +13,11 @@ TOKEN_ROWS = 500  # rows of each such token counted (100,000 readings: 2,000 -> 
 ALSO = " · "  # in a reading's text, what follows are other words the reader nearly read (indexed, not shown)
 
 
+def reading_text(shown: str, others: list[str]) -> str:
+    """A reading's text: what was read, then after ALSO the other words (none: no ALSO)."""
+    return shown + (ALSO + " ".join(others) if others else "")
+
+
 def shown_reading(text: str) -> str:
     """The part of a reading's text a person is shown: what was read, not the other candidates after ALSO."""
     return text.split(ALSO)[0]
