@@ -295,8 +295,8 @@ def test_an_unlabelled_item_gets_the_script_it_is_written_in(model_dir, lexicon,
 
 
 def test_a_schema_1_store_upgrades_and_keeps_its_items(tmp_path, monkeypatch):
-    """Stores made before readings were kept gain the readings tables (and then their text index); their
-    items stay, listed as lacking a reading until a reindex reads them."""
+    """Stores made before readings were kept gain the readings tables (their text index, the index that
+    finds short readings); their items stay, listed as lacking a reading until a reindex reads them."""
     import numpy as np
 
     import xmr_core.store.database as store_mod
@@ -305,13 +305,36 @@ def test_a_schema_1_store_upgrades_and_keeps_its_items(tmp_path, monkeypatch):
     old = Store(tmp_path / "d")
     old.create_collection("c")
     ids = old.add_items("c", [{"sha256": "a" * 64, "path": "x.png"}], "m", np.ones((1, 4), np.float32))
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.undo()
     new = Store(tmp_path / "d")
-    assert new.schema_version() == 2 and [it.id for it in new.items_missing_reading("m")] == ids
+    assert new.schema_version() == store_mod.SCHEMA_VERSION and [it.id for it in new.items_missing_reading("m")] == ids
     new.set_readings("m", [(ids[0], ("kite", b"\0\0\0"))])
     assert new.reading_candidates("m", ["kite"]) == ids and not new.items_missing_reading("m")
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 3)  # and then the index that finds short readings
-    newer = Store(tmp_path / "d")
-    newer.set_readings("m", [(ids[0], ("ox", b"\0\0\0"))])
-    assert newer.schema_version() == 3 and newer.reading_candidates("m", ["ox"]) == ids
-    assert newer.read("SELECT 1 FROM sqlite_master WHERE name='readings_text'")
+    new.set_readings("m", [(ids[0], ("ox", b"\0\0\0"))])
+    assert new.reading_candidates("m", ["ox"]) == ids
+    assert new.read("SELECT 1 FROM sqlite_master WHERE name='readings_text'")
+
+
+def test_readings_of_an_older_format_count_as_missing(tmp_path, monkeypatch):
+    """A schema 4 store's readings hold no other listed words (format 1): after the upgrade their items are
+    listed for a reindex to read again; a reading written now is of the current format."""
+    import numpy as np
+
+    import xmr_core.store.database as store_mod
+    from xmr_core.store.readings import READING_FORMAT
+
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 4)
+    old = Store(tmp_path / "d")
+    old.create_collection("c")
+    ids = old.add_items("c", [{"sha256": c * 64, "path": f"{c}.png"} for c in "ab"], "m", np.ones((2, 4), np.float32))
+    with old.tx() as db:  # as the code of schema 4 wrote them
+        for i in ids:
+            db.execute("INSERT INTO readings (item_id, model_id, text, han, compact) VALUES (?, 'm', 'kite', '', ?)",
+                       (i, b"\0\0\0"))
+    monkeypatch.undo()
+    new = Store(tmp_path / "d")
+    assert [it.id for it in new.items_missing_reading("m")] == ids
+    assert new.reading_candidates("m", ["kite"]) == ids  # still searchable until then
+    new.set_readings("m", [(ids[0], ("kite · kites", b"\0\0\0"))])
+    assert [it.id for it in new.items_missing_reading("m")] == ids[1:]
+    assert new.read("SELECT format FROM readings WHERE item_id=?", (ids[0],))[0]["format"] == READING_FORMAT

@@ -12,7 +12,7 @@ from xmr_core.model.ctc import expand
 from xmr_core.search.engine import Engine
 from xmr_core.search.ranking import NO_MATCH_BELOW
 from xmr_core.store.database import Store
-from xmr_core.store.readings import RARE_CHARACTERS, RARE_TRIGRAMS
+from xmr_core.store.readings import ALSO, RARE_CHARACTERS, RARE_TRIGRAMS, shown_reading
 from xmr_core.store.registry import READING_MODEL
 
 WORDS = [("雨伞", "umbrella", "paraguas"), ("蜡烛", "candle", "vela"), ("钥匙", "key", "llave"), ("锚", "anchor", "ancla")]
@@ -97,6 +97,21 @@ def test_items_keep_their_readings(engine_with_new_words):
         ids, probs = expand(blob)
         assert ids.shape[1] == 6 and np.all(np.diff(probs, axis=1) <= 1e-3) and isinstance(text, str)
     assert not eng.store.items_missing_reading(eng.model_id)
+
+
+def test_a_reindex_reads_again_the_items_whose_reading_is_of_an_older_format(engine_with_new_words):
+    """Readings stored before the other listed words were kept (format 1, a store of schema 4) get them at
+    the next reindex; the items' embeddings and the rest of their readings stay."""
+    eng, items = engine_with_new_words
+    stored = eng.store.readings(eng.model_id, list(items))
+    i = next(i for i, (text, _) in stored.items() if ALSO in text)
+    with eng.store.tx() as db:  # as the code of schema 4 left it
+        db.execute("UPDATE readings SET text=?, format=1 WHERE item_id=? AND model_id=?",
+                   (shown_reading(stored[i][0]), i, eng.model_id))
+    assert [it.id for it in eng.store.items_missing_reading(eng.model_id)] == [i]
+    n = eng.reindex()
+    assert n == len(eng.index) >= len(items) and not eng.store.items_missing_reading(eng.model_id)
+    assert eng.store.readings(eng.model_id, list(items)) == stored
 
 
 def test_a_typed_word_outside_the_lexicon_finds_all_three_scripts(engine_with_new_words):

@@ -26,7 +26,7 @@ from xmr_core.store.queue import QueueTables
 from xmr_core.store.readings import ReadingTables
 from xmr_core.store.schema import MIGRATIONS, statements
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BACKUP_EVERY_S = 24 * 3600
 BACKUPS_KEPT = 5
 

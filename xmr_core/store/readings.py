@@ -11,6 +11,9 @@ RARE_TRIGRAMS = 3  # trigrams of a Latin term searched in the readings: its rare
 RARE_CHARACTERS = 2  # and characters of a Chinese term
 TOKEN_ROWS = 500  # rows of each such token counted (100,000 readings: 2,000 -> 500 took 10.2 -> 8.6 ms p50)
 ALSO = " · "  # in a reading's text, what follows are other words the reader nearly read (indexed, not shown)
+# how readings are made now: 1, the greedy text and the listed word (before session 33); 2, the other listed words
+# after ALSO too. A reading of an older format counts as missing: a reindex reads its item again.
+READING_FORMAT = 2
 
 
 def reading_text(shown: str, others: list[str]) -> str:
@@ -36,8 +39,8 @@ class ReadingTables:
         for item_id, (text, blob) in rows:
             # delete, then insert: the FTS tables follow by trigger (a REPLACE would skip the delete trigger)
             db.execute("DELETE FROM readings WHERE item_id=? AND model_id=?", (int(item_id), model_id))
-            db.execute("INSERT INTO readings (item_id, model_id, text, han, compact) VALUES (?, ?, ?, ?, ?)",
-                       (int(item_id), model_id, text.lower(), " ".join(HAN.findall(text)), blob))
+            db.execute("INSERT INTO readings (item_id, model_id, text, han, compact, format) VALUES (?, ?, ?, ?, ?, ?)",
+                       (int(item_id), model_id, text.lower(), " ".join(HAN.findall(text)), blob, READING_FORMAT))
 
     def set_readings(self, model_id: str, rows: list[tuple[int, tuple[str, bytes]]]) -> None:
         """Store (item id, (greedy text, compact posteriors)) readings by a model."""
@@ -50,9 +53,10 @@ class ReadingTables:
         return {int(r["item_id"]): (r["text"], bytes(r["compact"])) for r in rows}
 
     def items_missing_reading(self, model_id: str) -> list[Item]:
+        """Items with no reading by the model, or one of an older format than READING_FORMAT."""
         rows = self.read("SELECT i.*, c.name AS collection FROM items i JOIN collections c ON c.id=i.collection_id "
-                         "WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.item_id=i.id AND r.model_id=?) "
-                         "ORDER BY i.id", (model_id,))
+                         "WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.item_id=i.id AND r.model_id=? "
+                         "AND r.format >= ?) ORDER BY i.id", (model_id, READING_FORMAT))
         return [self._item(r) for r in rows]
 
     def reading_candidates(self, model_id: str, terms: list[str], limit: int = 500) -> list[int]:
