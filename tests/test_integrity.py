@@ -335,6 +335,8 @@ def test_readings_of_an_older_format_count_as_missing(tmp_path, monkeypatch):
     new = Store(tmp_path / "d")
     assert [it.id for it in new.items_missing_reading("m")] == ids
     assert new.reading_candidates("m", ["kite"]) == ids  # still searchable until then
+    assert any("2 readings were made before" in n and "xmr reindex" in n for n in check(tmp_path / "d").notes)
     new.set_readings("m", [(ids[0], ("kite · kites", b"\0\0\0"))])
     assert [it.id for it in new.items_missing_reading("m")] == ids[1:]
     assert new.read("SELECT format FROM readings WHERE item_id=?", (ids[0],))[0]["format"] == READING_FORMAT
+    assert any("1 reading was made before" in n for n in check(tmp_path / "d").notes)

@@ -50,6 +50,9 @@ def test_the_next_likeliest_listed_words_come_with_the_reading():
     got = wr.read(posteriors(steps), "cosa")
     assert got.word == "cosa" and got.others[0] == "casa" and "cosa" not in got.others
     assert set(got.others) <= {"casa", "case", "cast", "kite", "cat", "niño"} and len(got.others) <= 4
+    # each how much less likely than the word (likelihood x prior): 'casa' about log(0.5 / 0.45) nats behind
+    assert len(got.behind) == len(got.others) and list(got.behind) == sorted(got.behind) and got.behind[0] >= 0
+    assert abs(got.behind[0] - np.log(0.5 / 0.45)) < 0.5
     assert wr.read(posteriors(spell("zumbido", 0.99)), "zumbido").others == ()  # nothing near it is listed
 
 

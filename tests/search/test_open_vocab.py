@@ -10,7 +10,7 @@ from xmr_core.data.lexicon import LANGS, Concept, Lexicon
 from xmr_core.data.render import SyntheticWords
 from xmr_core.model.ctc import expand
 from xmr_core.search.engine import Engine
-from xmr_core.search.ranking import NO_MATCH_BELOW
+from xmr_core.search.ranking import NEARLY_WITHIN, NO_MATCH_BELOW
 from xmr_core.store.database import Store
 from xmr_core.store.readings import ALSO, RARE_CHARACTERS, RARE_TRIGRAMS, shown_reading
 from xmr_core.store.registry import READING_MODEL
@@ -137,6 +137,9 @@ def test_an_image_of_a_word_outside_the_lexicon_finds_it_in_all_three_scripts(en
     query = SyntheticWords(lex, "val", kinds={"font": 1.0}, seed=11).sample("x1", "en", np.random.default_rng(11))
     hits, info = eng.search(image=png(query.image), k=12)
     assert info.text == "candle" and "蜡烛" in info.terms["zh"] and "vela" in info.terms["es"], (info.text, info.terms)
+    # the words it nearly reads as: English (its script), not the word itself, each at most NEARLY_WITHIN behind
+    assert set(info.nearly) <= {"en"} and "candle" not in info.nearly.get("en", {})
+    assert all(0 <= b <= NEARLY_WITHIN for b in info.nearly.get("en", {}).values())
     first = {}
     for h in hits:
         first.setdefault(items[h.item_id].lang, items[h.item_id].concept_id)
@@ -215,3 +218,7 @@ def test_reading_scores_compare_each_item_with_its_scripts_terms():
     assert reading_scores(readings, {"es": ["Véla"]}, langs, index, len(symbols))[1] == got[1]
     # an item compared with a script's terms only: a Chinese item scores 0 when only Latin terms are searched
     assert reading_scores(readings, {"es": ["vela"]}, langs, index, len(symbols))[2] == 0.0
+    # a word an image query nearly read as counts that many nats lower, and only in its script
+    near = reading_scores(readings, {"en": ["cancel"]}, langs, index, len(symbols), nearly={"es": {"vela": 3.0}})
+    assert np.isclose(near[1], np.clip(1 - (by(1, ["vela"]) - 3.0) / LL_FLOOR, 0, 1)) and 0 < near[1] < got[1]
+    assert near[2] == 0.0

@@ -139,6 +139,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"fixed: {line}")
     for line in rep.problems:
         print(f"problem: {line}")
+    for line in rep.notes:
+        print(f"note: {line}")
     print("healthy" if rep.healthy else f"{len(rep.problems)} problems")
     return 0 if rep.healthy else 1
 

@@ -32,6 +32,7 @@ class OpenReading:
     listed: bool
     path: float = 0.0  # the log-likelihood of the reader's greedy path: how much likelier than the word any reading is
     others: tuple[str, ...] = ()  # the next listed words, likeliest first (candidate generation indexes them too)
+    behind: tuple[float, ...] = ()  # per other word, how much less likely than the word it is (nats, likelihood x prior)
 
 
 @dataclass
@@ -101,9 +102,13 @@ class WordListReader:
         near = max(len(greedy), 1)
         got = sorted(((lg, *w) for lg in langs for w in self.ranked(posteriors, lg, near, ALTERNATIVES + 1)),
                      key=lambda g: -(g[2] + g[3]))
-        lang, word, ll, _ = got[0] if got else (langs[0], None, -np.inf, 0.0)
-        others = tuple(dict.fromkeys(g[1] for g in got[1:] if g[1] != word))[:ALTERNATIVES]
+        lang, word, ll, prior = got[0] if got else (langs[0], None, -np.inf, 0.0)
+        gap: dict[str, float] = {}
+        for g in got[1:]:
+            if g[1] != word and g[1] not in gap and len(gap) < ALTERNATIVES:
+                gap[g[1]] = float(ll + prior - g[2] - g[3])
+        others, behind = tuple(gap), tuple(gap.values())
         path = path_log_likelihood(posteriors)
         if word is None or ll < path - GREEDY_MARGIN:
-            return OpenReading(greedy.lower() if lang != "zh" else greedy, lang, path, False, path, others)
-        return OpenReading(word, lang, ll, True, path, others)
+            return OpenReading(greedy.lower() if lang != "zh" else greedy, lang, path, False, path, others, behind)
+        return OpenReading(word, lang, ll, True, path, others, behind)

@@ -17,6 +17,10 @@ from xmr_core.store.readings import shown_reading
 # this found nothing that matches well (chosen by benchmarks/open_vocab.py: docs/open-vocabulary.md)
 NO_MATCH_BELOW = 1.60
 
+# an image query read as a word is searched by reading as the other listed words it nearly reads as too, those at
+# most NEARLY_WITHIN nats less likely than its word, each scored that much lower (docs/open-vocabulary.md)
+NEARLY_WITHIN = 8.0
+
 # Relevance feedback (Rocchio): the query vector plus ROCCHIO_RIGHT x the mean of the hits marked right, minus
 # ROCCHIO_WRONG x the mean of those marked wrong (benchmarks/feedback.py)
 ROCCHIO_RIGHT, ROCCHIO_WRONG = 0.75, 0.25
@@ -63,15 +67,17 @@ class Ranking:
         return [(int(i), float(q @ x)) for i, x in zip(got, v)]
 
     def _search_terms(self, terms: dict[str, list[str]], k: int, allowed: np.ndarray | None,
-                      q: np.ndarray | None = None, where: dict | None = None) -> list[tuple[int, float]]:
+                      q: np.ndarray | None = None, where: dict | None = None,
+                      nearly: dict[str, dict[str, float]] | None = None) -> list[tuple[int, float]]:
         """Items ranked by the semantic cosine (to the terms' anchors, or to the query image's embedding
-        `q`) fused with their reading scores."""
+        `q`) fused with their reading scores (as the terms, or as the words an image `nearly` reads as)."""
         from xmr_core.search.reading_search import SHORTLIST, case_fold, fuse, reading_scores
 
         q = self._terms_vector(terms) if q is None else q
         sc, ids = self._nearest(q, max(100, 5 * k), allowed, where)
         cos = {int(i): float(s) for s, i in zip(sc[0], ids[0]) if i >= 0}
-        cand = self.store.reading_candidates(self.model_id, [w for ws in terms.values() for w in ws], limit=SHORTLIST)
+        words = [w for ws in terms.values() for w in ws] + [w for ws in (nearly or {}).values() for w in ws]
+        cand = self.store.reading_candidates(self.model_id, words, limit=SHORTLIST)
         if allowed is not None:
             ok = set(allowed.tolist())
             cand = [i for i in cand if i in ok]
@@ -86,7 +92,7 @@ class Ranking:
         if self._fold is None:
             self._fold = case_fold(self.reader.index, len(self.reader.symbols))
         read = reading_scores(self.store.readings(self.model_id, cand), terms, langs, self.reader.index,
-                              len(self.reader.symbols), self._fold)
+                              len(self.reader.symbols), self._fold, nearly)
         return fuse(cos, read)[:k]
 
     def search(self, image: ImageInput | None = None, text: str | None = None, k: int = 10,
@@ -122,13 +128,15 @@ class Ranking:
                                  text=opens[0].word if opens[0] else shown_reading(readings[0][0]))
                 if opens[0] is not None:
                     info.terms = self.query_terms(opens[0].word, lang=opens[0].lang)
+                    near = {w: b for w, b in zip(opens[0].others, opens[0].behind) if b <= NEARLY_WITHIN}
+                    info.nearly = {opens[0].lang: near} if near else {}
             else:
                 x, q = self.embed_query(image)
                 info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0])
             if exemplars is not None and len(exemplars):
                 q, info.exemplars = exemplars.fuse(q, self.look(info))
                 if info.exemplars:  # the user's word: recognised and searched as their samples' concepts
-                    info.recognized, info.terms = self._recognize_vector(q, 5), {}
+                    info.recognized, info.terms, info.nearly = self._recognize_vector(q, 5), {}, {}
         else:
             t = validate_query_text(text)
             info = QueryInfo("text", text=t, detected_lang=detect_language(t, self.lexicon))
@@ -162,7 +170,7 @@ class Ranking:
                          **({"collection": collection} if collection else {})}
                 if info.terms:
                     ranked += self._search_terms(info.terms, int(k) + len(wrong), allowed, q if by_words else None,
-                                                 where)
+                                                 where, info.nearly)
                 else:
                     s, i = self._nearest(q, int(k) + len(wrong), allowed, where)
                     ranked += [(int(a), float(b)) for a, b in zip(i[0], s[0]) if a >= 0]

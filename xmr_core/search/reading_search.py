@@ -55,22 +55,23 @@ def case_fold(index: dict[str, int], n_symbols: int) -> np.ndarray:
 
 def reading_scores(readings: dict[int, tuple[str, bytes]], terms: dict[str, list[str]],
                    item_langs: dict[int, str | None], index: dict[str, int], n_symbols: int,
-                   fold: np.ndarray | None = None) -> dict[int, float]:
+                   fold: np.ndarray | None = None, nearly: dict[str, dict[str, float]] | None = None) -> dict[int, float]:
     """Per item, the best of its script's terms' CTC log-likelihood under its reading, mapped to [0, 1]
     (LL_FLOOR -> 0, certain -> 1). Script, not language: a Latin item is compared with the English and
     the Spanish terms (an unlabelled word's language is a guess), one of no known script with all."""
-    labs, han = [], []
+    labs, han, behind = [], [], []
     for lg in LANGS:
-        for t in terms.get(lg, []):
+        for t, b in [*((t, 0.0) for t in terms.get(lg, [])), *(nearly or {}).get(lg, {}).items()]:
             for lab in term_labels(t, lg, index):
                 labs.append(lab)
                 han.append(lg == "zh")
+                behind.append(b)
     out = {i: 0.0 for i in readings}
     if not labs or not out:
         return out
     fold = case_fold(index, n_symbols) if fold is None else fold
     labs = [fold[np.asarray(lab)].tolist() for lab in labs]  # the terms folded as the readings are
-    han = np.array(han)
+    han, behind = np.array(han), np.array(behind)
     groups: dict[str, list[int]] = {}  # items by the terms they are compared with: one recursion each
     for i in readings:
         lg = item_langs.get(i)
@@ -80,7 +81,7 @@ def reading_scores(readings: dict[int, tuple[str, bytes]], terms: dict[str, list
         if not len(use):
             continue
         ll = compact_log_likelihoods([readings[i][1] for i in items], [labs[n] for n in use], n_symbols, fold=fold)
-        for i, b in zip(items, ll.max(1)):
+        for i, b in zip(items, (ll - behind[use]).max(1)):
             out[i] = float(np.clip(1.0 - b / LL_FLOOR, 0.0, 1.0))
     return out
 

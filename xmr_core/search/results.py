@@ -39,6 +39,9 @@ class QueryInfo:
     recognized: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
     preview: np.ndarray | None = None  # what the model sees (image queries)
     terms: dict[str, list[str]] = field(default_factory=dict)  # typed queries: the words searched per script
+    # image queries read as a word: the other listed words it nearly reads as (script -> word -> nats less likely),
+    # searched by reading in its own script beside the terms, not shown
+    nearly: dict[str, dict[str, float]] = field(default_factory=dict)
     weak: bool = False  # the best hit scores below NO_MATCH_BELOW: nothing in the collection matches well
     feedback: tuple[int, int] = (0, 0)  # hits marked right and wrong that re-ranked this search (Rocchio)
     marks: dict[int, bool] = field(default_factory=dict)  # the feedback (item id -> right) it was re-ranked with

@@ -10,6 +10,7 @@ from pathlib import Path
 from xmr_core.store.database import Store, StoreDamaged, restore_backup
 from xmr_core.store.index import load_index
 from xmr_core.store.items import ids_checksum
+from xmr_core.store.readings import READING_FORMAT
 
 
 @dataclass
@@ -18,6 +19,7 @@ class DoctorReport:
     fixed: list[str] = field(default_factory=list)  # what was repaired
     missing: list[int] = field(default_factory=list)  # item ids whose image file is gone
     orphans: list[str] = field(default_factory=list)  # image files no item or sample refers to
+    notes: list[str] = field(default_factory=list)  # advice that leaves the store healthy
 
     @property
     def healthy(self) -> bool:
@@ -48,6 +50,10 @@ def check(root: Path | str, fix: bool = False, grace_s: float = 3600.0) -> Docto
             rep.problems.append(f"queued sample {a['id']} has lost its image file {a['path']}")
     _orphans(store, rep, fix, grace_s)
     _indexes(store, rep, fix)
+    old = store.read("SELECT COUNT(*) AS n FROM readings WHERE format < ?", (READING_FORMAT,))[0]["n"]
+    if old:
+        rep.notes.append(f"{old} {'reading was' if old == 1 else 'readings were'} made before XMR kept the other words a reader nearly read; "
+                         "`xmr reindex` reads those items again, so that search by words finds them by those words too")
     return rep
 
 
