@@ -58,7 +58,8 @@ def reading_scores(readings: dict[int, tuple[str, bytes]], terms: dict[str, list
                    fold: np.ndarray | None = None, nearly: dict[str, dict[str, float]] | None = None) -> dict[int, float]:
     """Per item, the best of its script's terms' CTC log-likelihood under its reading, mapped to [0, 1]
     (LL_FLOOR -> 0, certain -> 1). Script, not language: a Latin item is compared with the English and
-    the Spanish terms (an unlabelled word's language is a guess), one of no known script with all."""
+    the Spanish terms (an unlabelled word's language is a guess), one of no known script with all. The words
+    an image query `nearly` reads as (script -> word -> nats) count as terms that many nats less likely."""
     labs, han, behind = [], [], []
     for lg in LANGS:
         for t, b in [*((t, 0.0) for t in terms.get(lg, [])), *(nearly or {}).get(lg, {}).items()]:

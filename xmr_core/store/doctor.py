@@ -52,8 +52,9 @@ def check(root: Path | str, fix: bool = False, grace_s: float = 3600.0) -> Docto
     _indexes(store, rep, fix)
     old = store.read("SELECT COUNT(*) AS n FROM readings WHERE format < ?", (READING_FORMAT,))[0]["n"]
     if old:
-        rep.notes.append(f"{old} {'reading was' if old == 1 else 'readings were'} made before XMR kept the other words a reader nearly read; "
-                         "`xmr reindex` reads those items again, so that search by words finds them by those words too")
+        what = "1 reading was" if old == 1 else f"{old} readings were"
+        rep.notes.append(f"{what} made before XMR kept the other words a reader nearly read; `xmr reindex` reads "
+                         "those items again, so that search by words finds them by those words too")
     return rep
 
 
