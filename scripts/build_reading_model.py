@@ -130,6 +130,21 @@ def train_head(model: ReadingModel, lex, cfg: dict) -> tuple[ReadingHead, dict]:
                   "features_seconds": round(made_in, 1), "train_seconds": round(time.time() - t1, 1)}
 
 
+def evaluate_on_val(model: ReadingModel, lex) -> tuple[dict, list[str]]:
+    """The model card's evaluation: the `val` fonts at two seeds, whole lexicon; metrics and markdown."""
+    metrics, evals = {}, []
+    for name, seed, per_word in (("val", 2024, 2), ("val_seed7", 7, 1)):
+        t = time.time()
+        data = render_eval_set(lex, READING_PREPROCESS, "val", per_word=per_word, seed=seed)
+        res = evaluate_signals(model, lex, data)
+        res["seconds"] = round(time.time() - t, 1)
+        metrics[name] = res
+        evals.append(f"### {name}: {res['n_images']} renders (seed {seed}, {per_word} per word)\n\n```\n"
+                     f"{format_eval(res)}\n```\n")
+        print(name, format_eval(res), sep="\n", flush=True)
+    return metrics, evals
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", default=str(ASSETS / "models" / "edge"))
@@ -149,16 +164,7 @@ def main() -> None:
     head_cfg = load_head_config(args.head) if args.head else None
     if head_cfg:
         model.head, head_record = train_head(model, lex, head_cfg)
-    metrics, evals = {}, []
-    for name, seed, per_word in (("val", 2024, 2), ("val_seed7", 7, 1)):
-        t = time.time()
-        data = render_eval_set(lex, READING_PREPROCESS, "val", per_word=per_word, seed=seed)
-        res = evaluate_signals(model, lex, data)
-        res["seconds"] = round(time.time() - t, 1)
-        metrics[name] = res
-        evals.append(f"### {name}: {res['n_images']} renders (seed {seed}, {per_word} per word)\n\n```\n"
-                     f"{format_eval(res)}\n```\n")
-        print(name, format_eval(res), sep="\n", flush=True)
+    metrics, evals = evaluate_on_val(model, lex)
     rec = reader_record()
     if head_cfg:
         metrics["reading_head"] = head_record

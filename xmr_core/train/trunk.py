@@ -138,7 +138,6 @@ def adapt_trunk(model: ReadingModel, x: np.ndarray, words: list[tuple[str, str]]
     seconds, the largest difference between the graph written back and the trained network). The model
     itself is not changed."""
     import torch
-    import torch.nn.functional as F
 
     say = progress or (lambda f, m: None)
     t0 = time.time()
@@ -156,10 +155,7 @@ def adapt_trunk(model: ReadingModel, x: np.ndarray, words: list[tuple[str, str]]
     net, names = torch_network(folded_graph(model.reader, model.head))
     params = trainable(net, names, cfg.fraction)
     opt = torch.optim.Adam(list(params.values()), lr=cfg.lr)
-    net.train()
-    for mod in net.modules():  # normalisation statistics stay the reader's
-        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-            mod.eval()
+    training(net)
     half = cfg.batch // 2
     say(0.03, f"replay: {cfg.steps * (cfg.batch - half)} renders of the train fonts (cached after the first time)")
     replay = [(ink, ids) for ink, text in replay_inks(model.lexicon, cfg.steps * (cfg.batch - half), cfg.seed,
@@ -175,11 +171,7 @@ def adapt_trunk(model: ReadingModel, x: np.ndarray, words: list[tuple[str, str]]
         opt.zero_grad()
         total = 0.0
         for part in width_chunks(batch, cfg.chunks):  # each chunk padded to its own widest: less padding read
-            xb, steps = reader_input([ink for ink, _ in part])
-            logp = torch.log(net(torch.from_numpy(xb)).clamp_min(1e-12)).permute(1, 0, 2)
-            per = F.ctc_loss(logp, torch.tensor([i for _, t in part for i in t]), torch.tensor(steps),
-                             torch.tensor([len(t) for _, t in part]), blank=0, zero_infinity=True, reduction="none")
-            loss = (per / torch.tensor([len(t) for _, t in part], dtype=per.dtype)).sum() / len(batch)
+            loss = symbol_losses(net, part).sum() / len(batch)
             loss.backward()  # the batch's mean over samples of the loss per target symbol, as one chunk gave
             total += float(loss.detach())
         opt.step()
@@ -207,6 +199,28 @@ def adapt_trunk(model: ReadingModel, x: np.ndarray, words: list[tuple[str, str]]
               "max_posterior_difference_onnx_vs_torch": diff, "train_seconds": round(time.time() - t1, 1),
               "seconds": round(time.time() - t0, 1)}
     return weights, record
+
+
+def training(net) -> None:
+    """The network in training mode with its normalisation statistics kept the reader's."""
+    import torch
+
+    net.train()
+    for mod in net.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.eval()
+
+
+def symbol_losses(net, part: list[tuple[np.ndarray, list[int]]]):
+    """Each (ink, labels) sample's CTC loss per target symbol, the samples read as one padded batch."""
+    import torch
+    import torch.nn.functional as F
+
+    xb, steps = reader_input([ink for ink, _ in part])
+    logp = torch.log(net(torch.from_numpy(xb)).clamp_min(1e-12)).permute(1, 0, 2)
+    per = F.ctc_loss(logp, torch.tensor([i for _, t in part for i in t]), torch.tensor(steps),
+                     torch.tensor([len(t) for _, t in part]), blank=0, zero_infinity=True, reduction="none")
+    return per / torch.tensor([len(t) for _, t in part], dtype=per.dtype)
 
 
 def width_chunks(batch: list[tuple[np.ndarray, list[int]]], chunks: int) -> list[list]:
