@@ -13,23 +13,31 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from build_reading_model import evaluate_on_val  # noqa: E402
 
-from xmr_core.data.paths import ASSETS  # noqa: E402
+from xmr_core.data.paths import ASSETS, cache_dir  # noqa: E402
 from xmr_core.model.checkpoint import atomic_write_text, load_engine_model  # noqa: E402
 from xmr_core.model.reader import WEIGHTS_FILE  # noqa: E402
 from xmr_core.model.reading_head import HEAD_FILE  # noqa: E402
+from xmr_core.store.registry import model_id  # noqa: E402
 from xmr_core.train.reader_pretrain import PretrainConfig, open_word_inks, open_words, pretrain_trunk  # noqa: E402
 from xmr_core.train.trunk import save_trunk  # noqa: E402
+
+PRETRAIN_VERSION = 1  # bump when train/reader_pretrain.py changes what a run gives
 
 CARD_INTRO = ("The visual tower stands on a frozen pretrained reader; only the reading head on its last layer was "
               "trained for it (below).")
@@ -41,7 +49,7 @@ TRUNK_LINE = """
   `train` fonts and pen strokes: wordfreq's {top_words:,} most frequent words per language ({open_share:.0%}; the
   benchmarks' words left out) and lexicon words ({lexicon_share:.0%}), Latin words in lower, Title and UPPER case;
   {steps} steps of {batch} at lr {lr} (Adam, cosine), {train_seconds:.0f} s on two CPU threads; held-out renders'
-  loss per symbol {held_loss_before} -> {held_loss_after}."""
+  loss per symbol {held_loss_before} -> {held_loss_after}{soup_text}."""
 BENCHMARK_WORDS = (ASSETS / "open_vocab.tsv", ASSETS / "unseen_words.tsv")
 
 
@@ -54,6 +62,38 @@ def benchmark_words() -> set[str]:
     return out
 
 
+def one_run(model, lex, cfg: PretrainConfig, args) -> tuple[dict[str, np.ndarray], dict]:
+    """One seed's pre-trained reader tensors and record, kept in the cache by the base model, the config and
+    the seed (a later build with more seeds runs only the new ones)."""
+    key = hashlib.sha256(json.dumps([model_id(args.model), asdict(cfg), PRETRAIN_VERSION]).encode()).hexdigest()[:16]
+    path = cache_dir() / "reader_pretrain" / f"seed{cfg.seed}-{key}"
+    if (path / WEIGHTS_FILE).exists():
+        print(f"seed {cfg.seed}: the run kept in {path}", flush=True)
+        return load_file(str(path / WEIGHTS_FILE)), json.loads((path / "record.json").read_text())
+    t = time.time()
+    words = open_words(model.reader.index, cfg.top_words, benchmark_words())
+    print(f"seed {cfg.seed}: open words", {k: len(v) for k, v in words.items()}, flush=True)
+    samples = open_word_inks(lex, words, cfg, lambda d, n: print(f"rendered {d}/{n}, {time.time() - t:.0f} s", flush=True))
+    render_s = time.time() - t
+    weights, record = pretrain_trunk(model, samples, cfg, args.threads, lambda f, m: print(m, flush=True))
+    record["render_seconds"] = round(render_s, 1)
+    print(f"seed {cfg.seed}: held-out loss {record['held_loss_before']} -> {record['held_loss_after']}", flush=True)
+    path.mkdir(parents=True, exist_ok=True)
+    save_trunk(weights, path)
+    (path / "record.json").write_text(json.dumps(record))
+    return weights, record
+
+
+def soup_text(record: dict) -> str:
+    """The card's words for several seeds' runs averaged (nothing for one run)."""
+    runs = record.get("runs", [])
+    if len(runs) < 2:
+        return ""
+    return (f" (seed {runs[0]['config']['seed']}); the model's tensors are the mean of {len(runs)} such runs, seeds "
+            + ", ".join(str(r["config"]["seed"]) for r in runs) + " (a soup; held-out losses after: "
+            + ", ".join(str(r["held_loss_after"]) for r in runs) + ")")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=ASSETS / "models" / "reader")
@@ -61,19 +101,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    cfg = PretrainConfig.from_dict(json.loads(args.config.read_text()))
+    settings = json.loads(args.config.read_text())
+    seeds = settings.pop("seeds", [PretrainConfig().seed])
     if (args.model / WEIGHTS_FILE).exists() or not (args.model / HEAD_FILE).exists():
         raise SystemExit(f"{args.model}: a reading model with a reading head and a reader as installed is pre-trained "
                          "(scripts/build_reading_model.py --head configs/reading_head.json builds one)")
     model, lex, _ = load_engine_model(args.model, threads=args.threads)
-    t = time.time()
-    words = open_words(model.reader.index, cfg.top_words, benchmark_words())
-    print("open words:", {k: len(v) for k, v in words.items()}, flush=True)
-    samples = open_word_inks(lex, words, cfg, lambda d, n: print(f"rendered {d}/{n}, {time.time() - t:.0f} s", flush=True))
-    render_s = time.time() - t
-    weights, record = pretrain_trunk(model, samples, cfg, args.threads, lambda f, m: print(m, flush=True))
-    record["render_seconds"] = round(render_s, 1)
-    print(f"held-out loss {record['held_loss_before']} -> {record['held_loss_after']}", flush=True)
+    runs = [one_run(model, lex, PretrainConfig.from_dict({**settings, "seed": seed}), args) for seed in seeds]
+    weights = {k: np.mean([w[k] for w, _ in runs], axis=0).astype(np.float32) for k in runs[0][0]}  # a soup
+    record = {**runs[0][1], "runs": [r for _, r in runs]} if len(runs) > 1 else runs[0][1]
     tmp = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(args.model, tmp)
@@ -88,7 +124,7 @@ def main() -> None:
     card = card.replace(CARD_INTRO, "The visual tower stands on a pretrained reader whose top third was trained on "
                         "for it, with its reading head folded into its last layer (below).")
     card = card.replace(CARD_TRUNK_END, CARD_TRUNK_END + TRUNK_LINE.format(
-        **record, **c, open_share=1 - c["lexicon_share"]), 1)
+        **record, **c, open_share=1 - c["lexicon_share"], soup_text=soup_text(record)), 1)
     card = card.replace("(`reading_head.safetensors`, the one part trained for this model)",
                         "(trained first; now folded into the reader's CTC layer)")
     card = card.split("## Evaluation on held-out fonts")[0] + (
