@@ -249,10 +249,13 @@ def test_a_config_extends_another_key_by_key(tmp_path):
 def test_the_shipped_configs_resolve_to_the_recipes_they_name():
     configs = Path(__file__).resolve().parents[2] / "configs"
     from xmr_core.model.reading_head import load_head_config
+    from xmr_core.train.reader_pretrain import PretrainConfig
 
     assert load_head_config(configs / "reading_head.json")["head"]["steps"] > 0  # the reading model's head
+    settings = json.loads((configs / "reader_pretrain.json").read_text())  # and its reader (pretrain_reader.py)
+    assert settings.pop("seeds") == [7, 8] and PretrainConfig.from_dict(settings).steps == 2000
     for path in configs.rglob("*.json"):
-        if path.name == "reading_head.json":
+        if path.name in ("reading_head.json", "reader_pretrain.json"):
             continue
         cfg = read_config(path)
         assert set(cfg) == {"model", "train"}, path

@@ -1,4 +1,4 @@
-"""Pre-training the reader's trunk on open words in the `train` fonts (session 35, an A/B: docs/reader.md).
+"""Pre-training the reader's trunk on open words in the `train` fonts (session 35; the bundled model's reader, docs/reader.md).
 
 The same network and cut as a hand's adaptation (trunk.py: PP-OCRv6 as torch, the model's reading head folded
 into its CTC layer, the top `fraction` of its layers and the constants used there trained with the CTC loss),
