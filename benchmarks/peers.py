@@ -259,13 +259,26 @@ def summary(pairs: dict) -> dict:
     return {"within": 100 * float(np.mean(within)), "cross": 100 * float(np.mean(cross)), "mrr": float(np.mean(mrr))}
 
 
+def cpu() -> str:
+    """The machine's CPU in a few words (times differ several-fold between CPUs, INT8 results too)."""
+    import os
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{os.cpu_count()} cores"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "CPU")
+    vnni = " with VNNI" if "vnni" in info else ", no VNNI"
+    return f"{name}, {os.cpu_count()} cores{vnni}"
+
+
 def write_report(results: dict, out: Path, source: str, n_images: int, seconds: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     names = [m for m in METHODS if m in results]
     s = {m: summary(results[m]["pairs"]) for m in names}
     ocr_ms = results["ocr-lexicon"]["ocr_latency"]["p50_ms"] if "ocr-lexicon" in results else None
     lines = ["# Benchmarks: XMR against the two-stage OCR route", "",
-             f"Produced by `python benchmarks/peers.py` in {seconds / 60:.1f} min on this machine (2-core CPU, "
+             f"Produced by `python benchmarks/peers.py` in {seconds / 60:.1f} min on this machine ({cpu()}, "
              f"no GPU); every method on one thread. Data: {source}, {n_images} images; candidates: the whole "
              "lexicon's words of the target language. The OCR routes are told each query's language.", "",
              "## Headline", "",
@@ -313,8 +326,8 @@ def write_report(results: dict, out: Path, source: str, n_images: int, seconds: 
         lines += ["What RapidOCR read (first images):", "", "| written | OCR |", "|---|---|"]
         lines += [f"| {x['text']} | {x['ocr'] or '(nothing)'} |" for x in results["samples"]] + [""]
     old = (out / "benchmarks.md").read_text(encoding="utf-8") if (out / "benchmarks.md").exists() else ""
-    start, end = "<!-- open-vocab:start -->", "<!-- open-vocab:end -->"  # benchmarks/open_vocab.py's section stays
-    kept = old[old.index(start):old.index(end) + len(end)] if start in old and end in old else ""
+    start = "<!-- open-vocab:start -->"  # benchmarks/open_vocab.py's section and every section after it stay
+    kept = old[old.index(start):].rstrip("\n") if start in old else ""
     (out / "benchmarks.md").write_text("\n".join(lines).rstrip("\n") + ("\n\n" + kept + "\n" if kept else "\n"),
                                        encoding="utf-8")
     (out / "peers.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
