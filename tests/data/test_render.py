@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -91,6 +92,10 @@ def test_augmentations_are_pure_and_change_the_image():
     m = _bar()
     keep = m.copy()
     assert augment.change_stroke(m, 2).sum() > m.sum() > augment.change_stroke(m, -1).sum()
+    hair = np.zeros((40, 80), np.float32)
+    hair[20, 10:70] = 1  # a one-pixel stroke: thinning would erase it, so it is left as it is
+    assert np.array_equal(augment.change_stroke(hair, -1), hair)
+    assert cv2.erode(hair, np.ones((2, 2), np.uint8)).sum() < augment.THINNING_KEEPS * hair.sum()
     sl = augment.slant(m, 0.5)
     assert sl.shape[1] > m.shape[1] and abs(sl.sum() - m.sum()) < 0.05 * m.sum()
     assert not np.allclose(augment.wave(m, 4, rng()), m)
