@@ -145,6 +145,15 @@ def evaluate_on_val(model: ReadingModel, lex) -> tuple[dict, list[str]]:
     return metrics, evals
 
 
+EVAL_HEADING = "## Evaluation on held-out fonts"
+EVAL_SECTION = EVAL_HEADING + " (`val`, whole lexicon as candidates)\n"
+
+
+def with_evaluation(card: str, evals: list[str]) -> str:
+    """A model card with its evaluation section (everything from its heading on) replaced by `evals`."""
+    return card.split(EVAL_HEADING)[0] + EVAL_SECTION + "\n".join(evals)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", default=str(ASSETS / "models" / "edge"))

@@ -14,12 +14,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from build_reading_model import evaluate_on_val  # noqa: E402
+from build_reading_model import EVAL_SECTION, evaluate_on_val, with_evaluation  # noqa: E402
 
 from xmr_core.data.paths import ASSETS  # noqa: E402
 from xmr_core.model.checkpoint import atomic_write_text, load_engine_model  # noqa: E402
-
-SECTION = "## Evaluation on held-out fonts (`val`, whole lexicon as candidates)\n"
 
 
 def main() -> None:
@@ -31,12 +29,12 @@ def main() -> None:
     if "reading" not in config:
         raise SystemExit(f"{args.model}: not a reading model (its card comes from scripts/build_edge_model.py)")
     card = (args.model / "README.md").read_text()
-    if SECTION not in card:
-        raise SystemExit(f"{args.model}/README.md has no section {SECTION.strip()!r}")
+    if EVAL_SECTION not in card:
+        raise SystemExit(f"{args.model}/README.md has no section {EVAL_SECTION.strip()!r}")
     metrics, evals = evaluate_on_val(model, lex)
     old = json.loads((args.model / "metrics.json").read_text())
     atomic_write_text(args.model / "metrics.json", json.dumps({**old, **metrics}, indent=1))
-    atomic_write_text(args.model / "README.md", card.split(SECTION)[0] + SECTION + "\n".join(evals))
+    atomic_write_text(args.model / "README.md", with_evaluation(card, evals))
 
 
 if __name__ == "__main__":

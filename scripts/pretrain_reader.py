@@ -27,7 +27,7 @@ from safetensors.numpy import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from build_reading_model import evaluate_on_val  # noqa: E402
+from build_reading_model import evaluate_on_val, with_evaluation  # noqa: E402
 
 from xmr_core.data.paths import ASSETS, cache_dir  # noqa: E402
 from xmr_core.model.checkpoint import atomic_write_text, load_engine_model  # noqa: E402
@@ -127,8 +127,7 @@ def main() -> None:
         **record, **c, open_share=1 - c["lexicon_share"], soup_text=soup_text(record)), 1)
     card = card.replace("(`reading_head.safetensors`, the one part trained for this model)",
                         "(trained first; now folded into the reader's CTC layer)")
-    card = card.split("## Evaluation on held-out fonts")[0] + (
-        "## Evaluation on held-out fonts (`val`, whole lexicon as candidates)\n" + "\n".join(evals))
+    card = with_evaluation(card, evals)
     atomic_write_text(tmp / "README.md", card)
     if args.out.exists():
         old_dir = args.out.with_name(args.out.name + ".old")
