@@ -4,7 +4,7 @@ comes close."""
 
 import numpy as np
 
-from xmr_core.model.open_reading import WordListReader
+from xmr_core.model.open_reading import ALTERNATIVES, WordListReader
 
 SYMBOLS = ["<blank>", *"abcdefghijklmnopqrstuvwxyzCKñ", "雨", "伞", "蜡"]
 INDEX = {s: i for i, s in enumerate(SYMBOLS)}
@@ -49,7 +49,7 @@ def test_the_next_likeliest_listed_words_come_with_the_reading():
     steps[2] = {"o": 0.5, "a": 0.45}
     got = wr.read(posteriors(steps), "cosa")
     assert got.word == "cosa" and got.others[0] == "casa" and "cosa" not in got.others
-    assert set(got.others) <= {"casa", "case", "cast", "kite", "cat", "niño"} and len(got.others) <= 4
+    assert set(got.others) <= {"casa", "case", "cast", "kite", "cat", "niño"} and len(got.others) <= ALTERNATIVES
     # each how much less likely than the word (likelihood x prior): 'casa' about log(0.5 / 0.45) nats behind
     assert len(got.behind) == len(got.others) and list(got.behind) == sorted(got.behind) and got.behind[0] >= 0
     assert abs(got.behind[0] - np.log(0.5 / 0.45)) < 0.5

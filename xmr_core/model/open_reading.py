@@ -21,7 +21,8 @@ FLOOR = 1e-3  # a word using a symbol the reader never gives this probability at
 LENGTH_WINDOW = 2  # words scored: at most this many symbols longer or shorter than the greedy reading
 GREEDY_MARGIN = 8.0  # nats: a listed word this much less likely than the greedy path loses to it
 RANK_WEIGHT = 0.1  # a word's prior: -RANK_WEIGHT x log(1 + its frequency rank), nats (Zipf's law)
-ALTERNATIVES = 4  # the next most likely listed words kept beside the best, for candidate generation
+ALTERNATIVES = 6  # the next most likely listed words kept beside the best, for candidate generation (4 until
+# session 39: 6 found two more typed words and three more images outside the lexicon; docs/open-vocabulary.md)
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,8 @@ def check(root: Path | str, fix: bool = False, grace_s: float = 3600.0) -> Docto
     old = store.read("SELECT COUNT(*) AS n FROM readings WHERE format < ?", (READING_FORMAT,))[0]["n"]
     if old:
         what = "1 reading was" if old == 1 else f"{old} readings were"
-        rep.notes.append(f"{what} made before XMR kept the other words a reader nearly read; `xmr reindex` reads "
-                         "those items again, so that search by words finds them by those words too")
+        rep.notes.append(f"{what} made before XMR kept as many of the other words a reader nearly read; `xmr "
+                         "reindex` reads those items again, so that search by words finds them by those words too")
     return rep
 
 

@@ -102,8 +102,8 @@ MIGRATIONS = {
     );
     CREATE INDEX feedback_query ON feedback(user, query_key);
     """,
-    # which way a reading was made (readings.READING_FORMAT): those of format 1 hold no other listed words, and
-    # a reindex reads their items again
+    # which way a reading was made (readings.READING_FORMAT): those of an older format hold fewer other listed words
+    # (format 1: none), and a reindex reads their items again
     5: """
     ALTER TABLE readings ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
     """,
