@@ -56,6 +56,18 @@ def test_fts_candidates_match_a_brute_force_scan(tmp_path):
     assert not set(store.reading_candidates("m", texts[:10], limit=10_000)) & set(ids[:10])
 
 
+def test_fts_candidates_come_best_first(tmp_path):
+    """A reading that is the term first, then those sharing the most of its rarest trigrams; among those
+    sharing as many, the one the rarer trigram finds first (then by row), as the store's counting promises."""
+    store = Store(tmp_path / "s")
+    store.create_collection("c")
+    texts = ["kitz", "kitx ite", "zite", "kite", "nothing"]  # 'kit' and 'ite' in three readings each: 'ite' first
+    ids = store.add_items("c", [{"sha256": f"{i:064x}", "path": f"p{i}"} for i in range(len(texts))], "m",
+                          np.zeros((len(texts), 4), np.float32), [(t, b"\0\0\0") for t in texts])
+    assert store.reading_candidates("m", ["kite"], limit=10) == [ids[3], ids[1], ids[2], ids[0]]
+    assert store.reading_candidates("m", ["kite"], limit=2) == [ids[3], ids[1]]
+
+
 def test_the_other_words_a_reader_nearly_read_are_candidates_but_not_shown(tmp_path):
     """An item read a letter off ('murlo', taken as 'muro') still comes up for the word it shows when that
     word is among the listed words its reading nearly was; a reading that is the term comes first."""
