@@ -234,3 +234,36 @@ def test_reading_scores_compare_each_item_with_its_scripts_terms():
     near = reading_scores(readings, {"en": ["cancel"]}, langs, index, len(symbols), nearly={"es": {"vela": 3.0}})
     assert np.isclose(near[1], np.clip(1 - (by(1, ["vela"]) - 3.0) / LL_FLOOR, 0, 1)) and 0 < near[1] < got[1]
     assert near[2] == 0.0
+
+
+def test_an_image_taken_for_a_lexicon_word_the_collection_lacks_is_searched_by_reading(
+        tmp_path, dictionaries_ready, fonts_ready, monkeypatch):
+    """A `val` render of 'ash' (outside the lexicon) that the reader takes for a lexicon look-alike: with
+    nothing of that look-alike in the collection (its nearest item below READ_WHEN_WEAK), the query is read
+    against the word lists and searched by reading as 'ash', and finds the other render of it; without
+    that step it is searched by its embedding alone and does not. (The render is the open-vocabulary
+    benchmark's own query image, session 39.)"""
+    import csv
+
+    import xmr_core.search.ranking as ranking
+    from xmr_core.data.paths import ASSETS
+
+    with open(ASSETS / "open_vocab.tsv", encoding="utf-8", newline="") as f:
+        asset = [Concept(**r) for r in csv.DictReader(f, delimiter="\t")]
+    ov = [c for c in asset if c.concept_id in ("ov_ash", "ov_request", "ov_horn", "ov_both")]
+    eng = Engine(tmp_path / "e", model_dir=READING_MODEL)
+    items = SyntheticWords(Lexicon(ov), "val", kinds={"font": 1.0}, seed=1)
+    renders = [items.sample(c.concept_id, lg, np.random.default_rng([1, n, j]))
+               for n, c in enumerate(ov) for j, lg in enumerate(LANGS)]
+    ids = eng.add("archive", [(f"{s.concept_id}-{s.lang}", png(s.image)) for s in renders]).added
+    ash_en = ids[[c.concept_id for c in ov].index("ov_ash") * len(LANGS) + LANGS.index("en")]
+    # the benchmark's own query image (benchmarks/open_vocab.py renders the asset's concepts with seed 2)
+    n = [c.concept_id for c in asset].index("ov_ash")
+    query = png(SyntheticWords(Lexicon(asset), "val", kinds={"font": 1.0}, seed=2).sample(
+        "ov_ash", "en", np.random.default_rng([2, n, LANGS.index("en")])).image)
+    monkeypatch.setattr(ranking, "READ_WHEN_WEAK", 0.0)
+    hits, info = eng.search(image=query, k=5, languages=["en"])
+    assert not info.terms and hits[0].item_id != ash_en  # taken for a lexicon word: by its embedding alone
+    monkeypatch.setattr(ranking, "READ_WHEN_WEAK", 0.7)
+    hits, info = eng.search(image=query, k=5, languages=["en"])
+    assert info.text == "ash" and "ash" in info.terms["en"] and hits[0].item_id == ash_en

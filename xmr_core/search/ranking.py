@@ -21,6 +21,12 @@ NO_MATCH_BELOW = 1.60
 # most NEARLY_WITHIN nats less likely than its word, each scored that much lower (docs/open-vocabulary.md)
 NEARLY_WITHIN = 8.0
 
+# an image query taken for a lexicon word whose nearest item by meaning is less similar than this (its word is
+# not in the collection, or it was taken for a look-alike) is read against the word lists as well, and searched
+# by reading as the word it reads as, as an image read outside the lexicon is (docs/open-vocabulary.md,
+# session 39; 0: never)
+READ_WHEN_WEAK = 0.7
+
 # Relevance feedback (Rocchio): the query vector plus ROCCHIO_RIGHT x the mean of the hits marked right, minus
 # ROCCHIO_WRONG x the mean of those marked wrong (benchmarks/feedback.py)
 ROCCHIO_RIGHT, ROCCHIO_WRONG = 0.75, 0.25
@@ -95,6 +101,28 @@ class Ranking:
                               len(self.reader.symbols), self._fold, nearly)
         return fuse(cos, read)[:k]
 
+    def _read_when_weak(self, x: np.ndarray, q: np.ndarray, info: QueryInfo, languages: list[str],
+                        collection: str | None) -> None:
+        """An image query taken for a lexicon word (searched by its embedding alone), whose nearest item passing
+        the search's filters is less similar than READ_WHEN_WEAK: read against the word lists, it is searched
+        by reading as that word and the words it nearly reads as too (`info.terms`, `info.nearly`), as an
+        image read outside the lexicon is. A query whose lexicon word the collection holds is left as it was."""
+        if READ_WHEN_WEAK <= 0 or self.word_reader is None:
+            return
+        where = {**({"lang": languages} if set(languages) != set(LANGS) else {}),
+                 **({"collection": collection} if collection else {})}
+        allowed = None if self.index_pushes_filters else self._allowed_ids(languages, collection)
+        s, i = self._nearest(q, 1, allowed, where)
+        if len(i[0]) and i[0][0] >= 0 and float(s[0][0]) >= READ_WHEN_WEAK:
+            return
+        posts = self.model.posteriors(x[None, None])[0]
+        read = self.word_reader.read(posts, self.reader.decode(posts).text)
+        if not any(ch.isalpha() for ch in read.word):
+            return
+        info.text, info.terms = read.word, self.query_terms(read.word, lang=read.lang)
+        near = {w: b for w, b in zip(read.others, read.behind) if b <= NEARLY_WITHIN}
+        info.nearly = {read.lang: near} if near else {}
+
     def search(self, image: ImageInput | None = None, text: str | None = None, k: int = 10,
                languages: Iterable[str] = LANGS, collection: str | None = None,
                terms: dict[str, list[str]] | None = None, per_script: bool = False,
@@ -151,6 +179,8 @@ class Ranking:
         if collection is not None:
             self.check_collection(collection)
         self.refresh()
+        if image is not None and self.reads and not info.terms and not info.exemplars:
+            self._read_when_weak(x[0], q, info, languages, collection)
         if callable(feedback):
             feedback = feedback(info)
         right = [int(i) for i, ok in (feedback or {}).items() if ok]
