@@ -111,8 +111,9 @@ class Ranking:
             return
         where = {**({"lang": languages} if set(languages) != set(LANGS) else {}),
                  **({"collection": collection} if collection else {})}
-        allowed = None if self.index_pushes_filters else self._allowed_ids(languages, collection)
-        s, i = self._nearest(q, 1, allowed, where)
+        with self._lock:
+            allowed = None if self.index_pushes_filters else self._allowed_ids(languages, collection)
+            s, i = self._nearest(q, 1, allowed, where)
         if len(i[0]) and i[0][0] >= 0 and float(s[0][0]) >= READ_WHEN_WEAK:
             return
         posts = self.model.posteriors(x[None, None])[0]
