@@ -138,6 +138,8 @@ class Ranking:
         away from those marked wrong (Rocchio); those marked wrong are left out, those marked right lead.
         A function in its place gives the marks from what the query was read as (its QueryInfo), before
         the ranking: a user's standing marks for that query (users.search_as), in one search.
+        An image query read as a word outside the lexicon is searched by reading as that word too, and so is
+        one taken for a lexicon word that nothing in the collection is near (`_read_when_weak`).
         An image query that looks like samples of a user's `exemplars` starts from its embedding fused with
         their concepts' anchors (exemplars.py), recognised and searched as those concepts' image (words it
         was read as outside the lexicon are dropped); `QueryInfo.exemplars` names them."""
