@@ -101,23 +101,28 @@ class Ranking:
                               len(self.reader.symbols), self._fold, nearly)
         return fuse(cos, read)[:k]
 
-    def _read_when_weak(self, x: np.ndarray, q: np.ndarray, info: QueryInfo, languages: list[str],
+    @staticmethod
+    def _where(languages: list[str], collection: str | None) -> dict:
+        """A search's script and collection filters as the backends that push filters take them."""
+        return {**({"lang": languages} if set(languages) != set(LANGS) else {}),
+                **({"collection": collection} if collection else {})}
+
+    def _read_when_weak(self, raw: tuple, q: np.ndarray, info: QueryInfo, languages: list[str],
                         collection: str | None) -> None:
         """An image query taken for a lexicon word (searched by its embedding alone), whose nearest item passing
         the search's filters is less similar than READ_WHEN_WEAK: read against the word lists, it is searched
         by reading as that word and the words it nearly reads as too (`info.terms`, `info.nearly`), as an
-        image read outside the lexicon is. A query whose lexicon word the collection holds is left as it was."""
+        image read outside the lexicon is. A query whose lexicon word the collection holds is left as it was.
+        `raw`: the query's (posteriors, greedy text, reading against the word lists or None) from `_embed_read`."""
         if READ_WHEN_WEAK <= 0 or self.word_reader is None:
             return
-        where = {**({"lang": languages} if set(languages) != set(LANGS) else {}),
-                 **({"collection": collection} if collection else {})}
         with self._lock:
             allowed = None if self.index_pushes_filters else self._allowed_ids(languages, collection)
-            s, i = self._nearest(q, 1, allowed, where)
+            s, i = self._nearest(q, 1, allowed, self._where(languages, collection))
         if len(i[0]) and i[0][0] >= 0 and float(s[0][0]) >= READ_WHEN_WEAK:
             return
-        posts = self.model.posteriors(x[None, None])[0]
-        read = self.word_reader.read(posts, self.reader.decode(posts).text)
+        posts, greedy, read = raw
+        read = read if read is not None else self.word_reader.read(posts, greedy)  # read once, as _embed_read would
         if not any(ch.isalpha() for ch in read.word):
             return
         info.text, info.terms = read.word, self.query_terms(read.word, lang=read.lang)
@@ -153,7 +158,7 @@ class Ranking:
         if image is not None:
             if self.reads:  # read once: the embedding, and the words to search for when no lexicon word fits
                 x = preprocess(image, self.pre)
-                v, scores, readings, opens = self._embed_read(x[None], stored=False)
+                v, scores, readings, opens, raws = self._embed_read(x[None], stored=False, raw=True)
                 q = v[0]
                 info = QueryInfo("image", recognized=self._recognize_vector(q, 5), preview=x[0],
                                  text=opens[0].word if opens[0] else shown_reading(readings[0][0]))
@@ -183,7 +188,7 @@ class Ranking:
             self.check_collection(collection)
         self.refresh()
         if image is not None and self.reads and not info.terms and not info.exemplars:
-            self._read_when_weak(x[0], q, info, languages, collection)
+            self._read_when_weak(raws[0], q, info, languages, collection)
         if callable(feedback):
             feedback = feedback(info)
         right = [int(i) for i, ok in (feedback or {}).items() if ok]
@@ -199,8 +204,7 @@ class Ranking:
             for group in ([[lg] for lg in languages] if per_script else [languages]):
                 # the allowed ids: FAISS's filter, and the reading candidates' (Milvus filters by `where` itself)
                 allowed = self._allowed_ids(group, collection) if info.terms or not self.index_pushes_filters else None
-                where = {**({"lang": group} if set(group) != set(LANGS) else {}),
-                         **({"collection": collection} if collection else {})}
+                where = self._where(group, collection)
                 if info.terms:
                     ranked += self._search_terms(info.terms, int(k) + len(wrong), allowed, q if by_words else None,
                                                  where, info.nearly)

@@ -66,11 +66,12 @@ class Reading:
             self._table = WordTable.build(self.lexicon, self.reader.index)
         return np.stack([self._table.by_concept(self._table.score(p)) for p in self.reader.posteriors(inks)])
 
-    def _embed_read(self, x: np.ndarray, batch: int = 128, stored: bool = True):
+    def _embed_read(self, x: np.ndarray, batch: int = 128, stored: bool = True, raw: bool = False):
         """A reading model's embeddings, `read_inks` scores, readings (index text, compact posteriors:
         what the store keeps) and open readings of model inputs, each crop read once. A crop that shows a
         lexicon word is read against the word lists too when it is to be `stored` (its index text's other
-        words), not when it is a query.
+        words), not when it is a query. With `raw`, a fifth list: per crop its (posteriors, greedy text,
+        reading against the word lists or None where none was made), so that a caller need not read it again.
 
         A crop the reader does not find a lexicon word in (`_lexical`) is read against the word lists
         (open_reading.py) and embedded by that word's text (the text tower, as a typed word is), mixed
@@ -78,7 +79,7 @@ class Reading:
         from xmr_core.model.ctc import compact
         from xmr_core.search.reading_search import index_text
 
-        vecs, scores, readings, opens = [], [], [], []
+        vecs, scores, readings, opens, raws = [], [], [], [], []
         for i in range(0, len(x), batch):
             s, posts = self.model.read(x[i:i + batch], posteriors=True)
             v = self.model.combine(self.model.encode_signals(x[i:i + batch], s))
@@ -100,7 +101,10 @@ class Reading:
             scores.append(s)
             opens += got
             readings += [(index_text(g, o, r), compact(p)) for g, o, r, p in zip(greedy, got, opened, posts)]
-        return np.concatenate(vecs), np.concatenate(scores), readings, opens
+            if raw:
+                raws += zip(posts, greedy, opened)
+        out = np.concatenate(vecs), np.concatenate(scores), readings, opens
+        return (*out, raws) if raw else out
 
     def _lexical(self, scores: np.ndarray, posts: list[np.ndarray]) -> np.ndarray:
         """Per crop, whether it shows a lexicon word: the reading is sure of one (`visual_below`), and
