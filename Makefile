@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FONTS  := .cache/xmr/fonts/coverage.json
-DICTS  := .cache/xmr/dictionaries/translate.sqlite
+# the dictionaries, their translation table, and the word lists' vectors (lists.json: written last)
+DICTS  := .cache/xmr/dictionaries/lists.json
 # Debian packages the browser tests need (never a browser downloaded by Playwright)
 BROWSER_PKGS := chromium fonts-noto-cjk fonts-noto-color-emoji
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

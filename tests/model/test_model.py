@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +23,45 @@ def test_anchor_reproduces_use_package(lexicon, use_model, model):
     ours = model.text.use_vectors(words).detach().numpy()
     assert len(words) == 200
     assert ((ref * ours).sum(1) > 0.999).all()
+
+
+def test_package_vectors_stay_use_m3_when_the_top_has_learned(lexicon, use_model):
+    """The translator's USE-m3 vectors come from the text tower's frozen base with the original DAN top,
+    however far the tower's own top has moved."""
+    torch.manual_seed(0)
+    tower = DualEncoder(ModelConfig()).eval().text
+    words = [c.word(lang) for c in lexicon.concepts[:20] for lang in ("zh", "en", "es")]
+    with torch.no_grad():
+        tower.top.d3.add_(0.05 * torch.randn_like(tower.top.d3))  # a top that has learned something
+    ref = use_model.encode([w.lower() for w in words])
+    assert ((ref * tower.use_vectors(words).detach().numpy()).sum(1) < 0.999).any()
+    assert ((ref * tower.package_vectors(words)).sum(1) > 0.999).all()
+
+
+def test_listed_words_frozen_features_come_from_their_file(tmp_path):
+    tower = UseTextTower()
+    words = ["ventana", "Window", "窗户", "río"]
+    path = tmp_path / "features-x.npy"
+    assert not tower.list_features(words, path, compute=False)  # no file, nothing computed
+    tower._cache.clear()
+    fresh = tower.pooled(["ventana", "window", "窗户", "río"]).numpy()
+    tower._cache.clear()
+    assert tower.list_features(words, path)
+    assert np.load(path).dtype == np.float16 and path.exists()
+    # a file whose rows are not the listed words' is told, not read as theirs
+    np.save(tmp_path / "bad.npy", np.zeros((3, 512), np.float16))
+    with pytest.raises(ValueError, match="3 rows for 4 words"):
+        UseTextTower().list_features(words, tmp_path / "bad.npy")
+    tower._cache.clear()
+    calls = []
+    features = tower.features
+    tower.features = lambda texts: calls.append(texts) or features(texts)
+    try:
+        looked_up = tower.pooled(["window", "ventana", "窗户", "río", "árbol"]).numpy()
+    finally:
+        del tower.features
+    assert calls == [["árbol"]]  # only the unlisted word went through the frozen base
+    assert np.abs(looked_up[:4] - fresh[[1, 0, 2, 3]]).max() < 2e-3 * np.abs(fresh).max()
 
 
 def test_anchor_is_partially_frozen_and_compact(model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def cmd_fonts_fetch(args: argparse.Namespace) -> int:
 
 def cmd_dictionaries_fetch(args: argparse.Namespace) -> int:
     from xmr_core.data.dictionary import build_table, fetch_dictionaries, open_table
+    from xmr_core.data.lexicon import LANGS
     from xmr_core.data.translate import Translator
 
     report = fetch_dictionaries(progress=lambda d, t, p: print(f"  [{d}/{t}] {p}", file=sys.stderr, flush=True))
@@ -35,13 +37,20 @@ def cmd_dictionaries_fetch(args: argparse.Namespace) -> int:
     n = {r[0]: r[1] for r in db.execute("SELECT src_lang || '->' || dst_lang, count(*) FROM pairs GROUP BY 1")}
     print(f"translation table {path} ({path.stat().st_size / 2**20:.1f} MB): "
           + ", ".join(f"{k} {v:,}" for k, v in sorted(n.items())))
-    if args.neighbours:  # the word lists' USE-m3 vectors, so the first open-vocabulary query is quick
-        tr = Translator()
-        for lang in ("zh", "en", "es"):
-            for other in ("zh", "en", "es"):
+    if args.neighbours:  # the word lists' USE-m3 vectors and text-tower features, so open-vocabulary queries are quick
+        from xmr_core.model.text import UseTextTower
+
+        tower = UseTextTower()
+        tr = Translator(embed=tower.package_vectors)  # one pass through USE-m3's frozen base serves both
+        for lang in LANGS:
+            for other in LANGS:
                 if other != lang:
                     tr.hubness(lang, other)
+            tower.list_features(tr.listed(lang), tr.list_file(lang, "features"))
         print(f"nearest-word lists ready: {tr.neighbours:,} words per language")
+        # what setup waits for (the Makefile's LISTS): the files made, by language
+        (path.parent / "lists.json").write_text(json.dumps(
+            {lg: [tr.list_file(lg, kind).name for kind in ("use", "features")] for lg in LANGS}, indent=1))
     return 0
 
 

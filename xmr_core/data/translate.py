@@ -14,6 +14,7 @@ import hashlib
 import threading
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -59,7 +60,7 @@ class Translator:
         self._done: dict[tuple, Translation] = {}  # translations made, the oldest dropped first
         self._lists: dict[str, tuple[list[str], np.ndarray]] = {}
         self._rows: dict[str, dict[str, int]] = {}  # per language, each listed word's row in its vectors
-        self._paths: dict[str, tuple] = {}  # per language, its listed words and their vectors' file
+        self._paths: dict[str, tuple[list[str], str]] = {}  # per language, its listed words and their digest
         self._lex = {}
         if lexicon is not None:
             for c in lexicon.concepts:
@@ -111,11 +112,7 @@ class Translator:
         """The language's most frequent words and their USE-m3 vectors (float16, cached on disk; None
         when they are not there and `compute` is off)."""
         if lang not in self._lists:
-            if lang not in self._paths:  # the words and their vectors' file, found once
-                words = ranked_words(self.db, lang)[: self.neighbours]
-                digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:12]  # other words, other file
-                self._paths[lang] = (words, cache_dir() / "dictionaries" / f"use-{lang}-{len(words)}-{digest}.npy")
-            words, path = self._paths[lang]
+            words, path = self.listed(lang), self.list_file(lang, "use")
             if path.exists():
                 vecs = np.load(path).astype(np.float32)
             elif not compute:
@@ -129,6 +126,20 @@ class Translator:
             self._lists[lang] = (words, vecs)
             self._rows[lang] = {w: i for i, w in enumerate(words)}
         return self._lists[lang]
+
+    def listed(self, lang: str) -> list[str]:
+        """The language's most frequent words, searched when no dictionary answers (found once)."""
+        if lang not in self._paths:
+            words = ranked_words(self.db, lang)[: self.neighbours]
+            self._paths[lang] = (words, hashlib.sha256("\n".join(words).encode()).hexdigest()[:12])
+        return self._paths[lang][0]
+
+    def list_file(self, lang: str, kind: str) -> Path:
+        """Where vectors of the language's listed words are kept: `kind` "use" (USE-m3's, this module's) or
+        "features" (the text tower's frozen features, model/text.py); named after the words (other words,
+        other file)."""
+        words = self.listed(lang)
+        return cache_dir() / "dictionaries" / f"{kind}-{lang}-{len(words)}-{self._paths[lang][1]}.npy"
 
     def vectors(self, words: list[str], lang: str) -> np.ndarray:
         """Unit USE-m3 vectors of words of one language: the word list's, for the words it holds (a

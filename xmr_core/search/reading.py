@@ -179,14 +179,25 @@ class Reading:
 
     @property
     def translator(self):
-        """Translations of any word (translate.py), or None when the dictionaries are not fetched."""
+        """Translations of any word (translate.py), or None when the dictionaries are not fetched. It shares
+        the text tower's frozen USE-m3 base (one pass serves the translation and the text embedding of a new
+        word), and the tower takes the listed words' frozen features from the file setup made."""
         from xmr_core.data.dictionary import table_path
 
         if self._translator is None and table_path().exists():
             from xmr_core.data.translate import Translator
+            from xmr_core.model.text import UseTextTower
 
             with self._lock:
-                self._translator = self._translator or Translator(self.lexicon)
+                if self._translator is None:
+                    tower = getattr(getattr(self.model, "base", self.model), "text", None)
+                    if not isinstance(tower, UseTextTower):
+                        self._translator = Translator(self.lexicon)
+                    else:
+                        tr = Translator(self.lexicon, embed=tower.package_vectors)
+                        for lg in LANGS:
+                            tower.list_features(tr.listed(lg), tr.list_file(lg, "features"), compute=False)
+                        self._translator = tr
         return self._translator
 
     def query_terms(self, text: str, per_script: int = 2, lang: str | None = None) -> dict[str, list[str]]:
