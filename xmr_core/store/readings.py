@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
+
+import numpy as np
 
 from xmr_core.data.lexicon import HAN
 from xmr_core.store.items import Item
@@ -150,15 +151,21 @@ class ReadingTables:
     def _shared(self, tokens: list[tuple[str, str]], holds: list[int], keep: int) -> dict[int, int]:
         """Row -> how many of the tokens it holds (of each token's first TOKEN_ROWS rows): the `keep` rows
         outside `holds` that hold the most, most first (on a tie, the one a token listed earlier holds first,
-        then by row), then the rows of `holds` that hold any. Counted by SQLite: at 100,000 readings
-        a term's tokens match about 6,000 rows, which Python took three times as long to count."""
+        then by row), then the rows of `holds` that hold any. At 100,000 readings a term's tokens match
+        about 4,000 rows: SQLite hands them over as one string (a row per match, or its GROUP BY, cost
+        twice as long) and numpy counts them."""
         if not tokens:
             return {}
         union, args = self._union(tokens, TOKEN_ROWS)
-        held = json.dumps(holds)
-        rows = self.read(f"WITH m AS MATERIALIZED (SELECT rowid, COUNT(*) n, MIN(q) f FROM ({union}) GROUP BY rowid) "
-                         "SELECT * FROM (SELECT rowid, n, f, 0 h FROM m WHERE rowid NOT IN (SELECT value FROM json_each(?)) "
-                         f"ORDER BY n DESC, f, rowid LIMIT {int(keep)}) UNION ALL "
-                         "SELECT rowid, n, f, 1 h FROM m WHERE rowid IN (SELECT value FROM json_each(?))", (*args, held, held))
-        rows = sorted(rows, key=lambda r: (r["h"], -r["n"], r["f"], r["rowid"]))
-        return {int(r["rowid"]): int(r["n"]) for r in rows}
+        m = len(tokens)
+        got = self.read(f"SELECT group_concat(rowid * {m} + q) FROM ({union})", args)[0][0]
+        if not got:
+            return {}
+        row, q = np.divmod(np.array(got.split(","), np.int64), m)
+        order = np.lexsort((q, row))
+        row, q = row[order], q[order]
+        first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+        rows, f, n = row[first], q[first], np.diff(np.r_[first, len(row)])  # each row, its first token, its count
+        held = np.isin(rows, np.asarray(holds, np.int64))
+        best = lambda at: at[np.lexsort((rows[at], f[at], -n[at]))]  # noqa: E731
+        return {int(rows[i]): int(n[i]) for i in np.r_[best(np.flatnonzero(~held))[:keep], best(np.flatnonzero(held))]}
