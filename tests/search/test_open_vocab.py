@@ -56,6 +56,28 @@ def test_fts_candidates_match_a_brute_force_scan(tmp_path):
     assert not set(store.reading_candidates("m", texts[:10], limit=10_000)) & set(ids[:10])
 
 
+def test_readings_holding_a_term_are_those_a_scan_finds(tmp_path):
+    """A long Latin term is looked for through its rarest trigrams and checked on the text, a short one by
+    FTS5's phrase query: either way the first readings (by row) that hold it, as a scan finds them, and not
+    those that hold its trigrams apart ('constel stellar lation' holds every trigram of 'constellation')."""
+    store = Store(tmp_path / "s")
+    store.create_collection("c")
+    rng = np.random.default_rng(0)
+    pieces = ["constel", "lation", "stellar", "constellation", "ocean", "oceanography", "graph", "phy"]
+    texts = [" ".join(rng.choice(pieces, rng.integers(1, 4))) for _ in range(400)]
+    store.add_items("c", [{"sha256": f"{i:064x}", "path": f"p{i}"} for i in range(len(texts))], "m",
+                    np.zeros((len(texts), 4), np.float32), [(t, b"\0\0\0") for t in texts])
+    rows = [(int(r["id"]), r["text"]) for r in store.read("SELECT id, text FROM readings ORDER BY id")]
+    grams = lambda t: {t[i:i + 3] for i in range(len(t) - 2)}  # noqa: E731
+    assert any(grams("constellation") <= grams(t) and "constellation" not in t for _, t in rows)
+    for term, limit in [("constellation", 10_000), ("constellation", 7), ("oceanography", 10_000),
+                        ("ocean", 10_000), ("ocean", 7), ("lation stellar", 10_000), ("constellationx", 10_000)]:
+        docs = store._token_docs("reading_latin", grams(term))
+        got = [row for _, row in store._holding([("reading_latin", term)], limit, docs)]
+        assert got == [i for i, t in rows if term in t][:limit], term
+    assert len(grams("oceanography")) > 5 >= len(grams("ocean"))  # both ways taken
+
+
 def test_fts_candidates_come_best_first(tmp_path):
     """A reading that is the term first, then those sharing the most of its rarest trigrams; among those
     sharing as many, the one the rarer trigram finds first (then by row), as the store's counting promises."""

@@ -11,6 +11,7 @@ from xmr_core.store.items import Item
 
 RARE_TRIGRAMS = 3  # trigrams of a Latin term searched in the readings: its rarest
 RARE_CHARACTERS = 2  # and characters of a Chinese term
+HOLD_TRIGRAMS = 4  # a long Latin term is looked for through its rarest trigrams, checked on the text (`_holding`)
 TOKEN_ROWS = 500  # rows of each such token counted (100,000 readings: 2,000 -> 500 took 10.2 -> 8.6 ms p50)
 ALSO = " · "  # in a reading's text, what follows are other words the reader nearly read (indexed, not shown)
 # how readings are made now: 1, the greedy text and the listed word (before session 33); 2, four other listed words
@@ -27,6 +28,11 @@ def reading_text(shown: str, others: list[str]) -> str:
 def shown_reading(text: str) -> str:
     """The part of a reading's text a person is shown: what was read, not the other candidates after ALSO."""
     return text.split(ALSO)[0]
+
+
+def _phrase(text: str) -> str:
+    """`text` as one FTS5 phrase."""
+    return '"' + text.replace('"', '""') + '"'
 
 
 def _glob_escape(text: str) -> str:
@@ -66,10 +72,9 @@ class ReadingTables:
         """Items whose reading holds or shares the most with any of the terms, best first. Candidate
         generation only: the caller re-scores them exactly.
 
-        First the readings that are a term (one of their words), then those that hold one (an FTS5 phrase:
-        a Latin term as a substring of the trigram index, a Chinese one as its characters in a row), then
-        those sharing the most of the
-        terms' rarest tokens: a Latin term's RARE_TRIGRAMS rarest trigrams, a Chinese term's
+        First the readings that are a term (one of their words), then those that hold one (`_holding`: a
+        Latin term as a substring of the trigram index, a Chinese one as its characters in a row), then
+        those sharing the most of the terms' rarest tokens: a Latin term's RARE_TRIGRAMS rarest trigrams, a Chinese term's
         RARE_CHARACTERS rarest characters (FTS5's own counts; a frequent trigram such as "ing" matches a
         tenth of all readings), each token's first TOKEN_ROWS rows counted, not ranked (ranking every
         row that shares a token cost 150 ms at 1,000,000 readings; docs/open-vocabulary.md). A term under
@@ -94,7 +99,7 @@ class ReadingTables:
         tokens = list(dict.fromkeys((tb, x) for tb, toks, n in parts for x in
                                     sorted((x for x in sorted(toks) if x in docs[tb]), key=docs[tb].__getitem__)[:n]))
         holds: dict[int, str] = {}  # row -> the term it holds
-        for (_table, x), rowid in self._matches(list(dict.fromkeys(whole)), 4 * limit):
+        for (_table, x), rowid in self._holding(list(dict.fromkeys(whole)), 4 * limit, docs.get("reading_latin", {})):
             holds.setdefault(rowid, x.replace(" ", ""))
         shared = self._shared(tokens, list(holds), 2 * limit)
         rows = list(holds) + [i for i in shared if i not in holds]
@@ -139,14 +144,32 @@ class ReadingTables:
         `queries`), phrase by phrase, each in rowid order (FTS5's own), and its parameters."""
         sql = " UNION ALL ".join(f"SELECT * FROM (SELECT {n} q, rowid FROM {table} WHERE {table} MATCH ? LIMIT {int(limit)})"
                                  for n, (table, _) in enumerate(queries))
-        return sql, tuple('"' + x.replace('"', '""') + '"' for _, x in queries)
+        return sql, tuple(_phrase(x) for _, x in queries)
 
-    def _matches(self, queries: list[tuple[str, str]], limit: int) -> list[tuple[tuple[str, str], int]]:
-        """((table, phrase), row) for the first `limit` rows matching each full-text phrase, in one statement."""
-        if not queries:
+    def _holding(self, queries: list[tuple[str, str]], limit: int, docs: dict[str, int]) -> list[tuple[tuple[str, str], int]]:
+        """((table, phrase), row) for the first `limit` rows (by row) that hold each phrase, in one statement:
+        FTS5's phrase query (a Latin phrase a substring of the trigram index, a Chinese one its characters in
+        a row). A long Latin phrase (more than HOLD_TRIGRAMS + 1 trigrams) is found instead as the rows that
+        hold its HOLD_TRIGRAMS rarest trigrams (`docs`: each trigram's count), checked on their text:
+        the same rows, which the phrase query finds by reading every one of its trigrams' rows (at 1,000,000
+        readings 6.6 ms for 11 trigrams, 2.8 this way; 0.4 against 1.2 for 2). A Latin phrase with a trigram
+        no reading holds is not searched."""
+        parts, args = [], []
+        for n, (table, x) in enumerate(queries):
+            grams = {x[i:i + 3] for i in range(len(x) - 2)} if table == "reading_latin" else set()
+            if not grams <= docs.keys():
+                continue
+            if len(grams) > HOLD_TRIGRAMS + 1:
+                rare = sorted(sorted(grams), key=docs.__getitem__)[:HOLD_TRIGRAMS]
+                parts.append(f"SELECT * FROM (SELECT {n} q, f.rowid FROM reading_latin f JOIN readings r ON r.id=f.rowid "
+                             f"WHERE reading_latin MATCH ? AND instr(r.text, ?) > 0 ORDER BY f.rowid LIMIT {int(limit)})")
+                args += [" AND ".join(map(_phrase, rare)), x]
+            else:
+                parts.append(f"SELECT * FROM (SELECT {n} q, rowid FROM {table} WHERE {table} MATCH ? LIMIT {int(limit)})")
+                args.append(_phrase(x))
+        if not parts:
             return []
-        sql, args = self._union(queries, limit)
-        return [(queries[r["q"]], int(r["rowid"])) for r in self.read(sql, args)]
+        return [(queries[r["q"]], int(r["rowid"])) for r in self.read(" UNION ALL ".join(parts), tuple(args))]
 
     def _shared(self, tokens: list[tuple[str, str]], holds: list[int], keep: int) -> dict[int, int]:
         """Row -> how many of the tokens it holds (of each token's first TOKEN_ROWS rows): the `keep` rows
