@@ -46,7 +46,8 @@ def cmd_dictionaries_fetch(args: argparse.Namespace) -> int:
             for other in LANGS:
                 if other != lang:
                     tr.hubness(lang, other)
-            tower.list_features(tr.listed(lang), tr.list_file(lang, "features"))
+            print(f"  {lang}: frozen features of {len(tr.known(lang)):,} words", file=sys.stderr, flush=True)
+            tower.list_features(tr.known(lang), tr.list_file(lang, "features"))
         print(f"nearest-word lists ready: {tr.neighbours:,} words per language")
         # what setup waits for (the Makefile's LISTS): the files made, by language
         (path.parent / "lists.json").write_text(json.dumps(

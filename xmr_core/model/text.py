@@ -179,10 +179,10 @@ class UseTextTower(nn.Module):
         return torch.stack([self._cache[t] for t in texts])
 
     def list_features(self, words: list[str], path, compute: bool = True) -> bool:
-        """Take the frozen features of a word list (a language's most frequent words) from `path` (float16;
-        computed and saved there first when `compute`), so that a listed word costs a lookup, not a pass
-        through the frozen base (about 3 ms, a tenth of a typed query). False when the file is missing and
-        not computed. The caller names the path after the words: other words, another file."""
+        """Take the frozen features of many words (a language's words that translations use) from `path`
+        (float16; computed and saved there first when `compute`), so that such a word costs a lookup, not a
+        pass through the frozen base (about 3 ms, a tenth of a typed query). False when the file is missing
+        and not computed. The caller names the path after the words: other words, another file."""
         from pathlib import Path
 
         path = Path(path)
@@ -195,7 +195,7 @@ class UseTextTower(nn.Module):
             tmp = path.with_suffix(".part.npy")
             np.save(tmp, feats.astype(np.float16))
             tmp.replace(path)
-        feats = np.load(path)
+        feats = np.load(path, mmap_mode="r")  # read as looked up (200,000 words: 200 MB)
         if feats.shape != (len(words), 512):
             raise ValueError(f"{path}: {feats.shape[0]} rows for {len(words)} words; delete it to compute it again")
         for n, w in enumerate(words):

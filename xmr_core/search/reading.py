@@ -181,7 +181,7 @@ class Reading:
     def translator(self):
         """Translations of any word (translate.py), or None when the dictionaries are not fetched. It shares
         the text tower's frozen USE-m3 base (one pass serves the translation and the text embedding of a new
-        word), and the tower takes the listed words' frozen features from the file setup made."""
+        word), and the tower takes the known words' frozen features from the file setup made."""
         from xmr_core.data.dictionary import table_path
 
         if self._translator is None and table_path().exists():
@@ -196,7 +196,7 @@ class Reading:
                     else:
                         tr = Translator(self.lexicon, embed=tower.package_vectors)
                         for lg in LANGS:
-                            tower.list_features(tr.listed(lg), tr.list_file(lg, "features"), compute=False)
+                            tower.list_features(tr.known(lg), tr.list_file(lg, "features"), compute=False)
                         self._translator = tr
         return self._translator
 
