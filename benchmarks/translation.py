@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 from benchmarks.open_vocab import load_open_vocab  # noqa: E402
 from xmr_core.data.lexicon import LANGS, load_lexicon  # noqa: E402
 from xmr_core.data.translate import Translator, normalise  # noqa: E402
+from xmr_core.model.text import UseTextTower  # noqa: E402
 
 
 def evaluate(tr: Translator, concepts) -> tuple[dict, list[str]]:
@@ -52,7 +53,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     lex = load_lexicon()
-    tr = Translator(lex)
+    tr = Translator.sharing(UseTextTower(), lex)  # as the engine translates (its text tower's frozen base)
     sets = {"lexicon, first 300": lex.concepts[:300], "lexicon, other 833": lex.concepts[300:],
             "open-vocabulary benchmark": load_open_vocab()}
     print("| triples | words | top-1 | top-3 | per direction (top-1 / top-3) |\n|---|---|---|---|---|")

@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     dic = sub.add_parser("dictionaries", help="word lists and bilingual dictionaries").add_subparsers(
         dest="dict_cmd", required=True)
     f = dic.add_parser("fetch", help="download and verify assets/dictionaries.tsv, build the translation table")
-    f.add_argument("--neighbours", action="store_true", help="also embed the word lists for nearest-word search")
+    f.add_argument("--neighbours", action="store_true",
+                   help="also embed the word lists (nearest-word search) and the dictionaries' words (text features)")
     f.set_defaults(func=data.cmd_dictionaries_fetch)
     t = sub.add_parser("translate", help="words of the same meaning in zh, en and es")
     t.add_argument("term")

@@ -41,11 +41,12 @@ def cmd_dictionaries_fetch(args: argparse.Namespace) -> int:
         from xmr_core.model.text import UseTextTower
 
         tower = UseTextTower()
-        tr = Translator(embed=tower.package_vectors)  # one pass through USE-m3's frozen base serves both
+        tr = Translator(embed=tower.package_vectors)  # USE-m3's own vectors, through the tower's frozen base
         for lang in LANGS:
             for other in LANGS:
                 if other != lang:
                     tr.hubness(lang, other)
+        for lang in LANGS:  # after the lists' vectors, which are computed from full-precision features
             print(f"  {lang}: frozen features of {len(tr.known(lang)):,} words", file=sys.stderr, flush=True)
             tower.list_features(tr.known(lang), tr.list_file(lang, "features"))
         print(f"nearest-word lists ready: {tr.neighbours:,} words per language")

@@ -191,13 +191,8 @@ class Reading:
             with self._lock:
                 if self._translator is None:
                     tower = getattr(getattr(self.model, "base", self.model), "text", None)
-                    if not isinstance(tower, UseTextTower):
-                        self._translator = Translator(self.lexicon)
-                    else:
-                        tr = Translator(self.lexicon, embed=tower.package_vectors)
-                        for lg in LANGS:
-                            tower.list_features(tr.known(lg), tr.list_file(lg, "features"), compute=False)
-                        self._translator = tr
+                    self._translator = (Translator.sharing(tower, self.lexicon) if isinstance(tower, UseTextTower)
+                                        else Translator(self.lexicon))
         return self._translator
 
     def query_terms(self, text: str, per_script: int = 2, lang: str | None = None) -> dict[str, list[str]]:
