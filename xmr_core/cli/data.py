@@ -50,7 +50,7 @@ def cmd_dictionaries_fetch(args: argparse.Namespace) -> int:
             print(f"  {lang}: frozen features of {len(tr.known(lang)):,} words", file=sys.stderr, flush=True)
             tower.list_features(tr.known(lang), tr.list_file(lang, "features"))
         print(f"nearest-word lists ready: {tr.neighbours:,} words per language")
-        # what setup waits for (the Makefile's LISTS): the files made, by language
+        # what setup waits for (the Makefile's DICTS): the files made, by language
         (path.parent / "lists.json").write_text(json.dumps(
             {lg: [tr.list_file(lg, kind).name for kind in ("use", "features")] for lg in LANGS}, indent=1))
     return 0

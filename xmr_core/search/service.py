@@ -27,6 +27,8 @@ def load_engine(data: Path | str | None = None, demo_concepts: int | None = None
     eng = Engine(data, progress=progress)
     say(1, 3, "the demo collection's first concepts (on a first start)")
     ensure_demo(eng, demo_concepts or int(os.environ.get("XMR_DEMO_CONCEPTS", "0")) or None, progress=progress)
+    say(2, 3, "the dictionaries and their words' text features")
+    _ = eng.translator  # built now (1-2 s), not on the first typed query
     say(3, 3, "ready")
     return eng
 

@@ -74,8 +74,8 @@ class ReadingTables:
 
         First the readings that are a term (one of their words), then those that hold one (`_holding`: a
         Latin term as a substring of the trigram index, a Chinese one as its characters in a row), then
-        those sharing the most of the terms' rarest tokens: a Latin term's RARE_TRIGRAMS rarest trigrams, a Chinese term's
-        RARE_CHARACTERS rarest characters (FTS5's own counts; a frequent trigram such as "ing" matches a
+        those sharing the most of the terms' rarest tokens: a Latin term's RARE_TRIGRAMS rarest trigrams, a
+        Chinese term's RARE_CHARACTERS rarest characters (FTS5's own counts; a frequent trigram such as "ing" matches a
         tenth of all readings), each token's first TOKEN_ROWS rows counted, not ranked (ranking every
         row that shares a token cost 150 ms at 1,000,000 readings; docs/open-vocabulary.md). A term under
         three letters (which no trigram holds) finds the readings that are it, by an index."""
@@ -152,8 +152,8 @@ class ReadingTables:
         a row). A long Latin phrase (more than HOLD_TRIGRAMS + 1 trigrams) is found instead as the rows that
         hold its HOLD_TRIGRAMS rarest trigrams (`docs`: each trigram's count), checked on their text:
         the same rows, which the phrase query finds by reading every one of its trigrams' rows (at 1,000,000
-        readings 6.6 ms for 11 trigrams, 2.8 this way; 0.4 against 1.2 for 2). A Latin phrase with a trigram
-        no reading holds is not searched."""
+        readings: 11 trigrams 6.6 ms, 2.8 this way; 2 trigrams 0.4 ms, 1.2 this way). A Latin phrase with a
+        trigram no reading holds is not searched."""
         parts, args = [], []
         for n, (table, x) in enumerate(queries):
             grams = {x[i:i + 3] for i in range(len(x) - 2)} if table == "reading_latin" else set()
