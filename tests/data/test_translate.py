@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from xmr_core.data.dictionary import DictFile, build_table, clean_english, open_table, parse_cedict, parse_dictd
-from xmr_core.data.lexicon import Concept, Lexicon
+from xmr_core.data.lexicon import LANGS, Concept, Lexicon
 from xmr_core.data.translate import Translator
 
 CEDICT = "export default " + json.dumps({"all": [
@@ -115,6 +115,36 @@ def test_translations_are_ranked_and_the_lexicon_comes_first(tiny_table, use_mod
     assert all(src == "use-m3" for _, _, src in unknown.terms["es"]) and len(unknown.terms["es"]) == 3
     with pytest.raises(ValueError, match="empty"):
         tr.translate("  ")
+
+
+def test_a_translator_on_a_text_towers_base_translates_as_the_package(tiny_table, use_model):
+    """The engine's translator (`Translator.sharing`: the text tower's frozen base, the known words' features
+    from the files setup makes) ranks as the package's USE-m3 does, and a known word costs no pass through
+    the base."""
+    from xmr_core.model.text import UseTextTower
+
+    lex = Lexicon([Concept("c_cat", "猫", "cat", "gato", "test")])
+    plain = Translator(lex, embed=use_model, neighbours=400)
+    setup = UseTextTower()
+    for lg in LANGS:  # as `xmr dictionaries fetch --neighbours` does
+        assert setup.list_features(plain.known(lg), plain.list_file(lg, "features"))
+    tower = UseTextTower()
+    shared = Translator.sharing(tower, lex, neighbours=400)
+    assert {"cometa", "gato"} <= set(shared.known("es")) and "风筝" in shared.known("zh")
+    assert len(shared.known("en")) > len(shared.listed("en"))  # the dictionaries' words beyond the list
+    passed = []
+    features = tower.features
+    tower.features = lambda texts: passed.append(texts) or features(texts)
+    try:
+        for word in ("Kite", "cat", "piano", "gato", "风筝"):
+            a, b = plain.translate(word), shared.translate(word)
+            for lg in LANGS:
+                assert [w for w, _, _ in a.terms[lg]] == [w for w, _, _ in b.terms[lg]], (word, lg)
+                assert np.allclose([s for _, s, _ in a.terms[lg]], [s for _, s, _ in b.terms[lg]], atol=2e-3)
+    finally:
+        del tower.features
+    known = {w for lg in LANGS for w in shared.known(lg)}
+    assert not [t for texts in passed for t in texts if t in known]  # only unknown words went through the base
 
 
 def test_the_real_table_translates_known_words(dictionaries_ready, use_model):

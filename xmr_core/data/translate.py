@@ -68,11 +68,11 @@ class Translator:
                     self._lex.setdefault((lg, normalise(c.word(lg))), c)
 
     @classmethod
-    def sharing(cls, tower, lexicon: Lexicon | None = None) -> Translator:
+    def sharing(cls, tower, lexicon: Lexicon | None = None, **options) -> Translator:
         """A translator that embeds with a text tower's frozen USE-m3 base (model/text.py's `package_vectors`:
         one pass serves the translation and the text embedding of a new word), the tower taking the known
         words' frozen features from the files setup made (`xmr dictionaries fetch --neighbours`)."""
-        tr = cls(lexicon, embed=tower.package_vectors)
+        tr = cls(lexicon, embed=tower.package_vectors, **options)
         for lg in LANGS:
             tower.list_features(tr.known(lg), tr.list_file(lg, "features"), compute=False)
         return tr
