@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FONTS  := .cache/xmr/fonts/coverage.json
-# the dictionaries, their translation table, and the word lists' vectors (lists.json: written last)
+# the dictionaries, their translation table, the word lists' vectors and the text features of the dictionaries'
+# words (lists.json: written last)
 DICTS  := .cache/xmr/dictionaries/lists.json
 # Debian packages the browser tests need (never a browser downloaded by Playwright)
 BROWSER_PKGS := chromium fonts-noto-cjk fonts-noto-color-emoji
