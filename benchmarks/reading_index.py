@@ -33,7 +33,7 @@ from xmr_core.model.open_reading import ALTERNATIVES, LENGTH_WINDOW  # noqa: E40
 from xmr_core.search.engine import Engine  # noqa: E402
 from xmr_core.search.reading_search import SHORTLIST  # noqa: E402
 from xmr_core.store.database import Store  # noqa: E402
-from xmr_core.store.readings import reading_text  # noqa: E402
+from xmr_core.store.readings import ALSO, glob_escape, reading_text  # noqa: E402
 from xmr_core.store.registry import READING_MODEL, model_id  # noqa: E402
 
 
@@ -126,7 +126,7 @@ def main() -> None:
                 mine = {int(r["item_id"]) for r in eng.store.read(  # the items read as the word (by the index)
                     "SELECT item_id FROM readings WHERE model_id=? AND text=? UNION "
                     "SELECT item_id FROM readings WHERE model_id=? AND text GLOB ?",
-                    (eng.model_id, q, eng.model_id, q.replace("[", "[[]").replace("*", "[*]").replace("?", "[?]") + " ·*"))}
+                    (eng.model_id, q, eng.model_id, glob_escape(q + ALSO) + "*"))}
                 own[0] += len(mine & set(got))
                 own[1] += len(mine)
             rows.append((n, build_s, index_s, cold, warm, cand, own))

@@ -60,7 +60,7 @@ class Translator:
         self._done: dict[tuple, Translation] = {}  # translations made, the oldest dropped first
         self._lists: dict[str, tuple[list[str], np.ndarray]] = {}
         self._rows: dict[str, dict[str, int]] = {}  # per language, each listed word's row in its vectors
-        self._paths: dict = {}  # per language (and ("known", language)), its words and their digest
+        self._words: dict = {}  # the listed words by language, the known ones by ("known", language)
         self._lex = {}
         if lexicon is not None:
             for c in lexicon.concepts:
@@ -139,30 +139,27 @@ class Translator:
 
     def listed(self, lang: str) -> list[str]:
         """The language's most frequent words, searched when no dictionary answers (found once)."""
-        if lang not in self._paths:
-            self._name(lang, ranked_words(self.db, lang)[: self.neighbours])
-        return self._paths[lang][0]
+        if lang not in self._words:
+            self._words[lang] = ranked_words(self.db, lang)[: self.neighbours]
+        return self._words[lang]
 
     def known(self, lang: str) -> list[str]:
         """The words a translation into or from the language embeds most: the listed words, then every other
         word the dictionaries give in it (English: 90,000, most of them glosses such as "fly a kite")."""
-        if ("known", lang) not in self._paths:
+        if ("known", lang) not in self._words:
             seen = set(self.listed(lang))
             rest = self.db.execute("SELECT DISTINCT dst FROM pairs WHERE dst_lang=? ORDER BY dst", (lang,))
-            self._name(("known", lang), self.listed(lang) + [r[0] for r in rest if r[0] not in seen])
-        return self._paths["known", lang][0]
-
-    def _name(self, key, words: list[str]) -> None:
-        self._paths[key] = (words, hashlib.sha256("\n".join(words).encode()).hexdigest()[:12])
+            self._words["known", lang] = self.listed(lang) + [r[0] for r in rest if r[0] not in seen]
+        return self._words["known", lang]
 
     def list_file(self, lang: str, kind: str) -> Path:
         """Where vectors of the language's words are kept: `kind` "use" (USE-m3's of the listed words, this
         module's) or "features" (the text tower's frozen features of the known words, model/text.py; a typed
         query's translations then need no pass through USE-m3's base); named after the words (other words,
         other file)."""
-        key = ("known", lang) if kind == "features" else lang
         words = self.known(lang) if kind == "features" else self.listed(lang)
-        return cache_dir() / "dictionaries" / f"{kind}-{lang}-{len(words)}-{self._paths[key][1]}.npy"
+        digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:12]
+        return cache_dir() / "dictionaries" / f"{kind}-{lang}-{len(words)}-{digest}.npy"
 
     def vectors(self, words: list[str], lang: str) -> np.ndarray:
         """Unit USE-m3 vectors of words of one language: the word list's, for the words it holds (a

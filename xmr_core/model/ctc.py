@@ -66,9 +66,8 @@ def forward(emit: np.ndarray, ext: np.ndarray, length: np.ndarray, blank: int = 
     quarter more). (N, L) out."""
     emit = emit[None] if emit.ndim == 3 else emit
     L, S = ext.shape
-    skip = np.zeros((L, S))  # 1 where s may be reached from s-2: a label that differs from the one before it
-    skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
-    skip = skip[:, 2:]
+    # for s >= 2, 1 where s may be reached from s-2: a label that differs from the one before it
+    skip = ((ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])).astype(float)
     alpha = np.zeros(emit.shape[:1] + (L, S))
     alpha[:, :, :2] = emit[:, 0, :, :2]
     scale = np.zeros((len(emit), L))

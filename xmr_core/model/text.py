@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -183,8 +184,6 @@ class UseTextTower(nn.Module):
         (float16; computed and saved there first when `compute`), so that such a word costs a lookup, not a
         pass through the frozen base (about 3 ms, a tenth of a typed query). False when the file is missing
         and not computed. The caller names the path after the words: other words, another file."""
-        from pathlib import Path
-
         path = Path(path)
         if not path.exists():
             if not compute:

@@ -35,7 +35,12 @@ def _phrase(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def _glob_escape(text: str) -> str:
+def _trigrams(text: str) -> set[str]:
+    """The trigrams the full-text index holds of a Latin text."""
+    return {text[i:i + 3] for i in range(len(text) - 2)}
+
+
+def glob_escape(text: str) -> str:
     """`text` matched literally inside a GLOB pattern."""
     return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in text)
 
@@ -91,7 +96,7 @@ class ReadingTables:
             rest = HAN.sub("", t).strip()
             if len(rest) >= 3:
                 whole.append(("reading_latin", rest))
-                parts.append(("reading_latin", {rest[i:i + 3] for i in range(len(rest) - 2)}, RARE_TRIGRAMS))
+                parts.append(("reading_latin", _trigrams(rest), RARE_TRIGRAMS))
             elif rest:
                 short.add(rest)
         docs = {table: self._token_docs(table, set().union(*(x for tb, x, _ in parts if tb == table)))
@@ -114,7 +119,7 @@ class ReadingTables:
         for t in short:  # a reading that is the term, or starts with it as its greedy text (store.py's index)
             for r in self.read("SELECT item_id FROM readings WHERE model_id=? AND text=? UNION SELECT item_id FROM "
                                "readings WHERE model_id=? AND text GLOB ? LIMIT ?",  # two index searches (an OR: a scan)
-                               (model_id, t, model_id, _glob_escape(t) + " *", limit)):
+                               (model_id, t, model_id, glob_escape(t) + " *", limit)):
                 if int(r["item_id"]) not in out:
                     out.insert(0, int(r["item_id"]))
         return out[:limit]
@@ -142,9 +147,13 @@ class ReadingTables:
     def _union(queries: list[tuple[str, str]], limit: int) -> tuple[str, tuple[str, ...]]:
         """One statement of (q, rowid): the first `limit` rows matching each full-text phrase (q: its place in
         `queries`), phrase by phrase, each in rowid order (FTS5's own), and its parameters."""
-        sql = " UNION ALL ".join(f"SELECT * FROM (SELECT {n} q, rowid FROM {table} WHERE {table} MATCH ? LIMIT {int(limit)})"
-                                 for n, (table, _) in enumerate(queries))
+        sql = " UNION ALL ".join(ReadingTables._first(n, table, limit) for n, (table, _) in enumerate(queries))
         return sql, tuple(_phrase(x) for _, x in queries)
+
+    @staticmethod
+    def _first(n: int, table: str, limit: int) -> str:
+        """A statement of (q = n, rowid) for the first `limit` rows matching a full-text query, in rowid order."""
+        return f"SELECT * FROM (SELECT {int(n)} q, rowid FROM {table} WHERE {table} MATCH ? LIMIT {int(limit)})"
 
     def _holding(self, queries: list[tuple[str, str]], limit: int, docs: dict[str, int]) -> list[tuple[tuple[str, str], int]]:
         """((table, phrase), row) for the first `limit` rows (by row) that hold each phrase, in one statement:
@@ -156,7 +165,7 @@ class ReadingTables:
         trigram no reading holds is not searched."""
         parts, args = [], []
         for n, (table, x) in enumerate(queries):
-            grams = {x[i:i + 3] for i in range(len(x) - 2)} if table == "reading_latin" else set()
+            grams = _trigrams(x) if table == "reading_latin" else set()
             if not grams <= docs.keys():
                 continue
             if len(grams) > HOLD_TRIGRAMS + 1:
@@ -165,7 +174,7 @@ class ReadingTables:
                              f"WHERE reading_latin MATCH ? AND instr(r.text, ?) > 0 ORDER BY f.rowid LIMIT {int(limit)})")
                 args += [" AND ".join(map(_phrase, rare)), x]
             else:
-                parts.append(f"SELECT * FROM (SELECT {n} q, rowid FROM {table} WHERE {table} MATCH ? LIMIT {int(limit)})")
+                parts.append(self._first(n, table, limit))
                 args.append(_phrase(x))
         if not parts:
             return []
